@@ -1,0 +1,30 @@
+"""Choosing the compute device: `auto` takes CUDA when present, else the CPU."""
+
+from __future__ import annotations
+
+import torch
+
+from vidstyle.errors import ConfigError
+
+
+def resolve_device(name: str) -> torch.device:
+    """Map `auto|cpu|cuda|cuda:N` to a device; fail clearly if CUDA is asked for but absent."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        device = torch.device(name)
+    except RuntimeError:
+        raise ConfigError(f"unknown device '{name}'; use auto, cpu, cuda or cuda:N") from None
+    if device.type == "cuda":
+        if not torch.cuda.is_available():
+            raise ConfigError(
+                f"device '{name}' asked for, but CUDA is not available; use --device cpu"
+            )
+        if device.index is not None and device.index >= torch.cuda.device_count():
+            raise ConfigError(
+                f"device '{name}' does not exist; this machine has "
+                f"{torch.cuda.device_count()} CUDA device(s)"
+            )
+    elif device.type != "cpu":
+        raise ConfigError(f"device '{name}' is not supported; use auto, cpu, cuda or cuda:N")
+    return device

@@ -1,0 +1,20 @@
+"""The record that flows between pipeline stages.
+
+Every stage is an iterator transformer `Iterator[FrameRecord] -> Iterator[FrameRecord]`; a stage
+fills in its own fields with `dataclasses.replace` and never modifies the tensors it was given.
+Tensors follow the project convention: float32, 1×3×H×W, RGB in [0, 1], on the compute device.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from torch import Tensor
+
+
+@dataclass(frozen=True)
+class FrameRecord:
+    index: int  # 0-based frame number in the output
+    pts: int  # source timestamp, in the source video stream's time base
+    content: Tensor  # source frame at the rendering size
+    styled: Tensor | None = None  # set by the stylize stage

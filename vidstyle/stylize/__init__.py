@@ -1,0 +1,1 @@
+"""Stylization: losses, quality-mode optimisation, style images."""

@@ -1,0 +1,144 @@
+"""Perceptual losses of Gatys et al. 2015: content, Gram-matrix style, and total variation.
+
+Every layer's loss is divided by the mean square of its target ("target-normalised"). With
+pretrained VGG-19 this only rescales the weights; with random-weight features it is what makes
+them usable at all, because the magnitude of random activations differs by orders of magnitude
+between layers and one layer would otherwise dominate (Ustyuzhaninov et al. 2016 normalise the
+same way). It also keeps one set of weights meaningful for both feature sources.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor, nn
+
+DEFAULT_STYLE_LAYERS: tuple[str, ...] = ("relu1_1", "relu2_1", "relu3_1", "relu4_1", "relu5_1")
+DEFAULT_CONTENT_LAYERS: tuple[str, ...] = ("relu4_2",)
+
+# Keeps the normaliser away from zero for layers whose target is (nearly) all zeros.
+_EPS = 1e-8
+
+
+def gram_matrix(features: Tensor) -> Tensor:
+    """N×C×H×W -> N×C×C, divided by C·H·W so the value does not depend on the frame size."""
+    n, c, h, w = features.shape
+    flat = features.reshape(n, c, h * w)
+    return torch.bmm(flat, flat.transpose(1, 2)) / (c * h * w)
+
+
+def total_variation(image: Tensor) -> Tensor:
+    """Mean squared difference between neighbouring pixels (smoothness prior)."""
+    dx = image[..., :, 1:] - image[..., :, :-1]
+    dy = image[..., 1:, :] - image[..., :-1, :]
+    return dx.pow(2).mean() + dy.pow(2).mean()
+
+
+@dataclass(frozen=True)
+class LossWeights:
+    content: float = 1.0
+    style: float = 5.0
+    tv: float = 1e-2
+
+
+@dataclass
+class LossTerms:
+    """One evaluation of the loss. `total` carries the graph; the others are plain floats."""
+
+    total: Tensor
+    content: float
+    style: float
+    tv: float
+
+    def as_dict(self) -> dict[str, float]:
+        return {
+            "loss": float(self.total),
+            "content": self.content,
+            "style": self.style,
+            "tv": self.tv,
+        }
+
+
+class PerceptualLoss(nn.Module):
+    """Gatys loss against fixed style targets (set once per video) and a per-frame content target.
+
+    Works on batches: content targets are per image; the style Gram targets (1×C×C) broadcast.
+    """
+
+    def __init__(
+        self,
+        features: nn.Module,
+        *,
+        weights: LossWeights,
+        style_layers: Sequence[str] = DEFAULT_STYLE_LAYERS,
+        content_layers: Sequence[str] = DEFAULT_CONTENT_LAYERS,
+        style_layer_weights: Sequence[float] | None = None,
+    ) -> None:
+        super().__init__()
+        self.features = features
+        self.weights = weights
+        self.style_layers = tuple(style_layers)
+        self.content_layers = tuple(content_layers)
+        layer_weights = style_layer_weights or [1.0] * len(self.style_layers)
+        if len(layer_weights) != len(self.style_layers):
+            raise ValueError("one weight per style layer is needed")
+        total = float(sum(layer_weights))
+        self.style_layer_weights = [w / total for w in layer_weights]
+        self._style_grams: dict[str, Tensor] = {}
+        self._style_norms: dict[str, Tensor] = {}
+        self._content: dict[str, Tensor] = {}
+        self._content_norms: dict[str, Tensor] = {}
+
+    def style_grams(
+        self, images: Sequence[Tensor], blend: Sequence[float] | None = None
+    ) -> dict[str, Tensor]:
+        """Gram targets of one or several style images, blended with weights summing to 1."""
+        blend = list(blend) if blend is not None else [1.0 / len(images)] * len(images)
+        grams: dict[str, Tensor] = {}
+        with torch.no_grad():
+            for image, weight in zip(images, blend, strict=True):
+                feats = self.features(image)
+                for layer in self.style_layers:
+                    g = gram_matrix(feats[layer]) * weight
+                    grams[layer] = grams[layer] + g if layer in grams else g
+        return grams
+
+    def set_style_targets(self, grams: Mapping[str, Tensor]) -> None:
+        self._style_grams = {k: v.detach() for k, v in grams.items()}
+        self._style_norms = {k: v.pow(2).mean().clamp_min(_EPS) for k, v in grams.items()}
+
+    def set_style(self, images: Sequence[Tensor], blend: Sequence[float] | None = None) -> None:
+        self.set_style_targets(self.style_grams(images, blend))
+
+    def set_content(self, content: Tensor) -> None:
+        with torch.no_grad():
+            feats = self.features(content)
+        self._content = {layer: feats[layer].detach() for layer in self.content_layers}
+        self._content_norms = {
+            layer: t.pow(2).mean().clamp_min(_EPS) for layer, t in self._content.items()
+        }
+
+    def forward(self, image: Tensor) -> LossTerms:
+        if not self._style_grams or not self._content:
+            raise RuntimeError("set_style() and set_content() must be called before the loss")
+        feats = self.features(image)
+        content = sum(
+            (feats[layer] - target).pow(2).mean() / self._content_norms[layer]
+            for layer, target in self._content.items()
+        ) / len(self._content)
+        style = sum(
+            w
+            * (gram_matrix(feats[layer]) - self._style_grams[layer]).pow(2).mean()
+            / self._style_norms[layer]
+            for layer, w in zip(self.style_layers, self.style_layer_weights, strict=True)
+        )
+        tv = total_variation(image)
+        total = self.weights.content * content + self.weights.style * style + self.weights.tv * tv
+        return LossTerms(
+            total=total,
+            content=float(content.detach()),
+            style=float(style.detach()),
+            tv=float(tv.detach()),
+        )

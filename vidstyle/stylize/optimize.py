@@ -1,0 +1,125 @@
+"""Optimise one image against a loss (quality mode's inner loop): L-BFGS or Adam, early stop.
+
+Early stop follows Ruder et al. 2016: stop when the relative change of the loss stays below a
+tolerance over a window of iterations, so still scenes (whose warm start is already close to the
+optimum) cost a fraction of the iteration budget.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import torch
+from torch import Tensor
+
+IterationCallback = Callable[[int, float], None]
+
+
+@dataclass
+class OptimizeResult:
+    image: Tensor  # detached, clamped to [0, 1]
+    iterations: int  # loss evaluations with a gradient (what the budget counts)
+    losses: list[float] = field(default_factory=list)  # loss at every iteration
+    stopped_early: bool = False
+
+    @property
+    def final_loss(self) -> float:
+        return self.losses[-1] if self.losses else float("nan")
+
+
+class _Converged(Exception):
+    """Raised inside the L-BFGS closure to end the step once the early-stop rule fires."""
+
+
+class _StopRule:
+    def __init__(self, tolerance: float, window: int) -> None:
+        self.tolerance = tolerance
+        self.window = window
+
+    def reached(self, losses: list[float]) -> bool:
+        if self.tolerance <= 0 or len(losses) <= self.window:
+            return False
+        recent = losses[-self.window - 1 :]
+        # Relative change between consecutive iterations, all inside the window.
+        return all(
+            abs(a - b) <= self.tolerance * max(abs(a), 1e-12)
+            for a, b in zip(recent, recent[1:], strict=False)
+        )
+
+
+def optimize_image(
+    loss_fn: Callable[[Tensor], Tensor],
+    init: Tensor,
+    *,
+    iterations: int,
+    optimizer: str = "lbfgs",
+    learning_rate: float = 0.02,
+    stop_tolerance: float = 1e-4,
+    stop_window: int = 20,
+    on_iteration: IterationCallback | None = None,
+) -> OptimizeResult:
+    """Minimise `loss_fn(image)` starting from a copy of `init` (which is never modified)."""
+    # contiguous: L-BFGS flattens gradients with view(), which fails on permuted strides.
+    image = init.detach().clone(memory_format=torch.contiguous_format).requires_grad_(True)
+    losses: list[float] = []
+    rule = _StopRule(stop_tolerance, stop_window)
+
+    def evaluate() -> Tensor:
+        # Keep pixels displayable while optimising (as the PyTorch neural-style tutorial does):
+        # unconstrained pixels drift far outside [0, 1] and the final clamp then undoes progress.
+        with torch.no_grad():
+            image.clamp_(0.0, 1.0)
+        loss = loss_fn(image)
+        loss.backward()
+        value = float(loss.detach())
+        losses.append(value)
+        if on_iteration is not None:
+            on_iteration(len(losses), value)
+        return loss
+
+    stopped_early = False
+    if optimizer == "lbfgs":
+        # One step runs the whole budget so every iteration costs one evaluation; calling
+        # step() per iteration would re-evaluate the loss at the start of each call.
+        # No line search, as in neural-style: it costs evaluations and rarely helps here.
+        lbfgs = torch.optim.LBFGS(
+            [image],
+            lr=1.0,
+            max_iter=iterations,
+            max_eval=iterations,
+            tolerance_grad=0.0,
+            tolerance_change=0.0,
+            history_size=50,
+        )
+
+        def closure() -> Tensor:
+            lbfgs.zero_grad()
+            loss = evaluate()
+            # Raising after the evaluation leaves `image` at the point whose loss was recorded.
+            if rule.reached(losses):
+                raise _Converged
+            return loss
+
+        try:
+            lbfgs.step(closure)
+        except _Converged:
+            stopped_early = True
+    elif optimizer == "adam":
+        adam = torch.optim.Adam([image], lr=learning_rate)
+        for _ in range(iterations):
+            if rule.reached(losses):
+                stopped_early = True
+                break
+            adam.zero_grad()
+            evaluate()
+            adam.step()
+    else:
+        raise ValueError(f"unknown optimizer {optimizer!r}")
+
+    return OptimizeResult(
+        image=image.detach().clamp(0.0, 1.0),
+        iterations=len(losses),
+        losses=losses,
+        stopped_early=stopped_early,
+    )
