@@ -1,0 +1,207 @@
+"""The `vidstyle` command end to end: default command, outputs, exit codes, one-line errors."""
+
+from __future__ import annotations
+
+import shutil
+from fractions import Fraction
+from pathlib import Path
+
+import av
+import numpy as np
+import pytest
+
+from vidstyle import __version__
+from vidstyle.cli import main
+from vidstyle.media import probe
+
+# Small and quick: random VGG features, tiny frames, a couple of iterations.
+FAST = ["--features", "random", "--size", "48", "--first-iterations", "2", "--iterations", "1",
+        "--encoder-preset", "ultrafast"]
+
+
+def run(args: list[str]) -> int:
+    with pytest.raises(SystemExit) as exited:
+        main([str(a) for a in args])
+    return int(exited.value.code or 0)
+
+
+def audio_packets(path: Path) -> list[tuple[int | None, bytes]]:
+    with av.open(str(path)) as container:
+        stream = container.streams.audio[0]
+        return [(p.pts, bytes(p)) for p in container.demux(stream) if p.size]
+
+
+def decoded(path: Path) -> list[np.ndarray]:
+    with av.open(str(path)) as container:
+        return [f.to_ndarray(format="rgb24") for f in container.decode(video=0)]
+
+
+def files_in(folder: Path) -> set[str]:
+    return {p.name for p in folder.iterdir()}
+
+
+@pytest.fixture
+def workdir(tmp_path: Path, clip: Path, style_image: Path) -> Path:
+    shutil.copy(clip, tmp_path / "clip.mp4")
+    shutil.copy(style_image, tmp_path / "style.png")
+    return tmp_path
+
+
+def test_default_command_writes_stem_dot_style_beside_the_input(
+    workdir: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code = run([workdir / "clip.mp4", "--style", workdir / "style.png", "-q", *FAST])
+    out = workdir / "clip.style.mp4"
+    assert code == 0
+    assert capsys.readouterr().out.strip() == str(out)  # stdout: just the output path
+    source, result = probe(workdir / "clip.mp4"), probe(out)
+    assert len(decoded(out)) == len(decoded(workdir / "clip.mp4")) == 24
+    assert result.fps == source.fps == Fraction(24)
+    assert abs(result.duration - source.duration) <= 1 / 24
+    assert max(result.size) == 48
+    assert audio_packets(out) == audio_packets(workdir / "clip.mp4")
+    assert files_in(workdir) == {"clip.mp4", "style.png", "clip.style.mp4"}
+
+
+def test_ntsc_rate_survives_into_mkv(tmp_path: Path, clip_ntsc: Path, style_image: Path) -> None:
+    out = tmp_path / "out.mkv"
+    assert run([clip_ntsc, "-s", style_image, "-o", out, "-q", "--no-audio", *FAST]) == 0
+    info = probe(out)
+    assert info.fps == Fraction(30000, 1001)
+    assert info.audio == ()
+    assert len(decoded(out)) == 24
+
+
+def test_max_frames_previews_trim_audio_to_match(workdir: Path) -> None:
+    out = workdir / "preview.mp4"
+    code = run([workdir / "clip.mp4", "-s", workdir / "style.png", "-o", out, "--max-frames",
+                "6", "-q", *FAST])
+    assert code == 0
+    assert len(decoded(out)) == 6
+    with av.open(str(out)) as container:
+        audio = container.streams.audio[0]
+        last = max(p.pts + p.duration for p in container.demux(audio) if p.size)
+        audio_end = float(last * audio.time_base)
+    assert audio_end == pytest.approx(6 / 24, abs=0.03)
+
+
+def test_same_command_same_output(workdir: Path) -> None:
+    args = [workdir / "clip.mp4", "-s", workdir / "style.png", "-q", "--max-frames", "3", *FAST]
+    assert run([*args, "-o", workdir / "a.mp4"]) == 0
+    assert run([*args, "-o", workdir / "b.mp4"]) == 0
+    assert all(np.array_equal(a, b) for a, b in
+               zip(decoded(workdir / "a.mp4"), decoded(workdir / "b.mp4"), strict=True))
+
+
+def test_existing_output_is_skipped_unless_overwrite(
+    workdir: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    out = workdir / "clip.style.mp4"
+    out.write_bytes(b"earlier render")
+    assert run([workdir / "clip.mp4", "-s", workdir / "style.png", *FAST]) == 0
+    assert out.read_bytes() == b"earlier render"
+    assert run([workdir / "clip.mp4", "-s", workdir / "style.png", "--overwrite", "-q",
+                "--max-frames", "2", *FAST]) == 0
+    assert len(decoded(out)) == 2
+
+
+@pytest.mark.parametrize(
+    ("make_input", "code", "words"),
+    [
+        (lambda d: d / "missing.mp4", 1, "not found"),
+        (lambda d: (d / "notes.mp4").write_text("hello") and d / "notes.mp4", 1, "video"),
+        (lambda d: (d / "empty.mp4").write_bytes(b"") or d / "empty.mp4", 1, "empty"),
+    ],
+)
+def test_bad_input_is_one_line_exit_code_and_no_output(
+    workdir: Path, capsys: pytest.CaptureFixture[str], make_input, code: int, words: str
+) -> None:
+    path = make_input(workdir)
+    before = files_in(workdir)
+    assert run([path, "-s", workdir / "style.png", *FAST]) == code
+    err = capsys.readouterr().err.strip()
+    assert str(path.name) in err and words in err.lower()
+    assert len(err.splitlines()) == 1 and "Traceback" not in err
+    assert files_in(workdir) == before
+
+
+def test_unreadable_style_image_is_a_usage_error(
+    workdir: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    bad = workdir / "style.jpg"
+    bad.write_text("not really a jpeg")
+    assert run([workdir / "clip.mp4", "-s", bad, *FAST]) == 2
+    err = capsys.readouterr().err
+    assert "style.jpg" in err and len(err.strip().splitlines()) == 1
+    assert not (workdir / "clip.style.mp4").exists()
+
+
+def test_unwritable_output_folder(workdir: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    target = workdir / "no" / "such" / "dir" / "out.mp4"
+    assert run([workdir / "clip.mp4", "-s", workdir / "style.png", "-o", target, *FAST]) == 1
+    assert "out.mp4" in capsys.readouterr().err or "dir" in capsys.readouterr().err
+
+
+def test_bad_option_value_names_the_setting(workdir: Path,
+                                            capsys: pytest.CaptureFixture[str]) -> None:
+    assert run([workdir / "clip.mp4", "-s", workdir / "style.png", "--optimizer", "sgd"]) == 2
+    assert "optimizer" in capsys.readouterr().err
+
+
+def test_crash_mid_render_leaves_nothing_under_the_final_name(
+    workdir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from vidstyle.stylize import quality
+
+    calls = {"n": 0}
+    real = quality.optimize_image
+
+    def failing(*args, **kwargs):
+        calls["n"] += 1
+        if calls["n"] == 4:
+            raise RuntimeError("simulated crash")
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(quality, "optimize_image", failing)
+    with pytest.raises(RuntimeError, match="simulated crash"):
+        main([str(workdir / "clip.mp4"), "-s", str(workdir / "style.png"), "-q", *FAST])
+    assert files_in(workdir) == {"clip.mp4", "style.png"}
+
+
+def test_ctrl_c_exits_130_and_leaves_nothing(
+    workdir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from vidstyle.stylize import quality
+
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(quality, "optimize_image", interrupted)
+    assert run([workdir / "clip.mp4", "-s", workdir / "style.png", "-q", *FAST]) == 130
+    assert files_in(workdir) == {"clip.mp4", "style.png"}
+
+
+def test_version_and_help(capsys: pytest.CaptureFixture[str]) -> None:
+    assert run(["--version"]) == 0
+    assert __version__ in capsys.readouterr().out
+    assert run(["--help"]) == 0
+    help_text = capsys.readouterr().out
+    assert "render" in help_text and "weights" in help_text
+
+
+def test_weights_command_says_what_auto_would_do(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path))
+    monkeypatch.delenv("VIDSTYLE_VGG_WEIGHTS", raising=False)
+    assert run(["weights"]) == 0
+    out = capsys.readouterr().out
+    assert str(tmp_path) in out
+
+
+def test_committed_samples_are_usable() -> None:
+    # The README's main command uses the committed samples; they must exist and be videos/images.
+    root = Path(__file__).parent.parent / "samples"
+    info = probe(root / "clip.mp4")
+    assert max(info.size) <= 320 and info.audio
+    assert (root / "style.png").stat().st_size > 0

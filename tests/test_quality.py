@@ -1,0 +1,145 @@
+"""Quality mode: losses, the optimiser, warm starts, style images."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import mediagen
+import pytest
+import torch
+
+from vidstyle.config import RenderSettings
+from vidstyle.errors import StyleImageError
+from vidstyle.frame import FrameRecord
+from vidstyle.media import image_to_tensor
+from vidstyle.nets.vgg import VGGFeatures
+from vidstyle.stylize.losses import (
+    DEFAULT_CONTENT_LAYERS,
+    DEFAULT_STYLE_LAYERS,
+    LossWeights,
+    PerceptualLoss,
+    gram_matrix,
+)
+from vidstyle.stylize.optimize import optimize_image
+from vidstyle.stylize.quality import QualityStylizer
+from vidstyle.stylize.style_image import load_style_image, style_tensor
+
+SIZE = (48, 40)
+
+
+@pytest.fixture(scope="module")
+def loss() -> PerceptualLoss:
+    layers = sorted(set(DEFAULT_STYLE_LAYERS) | set(DEFAULT_CONTENT_LAYERS))
+    features = VGGFeatures(layers, weights="random", seed=0)
+    perceptual = PerceptualLoss(features, weights=LossWeights())
+    style = mediagen.make_frames(frames=1, size=(48, 48), motion="static", seed=5)[0]
+    perceptual.set_style([image_to_tensor(style)])
+    return perceptual
+
+
+@pytest.fixture(scope="module")
+def frames() -> list[torch.Tensor]:
+    return [image_to_tensor(f) for f in mediagen.make_frames(frames=3, size=SIZE, pan_px=1)]
+
+
+def test_gram_matrix_is_size_independent_for_a_repeated_pattern() -> None:
+    small = torch.rand(1, 4, 8, 8)
+    tiled = small.repeat(1, 1, 2, 2)
+    assert torch.allclose(gram_matrix(small), gram_matrix(tiled), atol=1e-6)
+
+
+@pytest.mark.parametrize("optimizer", ["lbfgs", "adam"])
+def test_loss_goes_down(loss: PerceptualLoss, frames: list[torch.Tensor], optimizer: str) -> None:
+    loss.set_content(frames[0])
+    result = optimize_image(lambda x: loss(x).total, frames[0], iterations=25,
+                            optimizer=optimizer, learning_rate=0.05, stop_tolerance=0)
+    assert result.iterations == 25
+    assert result.final_loss < 0.5 * result.losses[0]
+    assert result.image.min() >= 0 and result.image.max() <= 1
+
+
+def test_optimiser_does_not_modify_its_start_image(loss: PerceptualLoss,
+                                                   frames: list[torch.Tensor]) -> None:
+    start = frames[0].clone()
+    loss.set_content(frames[0])
+    optimize_image(lambda x: loss(x).total, frames[0], iterations=3)
+    assert torch.equal(start, frames[0])
+
+
+def test_early_stop_when_loss_stalls() -> None:
+    # A loss already at its minimum: relative change is 0 from the start.
+    flat = torch.zeros(1, 3, 4, 4)
+    result = optimize_image(lambda x: (x * 0).sum() + 1.0, flat, iterations=100,
+                            optimizer="adam", stop_tolerance=1e-4, stop_window=5)
+    assert result.stopped_early
+    assert result.iterations == 6
+
+
+def test_warm_start_reaches_the_cold_start_loss_in_fewer_iterations(
+    loss: PerceptualLoss, frames: list[torch.Tensor]
+) -> None:
+    """Ruder et al. 2016: frame 2 started from frame 1's output beats starting from scratch."""
+    budget = 20
+    loss.set_content(frames[0])
+    # Frame 1 gets the larger first-frame budget, as in a render.
+    first = optimize_image(lambda x: loss(x).total, frames[0], iterations=2 * budget,
+                           stop_tolerance=0)
+    loss.set_content(frames[1])
+    cold = optimize_image(lambda x: loss(x).total, frames[1], iterations=budget,
+                          stop_tolerance=0)
+    warm = optimize_image(lambda x: loss(x).total, first.image, iterations=budget,
+                          stop_tolerance=0)
+    reached = next((i for i, value in enumerate(warm.losses, 1) if value <= cold.final_loss),
+                   None)
+    assert reached is not None and reached <= 0.75 * budget, (reached, cold.final_loss)
+    assert warm.losses[0] < 0.25 * cold.losses[0]
+
+
+def test_stylizer_warm_starts_later_frames_with_the_smaller_budget(
+    loss: PerceptualLoss, frames: list[torch.Tensor]
+) -> None:
+    settings = RenderSettings(first_iterations=6, iterations=2, stop_tolerance=0)
+    stylizer = QualityStylizer(loss, settings)
+    records = [FrameRecord(index=i, pts=i, content=f) for i, f in enumerate(frames)]
+    out = list(stylizer(iter(records)))
+    assert [r.index for r in out] == [0, 1, 2]
+    assert all(r.styled is not None and r.styled.shape == r.content.shape for r in out)
+    assert [(s.warm_started, s.iterations) for s in stylizer.stats] == [
+        (False, 6), (True, 2), (True, 2)]
+
+
+def test_noise_first_init_is_seeded(loss: PerceptualLoss, frames: list[torch.Tensor]) -> None:
+    settings = RenderSettings(first_init="noise", first_iterations=2, seed=3)
+    record = FrameRecord(index=0, pts=0, content=frames[0])
+    a = next(QualityStylizer(loss, settings)(iter([record]))).styled
+    b = next(QualityStylizer(loss, settings)(iter([record]))).styled
+    c = next(QualityStylizer(loss, settings.replace(seed=4))(iter([record]))).styled
+    assert torch.equal(a, b)
+    assert not torch.equal(a, c)
+
+
+@pytest.mark.parametrize(("mode", "suffix"), [("RGB", ".png"), ("RGBA", ".png"), ("P", ".png"),
+                                               ("L", ".png"), ("CMYK", ".jpg")])
+def test_style_images_of_any_mode_load_as_rgb(tmp_path: Path, mode: str, suffix: str) -> None:
+    path = mediagen.make_image(tmp_path / f"style{suffix}", (40, 30), mode=mode)
+    image = load_style_image(path)
+    assert image.mode == "RGB" and image.size == (40, 30)
+    tensor = style_tensor(image, (100, 60), 0.5, torch.device("cpu"))
+    assert tensor.shape == (1, 3, 38, 50)  # long side = 0.5 × 100, aspect kept
+    assert float(tensor.min()) >= 0 and float(tensor.max()) <= 1
+
+
+@pytest.mark.parametrize("name", ["missing.png", "notes.txt", "clip.mp4", "folder"])
+def test_unusable_style_paths_fail_with_the_path_in_the_message(tmp_path: Path,
+                                                                name: str) -> None:
+    path = tmp_path / name
+    if name == "notes.txt":
+        path.write_text("not an image")
+    elif name == "clip.mp4":
+        path.write_bytes(b"\x00" * 100)
+    elif name == "folder":
+        path.mkdir()
+    with pytest.raises(StyleImageError) as caught:
+        load_style_image(path)
+    assert str(path) in str(caught.value)
+    assert "\n" not in str(caught.value)
