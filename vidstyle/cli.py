@@ -6,6 +6,7 @@ the first argument is not a known subcommand.
 
 from __future__ import annotations
 
+import json
 import logging
 import sys
 from collections.abc import Iterator
@@ -14,10 +15,17 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
+from rich.text import Text
 
 from vidstyle import __version__
-from vidstyle.config import preset_names, resolve_settings
-from vidstyle.console import ProgressBar, debug_enabled, setup_logging, stderr_console
+from vidstyle.config import TrainSettings, preset_names, resolve_settings
+from vidstyle.console import (
+    ProgressBar,
+    TrainingProgressBar,
+    debug_enabled,
+    setup_logging,
+    stderr_console,
+)
 from vidstyle.errors import EXIT_INTERRUPTED, VidstyleError
 
 log = logging.getLogger("vidstyle.cli")
@@ -35,6 +43,8 @@ app = typer.Typer(
 PANEL_IO = "Input and output"
 PANEL_MODE = "Mode and presets"
 PANEL_QUALITY = "Quality mode"
+PANEL_FAST = "Fast mode"
+PANEL_TEMPORAL = "Temporal coherence"
 PANEL_FEATURES = "VGG-19 features"
 PANEL_ENCODE = "Encoding"
 PANEL_LOG = "Logging"
@@ -64,7 +74,11 @@ def _user_errors() -> Iterator[None]:
     except VidstyleError as err:
         if debug_enabled():
             raise
-        stderr_console.print(f"[bold red]error:[/] {err}", markup=True, highlight=False)
+        # soft_wrap: rich would otherwise break a long message (a deep path) into several
+        # lines at the console width; the terminal wraps it for display anyway.
+        # Text, not markup: a path like "take[2].mp4" must print as it is.
+        stderr_console.print(Text.assemble(("error: ", "bold red"), str(err)),
+                             highlight=False, soft_wrap=True)
         raise typer.Exit(err.exit_code) from None
     except KeyboardInterrupt:
         stderr_console.print("[bold red]interrupted[/]", markup=True)
@@ -95,11 +109,15 @@ def render(
         Path, typer.Argument(metavar="INPUT", help="Video file to render.", show_default=False)
     ],
     style: Annotated[
-        list[Path],
+        list[Path] | None,
         typer.Option(
-            "--style", "-s", help="Style image.", rich_help_panel=PANEL_IO, show_default=False
+            "--style",
+            "-s",
+            help="Style image (quality mode).",
+            rich_help_panel=PANEL_IO,
+            show_default=False,
         ),
-    ],
+    ] = None,
     output: Annotated[
         Path | None,
         typer.Option(
@@ -153,7 +171,11 @@ def render(
     ] = None,
     mode: Annotated[
         str | None,
-        typer.Option(help="quality | fast.", rich_help_panel=PANEL_MODE, show_default=False),
+        typer.Option(
+            help="quality | fast. With fast (or --model alone) the default preset is fast.",
+            rich_help_panel=PANEL_MODE,
+            show_default=False,
+        ),
     ] = None,
     device: Annotated[
         str | None,
@@ -205,7 +227,8 @@ def render(
     init: Annotated[
         str | None,
         typer.Option(
-            help="Start of later frames: prev (previous output) | content (independent frames).",
+            help="Start of later frames: warped (previous output moved along the optical flow) "
+            "| prev (previous output as is) | content (independent frames).",
             rich_help_panel=PANEL_QUALITY,
             show_default=False,
         ),
@@ -236,6 +259,75 @@ def render(
         int | None,
         typer.Option(
             help="... over this many iterations.", rich_help_panel=PANEL_QUALITY, show_default=False
+        ),
+    ] = None,
+    temporal_weight: Annotated[
+        float | None,
+        typer.Option(
+            help="Pull each frame towards the flow-warped previous output (0: off).",
+            rich_help_panel=PANEL_QUALITY,
+            show_default=False,
+        ),
+    ] = None,
+    smooth: Annotated[
+        float | None,
+        typer.Option(
+            help="0..1: blend reliable pixels with the flow-warped previous output (0: off).",
+            rich_help_panel=PANEL_TEMPORAL,
+            show_default=False,
+        ),
+    ] = None,
+    flow_preset: Annotated[
+        str | None,
+        typer.Option(
+            help="Optical flow: ultrafast | fast | medium.",
+            rich_help_panel=PANEL_TEMPORAL,
+            show_default=False,
+        ),
+    ] = None,
+    scene_cut_threshold: Annotated[
+        float | None,
+        typer.Option(
+            help="New shot when less than this fraction of a frame follows the previous one.",
+            rich_help_panel=PANEL_TEMPORAL,
+            show_default=False,
+        ),
+    ] = None,
+    model: Annotated[
+        str | None,
+        typer.Option(
+            help="Trained model: a .pth file or a name from `vidstyle models`.",
+            rich_help_panel=PANEL_FAST,
+            show_default=False,
+        ),
+    ] = None,
+    models_dir: Annotated[
+        Path | None,
+        typer.Option(
+            help="Where model names are looked up (default: $VIDSTYLE_MODELS or "
+            "~/.cache/vidstyle/models).",
+            rich_help_panel=PANEL_FAST,
+            show_default=False,
+        ),
+    ] = None,
+    batch_size: Annotated[
+        int | None,
+        typer.Option(
+            help="Frames per network call.", rich_help_panel=PANEL_FAST, show_default=False
+        ),
+    ] = None,
+    precision: Annotated[
+        str | None,
+        typer.Option(
+            help="auto (fp16 on CUDA) | fp32 | fp16 | bf16.",
+            rich_help_panel=PANEL_FAST,
+            show_default=False,
+        ),
+    ] = None,
+    channels_last: Annotated[
+        str | None,
+        typer.Option(
+            help="auto (on for CUDA) | on | off.", rich_help_panel=PANEL_FAST, show_default=False
         ),
     ] = None,
     features: Annotated[
@@ -292,8 +384,12 @@ def render(
     quiet: Quiet = False,
     verbose: Verbose = False,
 ) -> None:
-    """Render INPUT in the style of --style (the default command: `render` may be left out)."""
+    """Render INPUT in the style of --style, or with a trained --model (the default command:
+    `render` may be left out)."""
     setup_logging(_verbosity(quiet, verbose))
+    if preset is None and (mode == "fast" or (model is not None and mode is None)):
+        # `vidstyle clip.mp4 --model starry` should not inherit quality's size and encoder.
+        preset = "fast"
     overrides: dict[str, Any] = {
         "overwrite": overwrite,
         "max_frames": max_frames,
@@ -313,9 +409,18 @@ def render(
         "iterations": iterations,
         "stop_tolerance": stop_tolerance,
         "stop_window": stop_window,
+        "temporal_weight": temporal_weight,
+        "smooth": smooth,
+        "flow_preset": flow_preset,
+        "scene_cut_threshold": scene_cut_threshold,
         "features": features,
         "vgg_weights": vgg_weights,
         "pooling": pooling,
+        "model": model,
+        "models_dir": models_dir,
+        "batch_size": batch_size,
+        "precision": precision,
+        "channels_last": channels_last,
         "codec": codec,
         "crf": crf,
         "encoder_preset": encoder_preset,
@@ -327,7 +432,11 @@ def render(
 
         settings = resolve_settings(preset=preset, config_file=config, overrides=overrides)
         result = stylize_video(
-            input_path, style, settings, output=output, progress=ProgressBar(enabled=not quiet)
+            input_path,
+            style or [],
+            settings,
+            output=output,
+            progress=ProgressBar(enabled=not quiet),
         )
         if result.status == "rendered":
             typer.echo(str(result.output))
@@ -347,6 +456,310 @@ def weights(
 
         for line in describe_weights(vgg_weights):
             typer.echo(line)
+
+
+_TRAIN = TrainSettings()  # option defaults shown in `vidstyle train --help`
+PANEL_TRAIN_DATA = "Style, data and output"
+PANEL_TRAIN = "Training"
+PANEL_LOSS = "Loss"
+
+
+@app.command()
+def train(
+    style: Annotated[
+        Path,
+        typer.Option("--style", "-s", help="Style image.", rich_help_panel=PANEL_TRAIN_DATA),
+    ],
+    data: Annotated[
+        list[Path],
+        typer.Option(
+            "--data",
+            "-d",
+            help="Image folder, video file or folder of videos (repeatable); video frames are "
+            "sampled across each clip, so the footage you will render works as training data.",
+            rich_help_panel=PANEL_TRAIN_DATA,
+        ),
+    ],
+    out: Annotated[
+        Path | None,
+        typer.Option(
+            "--out",
+            "-o",
+            help="Model file to write (default: <models dir>/<style>.pth); its checkpoint is "
+            "<out>.ckpt. Re-running the same command resumes from it.",
+            rich_help_panel=PANEL_TRAIN_DATA,
+            show_default=False,
+        ),
+    ] = None,
+    models_dir: Annotated[
+        Path | None,
+        typer.Option(
+            help="Models directory for the default --out (default: $VIDSTYLE_MODELS or "
+            "~/.cache/vidstyle/models).",
+            rich_help_panel=PANEL_TRAIN_DATA,
+            show_default=False,
+        ),
+    ] = None,
+    arch: Annotated[
+        str,
+        typer.Option(
+            help="standard | small (half the channels, ~4x less compute; for CPUs).",
+            rich_help_panel=PANEL_TRAIN,
+        ),
+    ] = _TRAIN.arch,
+    size: Annotated[
+        int, typer.Option(help="Side of the random square crops.", rich_help_panel=PANEL_TRAIN)
+    ] = _TRAIN.size,
+    batch_size: Annotated[int, typer.Option(rich_help_panel=PANEL_TRAIN)] = _TRAIN.batch_size,
+    lr: Annotated[
+        float, typer.Option(help="Adam learning rate.", rich_help_panel=PANEL_TRAIN)
+    ] = _TRAIN.learning_rate,
+    steps: Annotated[int, typer.Option(rich_help_panel=PANEL_TRAIN)] = _TRAIN.steps,
+    checkpoint_every: Annotated[
+        int,
+        typer.Option(
+            help="Save a resumable checkpoint every N steps (0: at the end only).",
+            rich_help_panel=PANEL_TRAIN,
+        ),
+    ] = _TRAIN.checkpoint_every,
+    restart: Annotated[
+        bool,
+        typer.Option(
+            "--restart",
+            help="Ignore (and replace) an existing checkpoint.",
+            rich_help_panel=PANEL_TRAIN,
+        ),
+    ] = False,
+    frames_per_video: Annotated[
+        int, typer.Option(help="Frames sampled from each video.", rich_help_panel=PANEL_TRAIN)
+    ] = _TRAIN.frames_per_video,
+    seed: Annotated[int, typer.Option(rich_help_panel=PANEL_TRAIN)] = _TRAIN.seed,
+    device: Annotated[
+        str, typer.Option(help="auto | cpu | cuda | cuda:N.", rich_help_panel=PANEL_TRAIN)
+    ] = _TRAIN.device,
+    content_weight: Annotated[
+        float, typer.Option(rich_help_panel=PANEL_LOSS)
+    ] = _TRAIN.content_weight,
+    style_weight: Annotated[float, typer.Option(rich_help_panel=PANEL_LOSS)] = _TRAIN.style_weight,
+    tv_weight: Annotated[float, typer.Option(rich_help_panel=PANEL_LOSS)] = _TRAIN.tv_weight,
+    temporal_weight: Annotated[
+        float,
+        typer.Option(
+            help="Temporal loss on consecutive video frames (flow-warped previous output vs "
+            "current output, masked); needs video --data; 0 = off.",
+            rich_help_panel=PANEL_LOSS,
+        ),
+    ] = _TRAIN.temporal_weight,
+    style_scale: Annotated[
+        float,
+        typer.Option(
+            help="Style image long side relative to the crop.", rich_help_panel=PANEL_LOSS
+        ),
+    ] = _TRAIN.style_scale,
+    features: Annotated[
+        str, typer.Option(help="auto | pretrained | random.", rich_help_panel=PANEL_FEATURES)
+    ] = _TRAIN.features,
+    vgg_weights: Annotated[
+        Path | None,
+        typer.Option(
+            help="VGG-19 checkpoint (torchvision or Caffe layout).",
+            rich_help_panel=PANEL_FEATURES,
+            show_default=False,
+        ),
+    ] = None,
+    pooling: Annotated[
+        str, typer.Option(help="max | avg.", rich_help_panel=PANEL_FEATURES)
+    ] = _TRAIN.pooling,
+    quiet: Quiet = False,
+    verbose: Verbose = False,
+) -> None:
+    """Train a fast-mode network for one style; render with it via `vidstyle INPUT --model M`."""
+    setup_logging(_verbosity(quiet, verbose))
+    bar = TrainingProgressBar(enabled=not quiet, description=style.stem)
+    with _user_errors():
+        from vidstyle.models import models_dir as resolve_models_dir
+        from vidstyle.stylize.train import train as train_model
+
+        if out is None:
+            folder = resolve_models_dir(models_dir)
+            folder.mkdir(parents=True, exist_ok=True)
+            out = folder / f"{style.stem}.pth"
+        settings = TrainSettings(
+            arch=arch,
+            size=size,
+            batch_size=batch_size,
+            learning_rate=lr,
+            steps=steps,
+            content_weight=content_weight,
+            style_weight=style_weight,
+            tv_weight=tv_weight,
+            temporal_weight=temporal_weight,
+            style_scale=style_scale,
+            seed=seed,
+            features=features,
+            vgg_weights=str(vgg_weights) if vgg_weights else None,
+            pooling=pooling,
+            frames_per_video=frames_per_video,
+            checkpoint_every=checkpoint_every,
+            device=device,
+        )
+        try:
+            result = train_model(style, data, out, settings, restart=restart, on_step=bar)
+        finally:
+            bar.finish()
+        typer.echo(str(result.model))
+
+
+@app.command()
+def models(
+    models_dir: Annotated[
+        Path | None,
+        typer.Option(
+            help="Folder to list (default: $VIDSTYLE_MODELS or ~/.cache/vidstyle/models).",
+            show_default=False,
+        ),
+    ] = None,
+) -> None:
+    """List the trained models in the models directory (names for `--model`) with metadata."""
+    setup_logging(0)
+    with _user_errors():
+        from vidstyle.models import list_models
+        from vidstyle.models import models_dir as resolve_models_dir
+
+        folder = resolve_models_dir(models_dir)
+        found = list_models(folder)
+        if not found:
+            typer.echo(
+                f"No models in {folder}; train one with `vidstyle train --style IMAGE --data VIDEO`"
+            )
+            return
+        typer.echo(f"Models in {folder}:")
+        rows = [("NAME", "ARCH", "STYLE", "STEPS", "CROP", "VGG-19", "CREATED")]
+        problems: list[str] = []
+        for item in found:
+            if isinstance(item, VidstyleError):
+                problems.append(f"  unusable: {item}")
+                continue
+            t = item.training
+            rows.append(
+                (
+                    item.name,
+                    item.arch.name,
+                    item.style,
+                    str(t.get("steps", "?")),
+                    f"{t['size']} px" if "size" in t else "?",
+                    str(t.get("loss_network", "?")),
+                    item.created[:16].replace("T", " "),
+                )
+            )
+        widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
+        for row in rows:
+            typer.echo(
+                "  " + "  ".join(v.ljust(w) for v, w in zip(row, widths, strict=True)).rstrip()
+            )
+        for line in problems:
+            typer.echo(line)
+
+
+@app.command(name="eval")
+def evaluate(
+    original: Annotated[Path, typer.Argument(help="The source video.", show_default=False)],
+    styled: Annotated[Path, typer.Argument(help="A stylized rendering of it.", show_default=False)],
+    style: Annotated[
+        list[Path] | None,
+        typer.Option(
+            "--style",
+            "-s",
+            help="Style image(s) it was rendered with: adds the style distance.",
+            show_default=False,
+        ),
+    ] = None,
+    as_json: Annotated[
+        bool, typer.Option("--json", help="Print one JSON object instead of a table.")
+    ] = False,
+    preset: Annotated[
+        str | None,
+        typer.Option(
+            help="Preset the render used (features, style scale) [default: quality].",
+            show_default=False,
+        ),
+    ] = None,
+    config: Annotated[
+        Path | None,
+        typer.Option(help="TOML file of settings the render used.", show_default=False),
+    ] = None,
+    features: Annotated[
+        str | None,
+        typer.Option(help="auto | pretrained | random (as rendered).", show_default=False),
+    ] = None,
+    vgg_weights: Annotated[
+        Path | None,
+        typer.Option(help="VGG-19 checkpoint (as rendered).", show_default=False),
+    ] = None,
+    flow_preset: Annotated[
+        str | None,
+        typer.Option(help="Optical flow: ultrafast | fast | medium.", show_default=False),
+    ] = None,
+    device: Annotated[
+        str | None, typer.Option(help="auto | cpu | cuda | cuda:N.", show_default=False)
+    ] = None,
+    quiet: Quiet = False,
+    verbose: Verbose = False,
+) -> None:
+    """Measure a stylized video: warping error (flicker) against the original, and with --style
+    the distance to the style. Lower is better for both."""
+    setup_logging(_verbosity(quiet, verbose))
+    overrides: dict[str, Any] = {
+        "features": features,
+        "vgg_weights": vgg_weights,
+        "flow_preset": flow_preset,
+        "device": device,
+    }
+    with _user_errors():
+        from vidstyle.metrics import evaluate_videos
+
+        settings = resolve_settings(preset=preset, config_file=config, overrides=overrides)
+        result = evaluate_videos(original, styled, settings, styles=style or [])
+        if as_json:
+            typer.echo(json.dumps(result.as_dict()))
+            return
+        for line in _eval_table(result):
+            typer.echo(line)
+
+
+def _eval_table(result: Any) -> list[str]:
+    """`vidstyle eval`'s human-readable report (result: vidstyle.metrics.EvalResult)."""
+
+    def number(value: float | None) -> str:
+        return "-" if value is None else f"{value:.4g}"
+
+    ratio = result.warping_error_ratio
+    rows = [
+        ("", "original", "styled", ""),
+        (
+            "warping error (E_warp)",
+            number(result.warping_error_original),
+            number(result.warping_error_styled),
+            f"{ratio:.1f}x the original" if ratio is not None else "",
+        ),
+    ]
+    if result.style_distance is not None:
+        rows.append(("style distance", "", number(result.style_distance), ""))
+    widths = [max(len(row[i]) for row in rows) for i in range(3)]
+    width, height = result.size
+    lines = [
+        f"original  {result.original}",
+        f"styled    {result.styled}",
+        f"compared  {result.frames} frames at {width}x{height}: {result.pairs} pairs, "
+        f"{result.cuts} scene cut(s) skipped; flow {result.flow_preset}",
+    ]
+    if result.features is not None:
+        lines.append(f"features  VGG-19, {result.features}")
+    lines.append("")
+    for name, a, b, note in rows:
+        cells = f"{name.ljust(widths[0])}  {a.rjust(widths[1])}  {b.rjust(widths[2])}"
+        lines.append(f"{cells}  {note}".rstrip())
+    return lines
 
 
 def _subcommands() -> set[str]:

@@ -1,0 +1,147 @@
+"""Quality-mode benchmark: seconds and optimiser iterations per frame, warm vs cold start.
+
+For each size it renders a generated clip with motion twice through the real quality stage —
+later frames warm-started from the previous output (`init=prev`, the default) and cold-started
+from their content (`init=content`, independent frames) — with the preset's budgets and early
+stop, and times one VGG forward+backward at that size (the floor: one iteration can't be faster).
+
+    python bench/quality.py                      # sizes 128 and 256, 8 frames, quality preset
+    python bench/quality.py --sizes 256 512 --frames 12 --device cuda
+
+Prints a Markdown table and writes bench/results/quality.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT / "tests"))  # the generated-media factory the tests use
+
+import mediagen  # noqa: E402
+
+from vidstyle.config import resolve_settings  # noqa: E402
+from vidstyle.device import resolve_device  # noqa: E402
+from vidstyle.frame import FrameRecord  # noqa: E402
+from vidstyle.media import image_to_tensor, plan_size, probe, read_frames  # noqa: E402
+from vidstyle.pipeline import build_loss  # noqa: E402
+from vidstyle.stylize.quality import FrameStats, QualityStylizer  # noqa: E402
+from vidstyle.stylize.style_image import load_style_image, style_tensor  # noqa: E402
+
+
+def time_forward_backward(loss, size: tuple[int, int], device: torch.device,
+                          repeats: int = 3) -> float:
+    image = torch.rand(1, 3, size[1], size[0], device=device, requires_grad=True)
+    best = float("inf")
+    for _ in range(repeats + 1):  # the first run warms up allocators and kernels
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
+        started = time.perf_counter()
+        loss(image).total.backward()
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
+        best = min(best, time.perf_counter() - started)
+    return best
+
+
+def summarise(stats: list[FrameStats]) -> dict[str, float]:
+    later = stats[1:]
+    return {
+        "frame1_s": stats[0].seconds,
+        "frame1_iterations": stats[0].iterations,
+        "later_s_per_frame": statistics.mean(s.seconds for s in later),
+        "later_iterations_per_frame": statistics.mean(s.iterations for s in later),
+        "later_final_loss": statistics.mean(s.final_loss for s in later),
+    }
+
+
+def run(args: argparse.Namespace) -> dict:
+    device = resolve_device(args.device)
+    results = []
+    with tempfile.TemporaryDirectory() as tmp:
+        folder = Path(tmp)
+        style_path = mediagen.make_image(folder / "style.png", (256, 256))
+        style = load_style_image(style_path)
+        for long_side in args.sizes:
+            size16x9 = (long_side, long_side * 9 // 16 // 2 * 2)
+            clip = mediagen.make_video(folder / f"clip{long_side}.mp4", frames=args.frames,
+                                       size=size16x9, motion="object", pan_px=2, audio=False)
+            info = probe(clip)
+            settings = resolve_settings(args.preset, overrides={
+                "features": args.features, "device": args.device, "size": long_side})
+            size, _ = plan_size(info.size, settings.size)
+            loss = build_loss(settings, device)
+            loss.set_style([style_tensor(style, size, settings.style_scale, device)])
+            row: dict = {"size": f"{size[0]}x{size[1]}", "features": loss.features.source.kind,
+                         "vgg_fwd_bwd_s": time_forward_backward(loss, size, device)}
+            for init in ("prev", "content"):
+                stylizer = QualityStylizer(loss, settings.replace(init=init))
+                records = (FrameRecord(index=f.index, pts=f.pts,
+                                       content=image_to_tensor(f.image, device))
+                           for f in read_frames(info, size=size))
+                for _ in stylizer(records):
+                    pass
+                row["warm" if init == "prev" else "cold"] = summarise(stylizer.stats)
+            results.append(row)
+            print(f"  done {row['size']}", file=sys.stderr)
+    return {
+        "machine": f"{platform.machine()} {platform.processor() or ''}".strip(),
+        "cpu_threads": torch.get_num_threads(),
+        "device": str(device),
+        "torch": torch.__version__,
+        "preset": args.preset,
+        "budgets": {key: getattr(settings, key) for key in
+                    ("first_iterations", "iterations", "stop_tolerance", "stop_window")},
+        "frames": args.frames,
+        "rows": results,
+    }
+
+
+def table(report: dict) -> str:
+    lines = [
+        f"{report['frames']} frames per clip, preset `{report['preset']}`, device "
+        f"{report['device']} ({report['cpu_threads']} CPU threads), features "
+        f"{report['rows'][0]['features']}",
+        "",
+        "| size | VGG fwd+bwd (s) | start | frame 1 s / iters | later frames s / iters "
+        "| later final loss |",
+        "|---|---|---|---|---|---|",
+    ]
+    for row in report["rows"]:
+        for key, label in (("warm", "warm (prev output)"), ("cold", "cold (content)")):
+            r = row[key]
+            lines.append(
+                f"| {row['size']} | {row['vgg_fwd_bwd_s']:.3f} | {label} | "
+                f"{r['frame1_s']:.1f} / {r['frame1_iterations']} | "
+                f"{r['later_s_per_frame']:.2f} / {r['later_iterations_per_frame']:.1f} | "
+                f"{r['later_final_loss']:.4f} |"
+            )
+    return "\n".join(lines)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--sizes", type=int, nargs="+", default=[128, 256])
+    parser.add_argument("--frames", type=int, default=8)
+    parser.add_argument("--preset", default="quality")
+    parser.add_argument("--features", default="auto")
+    parser.add_argument("--device", default="auto")
+    parser.add_argument("--out", type=Path, default=ROOT / "bench" / "results" / "quality.json")
+    args = parser.parse_args()
+    report = run(args)
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(report, indent=2))
+    print(table(report))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,30 @@
+"""Media I/O: probe a video, decode it to upright RGB frames, encode frames back with the
+source's timing and audio, and convert between images and model tensors.
+
+Nothing here imports the models; `frames` uses torch only for tensor conversion.
+"""
+
+from vidstyle.media.frames import image_to_tensor, plan_size, tensor_to_image
+from vidstyle.media.probe import AudioStreamInfo, VideoInfo, probe
+from vidstyle.media.reader import DecodedFrame, read_frames
+from vidstyle.media.writer import (
+    VIDEO_CODECS,
+    VideoWriter,
+    available_codecs,
+    check_output_writable,
+)
+
+__all__ = [
+    "VIDEO_CODECS",
+    "AudioStreamInfo",
+    "DecodedFrame",
+    "VideoInfo",
+    "VideoWriter",
+    "available_codecs",
+    "check_output_writable",
+    "image_to_tensor",
+    "plan_size",
+    "probe",
+    "read_frames",
+    "tensor_to_image",
+]

@@ -1,0 +1,72 @@
+"""Frame sizes and conversions between decoded images and the tensors the models use.
+
+Between modules a frame is a float32 tensor of shape 1×3×H×W, RGB in [0, 1] (see DESIGN.md);
+on disk and in the codec it is an H×W×3 uint8 RGB array. This module is the only place the two
+meet, so rounding and clamping happen once, here.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+
+def plan_size(source_size: tuple[int, int], long_side: int) -> tuple[tuple[int, int], str | None]:
+    """Render size (w, h) for a source of `source_size`, and a note for the user or None.
+
+    Scales so the longer side is `long_side`, never upscales, keeps the aspect ratio, and makes
+    both sides even because the yuv420p output stores colour per 2×2 block. When the source is
+    not scaled but has an odd side, that side loses its last pixel (the reader crops rather
+    than resamples, which would blur every frame by a fraction of a pixel); the note says so.
+    """
+    width, height = source_size
+    if width < 1 or height < 1:
+        raise ValueError(f"source size must be positive, got {width}x{height}")
+    if long_side < 2:
+        raise ValueError(f"long_side must be at least 2, got {long_side}")
+
+    long_src, short_src = max(width, height), min(width, height)
+    target = min(long_side, long_src)  # never upscale
+    new_long = max(2, target - target % 2)  # even, and never above long_side
+    if target < long_src:
+        # Scaled: round the short side to the nearest even number to keep the aspect close,
+        # but never above the (even) source size.
+        new_short = min(_even(short_src * new_long / long_src), max(2, short_src - short_src % 2))
+        note = None
+    else:
+        new_short = max(2, short_src - short_src % 2)
+        note = None if (new_long, new_short) == (long_src, short_src) else "cropped"
+    out = (new_long, new_short) if width >= height else (new_short, new_long)
+    if note is None:
+        return out, None
+    if min(width, height) < 2:
+        # A 1-px side cannot be cropped; the reader has to stretch it to 2.
+        return out, f"source is {width}x{height}; rendering at {out[0]}x{out[1]} (stretched)"
+    return out, f"source is {width}x{height} (odd); rendering at {out[0]}x{out[1]} (1 px cropped)"
+
+
+def _even(value: float) -> int:
+    return max(2, 2 * round(value / 2))
+
+
+def image_to_tensor(image: np.ndarray, device: torch.device | str = "cpu") -> torch.Tensor:
+    """H×W×3 uint8 RGB array -> new 1×3×H×W float32 tensor in [0, 1] on `device`."""
+    if image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
+        raise ValueError(f"expected an H×W×3 uint8 image, got shape {image.shape} {image.dtype}")
+    # torch.from_numpy rejects negative strides (e.g. from np.rot90 or [::-1]); copy those.
+    array = image if image.flags.c_contiguous else np.ascontiguousarray(image)
+    # Move the uint8 data first: a quarter of the bytes of float32 cross the bus; from_numpy
+    # shares memory with `image`, so the conversions below must all produce new tensors.
+    data = torch.from_numpy(array).to(device)
+    return data.permute(2, 0, 1).unsqueeze(0).contiguous().to(torch.float32).div_(255.0)
+
+
+def tensor_to_image(t: torch.Tensor) -> np.ndarray:
+    """1×3×H×W tensor (any device, any float dtype) -> H×W×3 uint8 RGB; `t` is not modified."""
+    if t.ndim != 4 or t.shape[0] != 1 or t.shape[1] != 3:
+        raise ValueError(f"expected a 1×3×H×W tensor, got shape {tuple(t.shape)}")
+    # float32 before scaling: half precision cannot represent x*255 exactly. `.float()` may
+    # return `t` itself for float32 input, so only out-of-place ops follow it.
+    scaled = t.detach()[0].float().clamp(0.0, 1.0).mul(255.0).round_()
+    # Convert to uint8 on the device so only a quarter of the bytes are copied back.
+    return scaled.to(torch.uint8).permute(1, 2, 0).contiguous().cpu().numpy()

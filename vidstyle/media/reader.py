@@ -1,0 +1,262 @@
+"""Decode a video into upright RGB frames on a background thread.
+
+Decoding, colour conversion and scaling run on one worker thread that feeds a bounded queue, so
+they overlap with stylization in the consumer (PyAV and swscale release the GIL while they
+work) and memory stays at `queue_size` frames however long the video is. FFmpeg's own frame
+threading (`thread_type="AUTO"`) spreads the decoding itself over the cores.
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import threading
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+import av
+import av.container
+import av.error
+import numpy as np
+from av.video.reformatter import Colorspace, Interpolation, VideoReformatter
+
+from vidstyle.errors import InputError
+from vidstyle.media.probe import VideoInfo, open_input, video_stream
+
+log = logging.getLogger(__name__)
+
+_AVCOL_SPC_UNSPECIFIED = 2  # FFmpeg's AVColorSpace value for "no tag"
+
+# How often a worker blocked on a full queue checks whether the consumer has gone away.
+_POLL_S = 0.05
+
+
+@dataclass(frozen=True)
+class DecodedFrame:
+    """One decoded frame, ready for the models."""
+
+    index: int  # 0-based output frame index
+    image: np.ndarray  # H×W×3 uint8 RGB, upright, at the requested size (C-contiguous)
+    pts: int  # source pts in VideoInfo.time_base; strictly increasing
+
+
+@dataclass(frozen=True)
+class _Failure:
+    error: BaseException
+
+
+_DONE = object()
+
+
+def read_frames(
+    info: VideoInfo,
+    *,
+    size: tuple[int, int] | None = None,
+    max_frames: int | None = None,
+    queue_size: int = 8,
+) -> Iterator[DecodedFrame]:
+    """Decode `info.path`, yielding upright RGB frames at `size` (w, h; default: source size).
+
+    The file is opened here, so a file that cannot be opened raises `InputError` at the call;
+    decoding starts at the first `next()`. Close the returned generator (or break out of a for
+    loop, or drop it) to stop early: the worker thread is stopped and the file closed.
+
+    Damaged packets in the middle are skipped and counted, with one warning at the end. Frames
+    without a timestamp (or with one not after the previous frame's) get the previous
+    timestamp plus one frame at `info.fps`, so the writer always sees increasing pts.
+    """
+    if size is not None and (size[0] < 1 or size[1] < 1):
+        raise ValueError(f"size must be positive, got {size}")
+    if max_frames is not None and max_frames < 0:
+        raise ValueError(f"max_frames must be >= 0, got {max_frames}")
+    if queue_size < 1:
+        raise ValueError(f"queue_size must be >= 1, got {queue_size}")
+    container = open_input(info.path)
+    try:
+        stream = _stream_for(container, info)
+        stream.thread_type = "AUTO"  # frame + slice threading inside FFmpeg
+    except BaseException:
+        container.close()
+        raise
+    return _iterate(container, stream, info, size or info.size, max_frames, queue_size)
+
+
+def _stream_for(
+    container: av.container.InputContainer, info: VideoInfo
+) -> av.video.stream.VideoStream:
+    for stream in container.streams.video:
+        if stream.index == info.stream_index:
+            return stream
+    return video_stream(container, info.path)
+
+
+def _iterate(
+    container: av.container.InputContainer,
+    stream: av.video.stream.VideoStream,
+    info: VideoInfo,
+    size: tuple[int, int],
+    max_frames: int | None,
+    queue_size: int,
+) -> Iterator[DecodedFrame]:
+    frames: queue.Queue[object] = queue.Queue(maxsize=queue_size)
+    stop = threading.Event()
+    worker = threading.Thread(
+        target=_decode,
+        args=(container, stream, info, size, max_frames, frames, stop),
+        name=f"vidstyle-decode:{info.path.name}",
+        daemon=True,  # never keeps the interpreter alive; `stop` ends it in normal use
+    )
+    try:
+        worker.start()
+        while True:
+            item = frames.get()
+            if item is _DONE:
+                return
+            if isinstance(item, _Failure):
+                raise item.error
+            assert isinstance(item, DecodedFrame)
+            yield item
+    finally:
+        # Runs on normal end, on an error, and on generator close (consumer stopped early).
+        stop.set()
+        _drain(frames)  # wake a worker blocked on a full queue
+        if worker.is_alive() or worker.ident is not None:
+            worker.join()
+        container.close()
+
+
+def _drain(frames: queue.Queue[object]) -> None:
+    try:
+        while True:
+            frames.get_nowait()
+    except queue.Empty:
+        pass
+
+
+def _put(frames: queue.Queue[object], item: object, stop: threading.Event) -> bool:
+    """Put `item`, waiting for room; False when the consumer has stopped."""
+    while not stop.is_set():
+        try:
+            frames.put(item, timeout=_POLL_S)
+            return True
+        except queue.Full:
+            continue
+    return False
+
+
+def _decode(
+    container: av.container.InputContainer,
+    stream: av.video.stream.VideoStream,
+    info: VideoInfo,
+    size: tuple[int, int],
+    max_frames: int | None,
+    frames: queue.Queue[object],
+    stop: threading.Event,
+) -> None:
+    skipped = 0
+    try:
+        if max_frames == 0:
+            return
+        convert = _Converter(info, size)
+        step = max(1, round(1 / (info.fps * info.time_base)))  # one frame, in time_base units
+        last_pts: int | None = None
+        index = 0
+        packets = container.demux(stream)
+        while not stop.is_set():
+            try:
+                packet = next(packets)
+            except StopIteration:
+                break
+            except av.error.FFmpegError as err:
+                # The container itself is damaged past here (e.g. truncated): keep what we
+                # decoded, flush the decoder, and say so.
+                log.warning("%s: stopped reading at frame %d: %s", info.path, index, err)
+                packet = None
+            try:
+                decoded = (
+                    packet.decode() if packet is not None else stream.codec_context.decode(None)
+                )
+            except av.error.FFmpegError as err:
+                skipped += 1
+                log.debug(
+                    "%s: skipping damaged packet (pts %s): %s",
+                    info.path,
+                    packet and packet.pts,
+                    err,
+                )
+                continue
+            for frame in decoded:
+                pts = frame.pts if frame.pts is not None else frame.dts
+                if pts is None or (last_pts is not None and pts <= last_pts):
+                    pts = 0 if last_pts is None else last_pts + step
+                last_pts = pts
+                item = DecodedFrame(index=index, image=convert(frame), pts=pts)
+                if not _put(frames, item, stop):
+                    return
+                index += 1
+                if max_frames is not None and index >= max_frames:
+                    return
+            if packet is None:
+                break
+        if not stop.is_set() and info.frame_count and index < 0.9 * info.frame_count - 1:
+            # Damaged containers often end demuxing early without any error.
+            log.warning(
+                "%s: decoded only %d of about %d frames; the file may be truncated or damaged",
+                info.path,
+                index,
+                info.frame_count,
+            )
+    except BaseException as err:  # handed to the consumer, which re-raises it
+        if isinstance(err, av.error.FFmpegError):
+            err = InputError(f"decoding failed ({err}); the file may be damaged", info.path)
+        _put(frames, _Failure(err), stop)
+    finally:
+        if skipped:
+            log.warning("%s: skipped %d damaged packet(s) while decoding", info.path, skipped)
+        _put(frames, _DONE, stop)
+
+
+class _Converter:
+    """Decoded frame -> upright RGB array of the requested size."""
+
+    def __init__(self, info: VideoInfo, size: tuple[int, int]) -> None:
+        self.turns = info.rotation // 90  # clockwise quarter turns to apply
+        self.size = size
+        src_w, src_h = info.size
+        # An odd source rendered one pixel smaller (see plan_size) is cropped, not resampled:
+        # scaling 321 -> 320 px would blur every frame by a fraction of a pixel.
+        self.crop = (
+            size != (src_w, src_h) and 0 <= src_w - size[0] <= 1 and 0 <= src_h - size[1] <= 1
+        )
+        out_w, out_h = (src_w, src_h) if self.crop else size
+        # swscale works on the stored picture, which is turned a quarter for 90/270.
+        self.coded_size = (out_h, out_w) if self.turns % 2 else (out_w, out_h)
+        shrinking = out_w <= src_w and out_h <= src_h
+        # Area averaging is the anti-aliased choice for downscaling; bicubic for enlarging.
+        self.interpolation = Interpolation.AREA if shrinking else Interpolation.BICUBIC
+        # One reformatter for the whole video: it keeps its swscale context between frames.
+        self.reformatter = VideoReformatter()
+
+    def __call__(self, frame: av.VideoFrame) -> np.ndarray:
+        width, height = self.coded_size
+        colorspace = None  # the frame's own tag
+        if frame.colorspace == _AVCOL_SPC_UNSPECIFIED and min(frame.width, frame.height) >= 720:
+            # Untagged HD is BT.709 by convention (what players assume), not swscale's BT.601.
+            colorspace = Colorspace.ITU709
+        rgb = self.reformatter.reformat(
+            frame,
+            width=width,
+            height=height,
+            format="rgb24",
+            src_colorspace=colorspace,
+            interpolation=self.interpolation,
+            # Pass the range on: FFmpeg 8 marks full-range YUV here (not with yuvj formats),
+            # and the default (unspecified = limited) would wash out full-range sources.
+            src_color_range=frame.color_range or None,
+        )
+        image = rgb.to_ndarray()
+        if self.turns:
+            image = np.rot90(image, k=-self.turns)  # negative k: clockwise
+        if self.crop:
+            image = image[: self.size[1], : self.size[0]]
+        return np.ascontiguousarray(image)
