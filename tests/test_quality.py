@@ -143,3 +143,22 @@ def test_unusable_style_paths_fail_with_the_path_in_the_message(tmp_path: Path,
         load_style_image(path)
     assert str(path) in str(caught.value)
     assert "\n" not in str(caught.value)
+
+
+def test_optimiser_returns_the_best_image_it_evaluated() -> None:
+    """A loss that gets worse after its 3rd evaluation: the 3rd point is returned, not the last."""
+    calls = {"n": 0}
+    seen: list[torch.Tensor] = []
+
+    def loss_fn(x: torch.Tensor) -> torch.Tensor:
+        calls["n"] += 1
+        seen.append(x.detach().clone())
+        penalty = 0.0 if calls["n"] <= 3 else float(calls["n"])
+        return (x - 0.5).pow(2).sum() * (1.0 / calls["n"]) + penalty
+
+    result = optimize_image(loss_fn, torch.zeros(1, 3, 2, 2), iterations=6, optimizer="adam",
+                            learning_rate=0.1, stop_tolerance=0)
+    best = min(range(len(result.losses)), key=result.losses.__getitem__)
+    assert best == 2
+    assert result.final_loss == result.losses[2]
+    assert torch.equal(result.image, seen[2])

@@ -15,18 +15,19 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
+from rich.table import Table
 from rich.text import Text
 
 from vidstyle import __version__
 from vidstyle.config import TrainSettings, preset_names, resolve_settings
 from vidstyle.console import (
-    ProgressBar,
+    BatchProgress,
     TrainingProgressBar,
     debug_enabled,
     setup_logging,
     stderr_console,
 )
-from vidstyle.errors import EXIT_INTERRUPTED, VidstyleError
+from vidstyle.errors import EXIT_INPUT_FAILED, EXIT_INTERRUPTED, VidstyleError
 
 log = logging.getLogger("vidstyle.cli")
 
@@ -43,11 +44,13 @@ app = typer.Typer(
 PANEL_IO = "Input and output"
 PANEL_MODE = "Mode and presets"
 PANEL_QUALITY = "Quality mode"
+PANEL_ARTISTIC = "Artistic controls"
 PANEL_FAST = "Fast mode"
 PANEL_TEMPORAL = "Temporal coherence"
 PANEL_FEATURES = "VGG-19 features"
 PANEL_ENCODE = "Encoding"
 PANEL_LOG = "Logging"
+PANEL_BATCH = "Batch and resume"
 
 
 def _version(value: bool) -> None:
@@ -105,15 +108,22 @@ Verbose = Annotated[
 
 @app.command()
 def render(
-    input_path: Annotated[
-        Path, typer.Argument(metavar="INPUT", help="Video file to render.", show_default=False)
+    input_paths: Annotated[
+        list[Path],
+        typer.Argument(
+            metavar="INPUT...",
+            help="Video files and/or folders of videos (folders need -o OUTDIR).",
+            show_default=False,
+        ),
     ],
     style: Annotated[
         list[Path] | None,
         typer.Option(
             "--style",
             "-s",
-            help="Style image (quality mode).",
+            help="Style image (quality mode). Repeatable: several --style values render every "
+            "input in every style (one output each), unless --style-blend is given, which "
+            "blends them into one style and one output per input (<stem>.<a>+<b>.mp4).",
             rich_help_panel=PANEL_IO,
             show_default=False,
         ),
@@ -180,7 +190,10 @@ def render(
     device: Annotated[
         str | None,
         typer.Option(
-            help="auto | cpu | cuda | cuda:N.", rich_help_panel=PANEL_MODE, show_default=False
+            help="auto | cpu | cuda | cuda:N; with --jobs, a comma-separated list the workers "
+            "take in turn (cuda:0,cuda:1).",
+            rich_help_panel=PANEL_MODE,
+            show_default=False,
         ),
     ] = None,
     seed: Annotated[
@@ -205,6 +218,69 @@ def render(
         typer.Option(
             help="Style image long side relative to the frame's.",
             rich_help_panel=PANEL_QUALITY,
+            show_default=False,
+        ),
+    ] = None,
+    preserve_colors: Annotated[
+        str | None,
+        typer.Option(
+            help="Keep the source's colours: none | luminance (transfer the style's luminance "
+            "only) | histogram (match the style's colours to the source's). Fast mode: applied "
+            "to each output frame.",
+            rich_help_panel=PANEL_ARTISTIC,
+            show_default=False,
+        ),
+    ] = None,
+    style_blend: Annotated[
+        str | None,
+        typer.Option(
+            help="Blend the --style images into ONE style with these weights, e.g. 0.7,0.3 "
+            "(one per --style, normalised). Without it, several --style values mean one "
+            "render in each style.",
+            rich_help_panel=PANEL_ARTISTIC,
+            show_default=False,
+        ),
+    ] = None,
+    coarse_to_fine: Annotated[
+        bool | None,
+        typer.Option(
+            "--coarse-to-fine/--no-coarse-to-fine",
+            help="Optimise the first frame of each shot at growing sizes up to --size "
+            "(same iteration budget).",
+            rich_help_panel=PANEL_ARTISTIC,
+            show_default=False,
+        ),
+    ] = None,
+    coarse_min_size: Annotated[
+        int | None,
+        typer.Option(
+            help="Long side of the coarsest scale.",
+            rich_help_panel=PANEL_ARTISTIC,
+            show_default=False,
+        ),
+    ] = None,
+    style_layers: Annotated[
+        str | None,
+        typer.Option(
+            help="VGG-19 style layers, comma-separated (e.g. relu1_1,relu2_1,relu3_1); "
+            "weighted equally unless the config sets style-layer-weights.",
+            rich_help_panel=PANEL_ARTISTIC,
+            show_default=False,
+        ),
+    ] = None,
+    style_layer_weights: Annotated[
+        str | None,
+        typer.Option(
+            help="One weight per style layer, comma-separated (normalised).",
+            rich_help_panel=PANEL_ARTISTIC,
+            show_default=False,
+        ),
+    ] = None,
+    content_layers: Annotated[
+        str | None,
+        typer.Option(
+            help="VGG-19 content layers, comma-separated (default relu4_2).",
+            rich_help_panel=PANEL_ARTISTIC,
             show_default=False,
         ),
     ] = None,
@@ -381,11 +457,75 @@ def render(
             show_default=False,
         ),
     ] = None,
+    recursive: Annotated[
+        bool,
+        typer.Option(
+            "--recursive", "-r", help="Search folders' subfolders too.", rich_help_panel=PANEL_BATCH
+        ),
+    ] = False,
+    ext: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--ext",
+            help="Extensions taken for videos in folders, comma-separated or repeated "
+            "[default: mp4,m4v,mov,mkv,webm,avi,mpg,mpeg,ts,mts,m2ts,flv,wmv,3gp].",
+            rich_help_panel=PANEL_BATCH,
+            show_default=False,
+        ),
+    ] = None,
+    name: Annotated[
+        str,
+        typer.Option(
+            "--name",
+            help="Output name template: {stem} (input name), {style} (style or model name), "
+            "{ext} (.mp4), {input_ext} (the input's extension); may include a subfolder.",
+            rich_help_panel=PANEL_BATCH,
+        ),
+    ] = "{stem}.{style}{ext}",
+    jobs: Annotated[
+        int,
+        typer.Option(
+            "--jobs",
+            "-j",
+            help="Videos rendered at once, in worker processes; with --device cuda:0,cuda:1 "
+            "the workers take the devices in turn.",
+            rich_help_panel=PANEL_BATCH,
+        ),
+    ] = 1,
+    dry_run: Annotated[
+        bool,
+        typer.Option(
+            "--dry-run",
+            help="Print the plan (input → output, render/skip, frames) and write nothing.",
+            rich_help_panel=PANEL_BATCH,
+        ),
+    ] = False,
+    resume: Annotated[
+        bool | None,
+        typer.Option(
+            "--resume/--no-resume",
+            help="Continue an interrupted render of the same command from its saved segments "
+            "(the default); --no-resume starts over.",
+            rich_help_panel=PANEL_BATCH,
+            show_default=False,
+        ),
+    ] = None,
+    segment_frames: Annotated[
+        int | None,
+        typer.Option(
+            help="Frames per saved segment: a crash loses at most this many [120].",
+            rich_help_panel=PANEL_BATCH,
+            show_default=False,
+        ),
+    ] = None,
     quiet: Quiet = False,
     verbose: Verbose = False,
 ) -> None:
-    """Render INPUT in the style of --style, or with a trained --model (the default command:
-    `render` may be left out)."""
+    """Render videos in the style of --style, or with a trained --model (the default command:
+    `render` may be left out). One INPUT file renders to <stem>.<style>.mp4 beside it, or to
+    -o FILE; several inputs, several styles or folders render into -o OUTDIR (mirroring the
+    folders' subfolders), skipping outputs that exist. An interrupted render resumes when the
+    same command is run again."""
     setup_logging(_verbosity(quiet, verbose))
     if preset is None and (mode == "fast" or (model is not None and mode is None)):
         # `vidstyle clip.mp4 --model starry` should not inherit quality's size and encoder.
@@ -401,6 +541,13 @@ def render(
         "style_weight": style_weight,
         "tv_weight": tv_weight,
         "style_scale": style_scale,
+        "preserve_colors": preserve_colors,
+        "style_blend": style_blend,
+        "coarse_to_fine": coarse_to_fine,
+        "coarse_min_size": coarse_min_size,
+        "style_layers": style_layers,
+        "style_layer_weights": style_layer_weights,
+        "content_layers": content_layers,
         "optimizer": optimizer,
         "learning_rate": learning_rate,
         "first_init": first_init,
@@ -425,21 +572,124 @@ def render(
         "crf": crf,
         "encoder_preset": encoder_preset,
         "audio": audio,
+        "resume": resume,
+        "segment_frames": segment_frames,
     }
     with _user_errors():
-        # Imported here so `vidstyle --help` does not pay for importing torch.
-        from vidstyle.pipeline import stylize_video
-
         settings = resolve_settings(preset=preset, config_file=config, overrides=overrides)
-        result = stylize_video(
-            input_path,
+        # Imported here so `vidstyle --help` does not pay for importing torch.
+        from vidstyle.batch import normalise_extensions, plan_batch, plan_table, run_batch
+        from vidstyle.media import check_output_writable
+        from vidstyle.stylize.targets import blend_weights
+
+        if settings.mode == "quality" and settings.style_blend is not None:
+            # A weight count that does not fit is a usage error before any file is planned,
+            # not a failure of every input.
+            blend_weights(settings.style_blend, len(style or []))
+
+        plan = plan_batch(
+            input_paths,
             style or [],
             settings,
             output=output,
-            progress=ProgressBar(enabled=not quiet),
+            recursive=recursive,
+            extensions=normalise_extensions(ext),
+            name_template=name,
         )
+        if dry_run:
+            for line in plan_table(plan):
+                typer.echo(line)
+            raise typer.Exit(1 if any(job.action == "fail" for job in plan.jobs) else 0)
+        if plan.output_dir is not None and plan.output_dir.is_dir():
+            check_output_writable(plan.output_dir / "probe.mp4")  # fail once, not per file
+        single = len(plan.jobs) == 1  # `vidstyle clip.mp4 -s s.png`: errors as they are
+        progress = _BatchDisplay(
+            BatchProgress(
+                enabled=not quiet, files=len(plan.jobs), frames=plan.frames_to_render
+            )
+        )
+        try:
+            summary = run_batch(
+                plan, settings, jobs=jobs, events=progress, raise_errors=single
+            )
+        finally:
+            progress.bar.finish()
+        if not single and not quiet:
+            _print_summary(summary)
+        if summary.interrupted:
+            stderr_console.print(
+                "[bold red]interrupted[/]: progress is saved; run the same command to resume",
+                markup=True,
+            )
+            raise typer.Exit(EXIT_INTERRUPTED)
+        if summary.failed:
+            raise typer.Exit(EXIT_INPUT_FAILED)
+
+
+class _BatchDisplay:
+    """The batch's events: the progress display, and each finished output's path on stdout."""
+
+    def __init__(self, bar: BatchProgress) -> None:
+        self.bar = bar
+
+    def job_started(self, job: Any, description: str, total: int | None) -> None:
+        self.bar.job_started(job, description, total)
+
+    def job_advanced(self, job: Any, frames: int) -> None:
+        self.bar.job_advanced(job, frames)
+
+    def job_finished(self, result: Any) -> None:
+        self.bar.job_finished(result)
         if result.status == "rendered":
-            typer.echo(str(result.output))
+            typer.echo(str(result.job.output))
+
+
+def _print_summary(summary: Any) -> None:
+    """The batch's summary table on stderr (summary: vidstyle.batch.BatchSummary)."""
+    table = Table(title="vidstyle batch", title_justify="left", box=None, pad_edge=False)
+    for column, justify in (("input", "left"), ("style", "left"), ("result", "left"),
+                            ("frames", "right"), ("time", "right"), ("frames/s", "right")):
+        table.add_column(column, justify=justify, overflow="fold")  # type: ignore[arg-type]
+    colours = {"rendered": "green", "skipped": "dim", "failed": "red", "interrupted": "yellow"}
+    for result in summary.results:
+        job = result.job
+        note = result.status
+        if result.resumed_from:
+            note += f" (resumed at {result.resumed_from})"
+        rendered = result.status == "rendered"
+        speed = result.rendered_frames / result.seconds if rendered and result.seconds else 0
+        table.add_row(
+            Text(str(job.input)),
+            Text(job.style_name or "-"),
+            Text(note, style=colours.get(result.status, "")),
+            str(result.frames) if rendered else "",
+            _duration(result.seconds) if rendered else "",
+            f"{speed:.2f}" if rendered else "",
+        )
+    stderr_console.print(table)
+    for result in summary.results:
+        if result.status == "failed":  # one unbroken line each, the reason in full
+            stderr_console.print(Text.assemble(("failed: ", "bold red"), result.message),
+                                 highlight=False, soft_wrap=True)
+    counts = ", ".join(
+        f"{summary.count(status)} {status}"
+        for status in ("rendered", "skipped", "failed", "interrupted")
+        if summary.count(status) or status != "interrupted"
+    )
+    stderr_console.print(
+        Text(
+            f"{counts}; {summary.frames} frames in {_duration(summary.seconds)} "
+            f"({summary.frames_per_second:.2f} frames/s)",
+            style="bold red" if summary.failed else "bold",
+        ),
+        soft_wrap=True,
+    )
+
+
+def _duration(seconds: float) -> str:
+    minutes, secs = divmod(round(seconds), 60)
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours}:{minutes:02d}:{secs:02d}" if hours else f"{minutes}:{secs:02d}"
 
 
 @app.command()
@@ -680,7 +930,7 @@ def evaluate(
     preset: Annotated[
         str | None,
         typer.Option(
-            help="Preset the render used (features, style scale) [default: quality].",
+            help="Preset the render used (features, style scale); quality if not given.",
             show_default=False,
         ),
     ] = None,

@@ -89,3 +89,146 @@ class ProgressBar:
             self._progress.stop()
         self._progress = None
         self._task = None
+
+
+class TrainingProgressBar:
+    """`vidstyle train`'s bar: steps done/total, steps/s, ETA and the latest losses, on stderr.
+
+    Takes `vidstyle.stylize.train.StepReport`s (duck-typed: step, steps, losses) so this module
+    stays free of torch imports.
+    """
+
+    def __init__(self, enabled: bool = True, description: str = "training") -> None:
+        self.enabled = enabled
+        self.description = description
+        self._progress: Progress | None = None
+        self._task: TaskID | None = None
+
+    def __call__(self, report: object) -> None:
+        if not self.enabled:
+            return
+        step: int = report.step  # type: ignore[attr-defined]
+        steps: int = report.steps  # type: ignore[attr-defined]
+        losses: dict[str, float] = report.losses  # type: ignore[attr-defined]
+        if self._progress is None:
+            self._progress = Progress(
+                TextColumn("[bold]{task.description}"),
+                BarColumn(),
+                MofNCompleteColumn(),
+                TextColumn("steps"),
+                TimeElapsedColumn(),
+                TextColumn("ETA"),
+                TimeRemainingColumn(),
+                TextColumn("{task.fields[losses]}"),
+                console=stderr_console,
+                transient=False,
+            )
+            self._progress.start()
+            # Start where a resumed run starts, so the rate and ETA count only this run's steps.
+            self._task = self._progress.add_task(
+                self.description, total=steps, completed=step - 1, losses=""
+            )
+        assert self._task is not None
+        text = " ".join(f"{name} {value:.3g}" for name, value in losses.items())
+        self._progress.update(self._task, completed=step, losses=text)
+
+    def finish(self) -> None:
+        if self._progress is not None:
+            self._progress.stop()
+        self._progress = None
+        self._task = None
+
+
+class BatchProgress:
+    """One display for a batch (`vidstyle.batch.BatchEvents`) on stderr: an overall row (files
+    finished of all, frames, frames/s, ETA) above a row per video being rendered.
+
+    Takes `vidstyle.batch.Job`s and `JobResult`s duck-typed (number, frames, resume_from,
+    action; job, rendered_frames), so this module stays free of the pipeline's imports.
+    """
+
+    def __init__(self, *, enabled: bool = True, files: int = 1, frames: int | None = None) -> None:
+        self.enabled = enabled
+        self.files = files
+        self._done = 0
+        self._progress: Progress | None = None
+        self._overall: TaskID | None = None
+        self._rows: dict[int, TaskID] = {}
+        self._expected: dict[int, int] = {}  # job number -> frames its row expects
+        self._advanced: dict[int, int] = {}
+        self._total = frames or None  # the overall row's total, kept here as rows come and go
+        self._completed = 0
+        if not enabled:
+            return
+        self._progress = Progress(
+            TextColumn("[bold]{task.description}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            FramesPerSecondColumn(),
+            TextColumn("ETA"),
+            TimeRemainingColumn(),
+            console=stderr_console,
+            transient=False,
+        )
+        self._progress.start()
+        if files > 1:
+            self._overall = self._progress.add_task(self._overall_text(), total=self._total)
+
+    def _overall_text(self) -> str:
+        return f"all: {self._done}/{self.files} files"
+
+    @staticmethod
+    def _planned(job: object) -> int:
+        """Frames the plan counted for `job` in the overall total."""
+        if getattr(job, "action", "") != "render":
+            return 0
+        return max(0, (getattr(job, "frames", None) or 0) - getattr(job, "resume_from", 0))
+
+    def job_started(self, job: object, description: str, total: int | None) -> None:
+        if self._progress is None:
+            return
+        number: int = job.number  # type: ignore[attr-defined]
+        planned = self._planned(job)
+        expected = planned if total is None else total
+        self._expected[number] = expected
+        self._advanced[number] = 0
+        if self._overall is not None and self._total is not None and expected != planned:
+            self._total += expected - planned
+            self._progress.update(self._overall, total=self._total)
+        self._rows[number] = self._progress.add_task(description, total=total)
+
+    def job_advanced(self, job: object, frames: int) -> None:
+        if self._progress is None:
+            return
+        number: int = job.number  # type: ignore[attr-defined]
+        self._advanced[number] = self._advanced.get(number, 0) + frames
+        if number in self._rows:
+            self._progress.advance(self._rows[number], frames)
+        if self._overall is not None:
+            self._completed += frames
+            self._progress.advance(self._overall, frames)
+
+    def job_finished(self, result: object) -> None:
+        if self._progress is None:
+            return
+        job = result.job  # type: ignore[attr-defined]
+        number: int = job.number
+        self._done += 1
+        row = self._rows.pop(number, None)
+        if row is not None:
+            self._progress.remove_task(row)
+        if self._overall is not None:
+            # Frames that will not come (a failure, a shorter video than the container said)
+            # leave the total, so the ETA does not wait for them.
+            expected = self._expected.pop(number, self._planned(job))
+            missing = max(0, expected - self._advanced.pop(number, 0))
+            if self._total is not None:
+                self._total = max(self._completed, self._total - missing)
+            self._progress.update(
+                self._overall, total=self._total, description=self._overall_text()
+            )
+
+    def finish(self) -> None:
+        if self._progress is not None:
+            self._progress.stop()
+        self._progress = None

@@ -18,3 +18,7 @@ class FrameRecord:
     pts: int  # source timestamp, in the source video stream's time base
     content: Tensor  # source frame at the rendering size
     styled: Tensor | None = None  # set by the stylize stage
+    # Set by the flow stage (vidstyle.temporal.flow.FlowStage); None/False when it did not run.
+    flow: Tensor | None = None  # 1×2×H×W, pixels, from this frame to the previous one
+    reliable: Tensor | None = None  # 1×1×H×W in {0, 1}: where `flow` can be trusted
+    new_shot: bool = False  # first frame or after a scene cut: nothing may come from before

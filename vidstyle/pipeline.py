@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
@@ -12,30 +12,37 @@ from typing import Protocol
 
 import torch
 
-from vidstyle.config import RenderSettings
+from vidstyle.config import RenderSettings, check_layer_weights
 from vidstyle.device import resolve_device
 from vidstyle.errors import ConfigError, OutputError, RenderInterrupted
 from vidstyle.frame import FrameRecord
 from vidstyle.media import (
     VideoInfo,
-    VideoWriter,
     available_codecs,
     check_output_writable,
     image_to_tensor,
     plan_size,
     probe,
     read_frames,
-    tensor_to_image,
 )
+from vidstyle.memory import check_fits
 from vidstyle.nets.vgg import VGGFeatures
-from vidstyle.stylize.losses import (
-    DEFAULT_CONTENT_LAYERS,
-    DEFAULT_STYLE_LAYERS,
-    LossWeights,
-    PerceptualLoss,
+from vidstyle.resume import (
+    SegmentedWriter,
+    WorkDir,
+    capture,
+    fingerprint,
+    restore,
+    settings_files,
+    skip_before,
 )
+from vidstyle.stylize.color import LuminanceFeatures, preserve_colors_stage
+from vidstyle.stylize.feedforward import FeedForwardStylizer
+from vidstyle.stylize.losses import LossWeights, PerceptualLoss
 from vidstyle.stylize.quality import QualityStylizer
-from vidstyle.stylize.style_image import load_style_image, style_tensor
+from vidstyle.stylize.style_image import load_style_image
+from vidstyle.stylize.targets import StyleTargets, blend_weights
+from vidstyle.temporal import FlowStage, TemporalSmoother, flow_needed
 
 log = logging.getLogger(__name__)
 
@@ -69,10 +76,13 @@ class RenderResult:
     frames: int = 0
     seconds: float = 0.0
     size: tuple[int, int] | None = None
+    resumed_from: int = 0  # frames an earlier, interrupted run had finished (vidstyle.resume)
 
     @property
     def frames_per_second(self) -> float:
-        return self.frames / self.seconds if self.seconds > 0 else 0.0
+        """Frames rendered by this run per second of it."""
+        done = self.frames - self.resumed_from
+        return done / self.seconds if self.seconds > 0 else 0.0
 
 
 def default_output_path(input_path: Path, styles: Sequence[Path]) -> Path:
@@ -87,19 +97,50 @@ def expected_frames(info: VideoInfo, max_frames: int | None) -> int | None:
     return min(info.frame_count, max_frames) if max_frames else info.frame_count
 
 
-def build_loss(settings: RenderSettings, device: torch.device) -> PerceptualLoss:
-    layers = sorted(set(DEFAULT_STYLE_LAYERS) | set(DEFAULT_CONTENT_LAYERS))
-    features = VGGFeatures(
+def build_loss(
+    settings: RenderSettings, device: torch.device, *, luminance_only: bool = False
+) -> PerceptualLoss:
+    """The Gatys loss on the settings' layers; `luminance_only`: VGG sees luminance alone
+    (luminance-only colour preservation, vidstyle.stylize.color)."""
+    check_layer_weights(settings)
+    layers = sorted(set(settings.style_layers) | set(settings.content_layers))
+    features: torch.nn.Module = VGGFeatures(
         layers,
         pooling=settings.pooling,
         weights=settings.features,
         weights_path=Path(settings.vgg_weights) if settings.vgg_weights else None,
         seed=settings.seed,
     ).to(device)
+    if luminance_only:
+        features = LuminanceFeatures(features)
     weights = LossWeights(
         content=settings.content_weight, style=settings.style_weight, tv=settings.tv_weight
     )
-    return PerceptualLoss(features, weights=weights).to(device)
+    return PerceptualLoss(
+        features,
+        weights=weights,
+        style_layers=settings.style_layers,
+        content_layers=settings.content_layers,
+        style_layer_weights=settings.style_layer_weights,
+    ).to(device)
+
+
+def check_mode_inputs(settings: RenderSettings, styles: Sequence[Path]) -> None:
+    """Quality mode takes its style from --style; fast mode from the trained --model alone (a
+    network is trained for one style, so a --style beside it would be silently ignored)."""
+    if settings.mode == "fast":
+        if styles:
+            raise ConfigError(
+                "fast mode takes its style from --model (fixed when it was trained); drop "
+                "--style, or use --mode quality to render with a style image"
+            )
+        if not settings.model:
+            raise ConfigError(
+                "fast mode needs --model: a file from `vidstyle train` or a name that "
+                "`vidstyle models` lists"
+            )
+    elif not styles:
+        raise ConfigError("quality mode needs --style IMAGE (or --mode fast with --model)")
 
 
 def _check_codec(codec: str) -> None:
@@ -112,9 +153,15 @@ def _check_codec(codec: str) -> None:
 
 
 def _to_records(
-    info: VideoInfo, size: tuple[int, int], max_frames: int | None, device: torch.device
+    info: VideoInfo,
+    size: tuple[int, int],
+    max_frames: int | None,
+    device: torch.device,
+    start: int = 0,
 ) -> Iterator[FrameRecord]:
     for frame in read_frames(info, size=size, max_frames=max_frames):
+        if frame.index < start:
+            continue  # finished by an earlier run (resume): decoded only to count frames
         yield FrameRecord(
             index=frame.index, pts=frame.pts, content=image_to_tensor(frame.image, device)
         )
@@ -130,9 +177,14 @@ def stylize_video(
 ) -> RenderResult:
     """Render one video in the given style(s). Raises VidstyleError subclasses for user errors."""
     progress = progress or NullProgress()
+    check_mode_inputs(settings, styles)
+    if settings.mode == "quality" and settings.style_blend is not None:
+        blend_weights(settings.style_blend, len(styles))  # a wrong count fails before any work
     info = probe(input_path)
     style_images = [load_style_image(path) for path in styles]
-    output = output or default_output_path(input_path, styles)
+    # Fast mode names the output after the model (`clip.starry.mp4`), as quality mode does
+    # after the style image.
+    output = output or default_output_path(input_path, styles or [Path(settings.model or "")])
     if output.exists() and output.resolve() == input_path.resolve():
         raise OutputError("output would overwrite the input; pass another -o", output)
     if output.exists() and not settings.overwrite:
@@ -156,44 +208,95 @@ def stylize_video(
         settings.mode,
         device,
     )
-    loss = build_loss(settings, device)
-    log.info("VGG-19 features: %s", loss.features.source.origin)
-    loss.set_style(
-        [style_tensor(image, size, settings.style_scale, device) for image in style_images]
+    check_fits(info.size, size, settings, device, input_path)  # before any work is wasted
+    stylizer: Callable[[Iterable[FrameRecord]], Iterator[FrameRecord]]
+    if settings.mode == "fast":
+        stylizer = FeedForwardStylizer.from_settings(settings, device)
+    else:
+        loss = build_loss(settings, device, luminance_only=settings.preserve_colors == "luminance")
+        log.info("VGG-19 features: %s", loss.features.source.origin)
+        # Several styles are one blended style here (weights from style_blend, else equal).
+        targets = StyleTargets(
+            loss,
+            style_images,
+            blend=settings.style_blend,
+            style_scale=settings.style_scale,
+            preserve_colors=settings.preserve_colors,
+        )
+        stylizer = QualityStylizer(loss, settings, style_targets=targets)
+    smoother = TemporalSmoother(settings.smooth) if settings.smooth > 0 else None
+
+    # Earlier progress of this same command, if it was interrupted (vidstyle.resume); the
+    # stages that carry state from frame to frame continue from the last saved frame.
+    features = loss.features.source.origin if settings.mode == "quality" else None
+    identity = fingerprint(
+        input_path, styles, settings, files=settings_files(settings), features=features
     )
-    stylizer = QualityStylizer(loss, settings)
+    work = WorkDir.open(output, identity, resume=settings.resume)
+    stages = [stylizer, smoother]
+    restore(stages, work.carry)
+    start = work.next_index
 
     total = expected_frames(info, settings.max_frames)
     frame_ticks = Fraction(1) / (info.fps * info.time_base) if info.fps else Fraction(1)
     started = time.perf_counter()
     written = 0
-    last_pts: int | None = None
-    progress.start(input_path.name, total)
+    progress.start(
+        f"{input_path.name} (from frame {start})" if start else input_path.name,
+        None if total is None else max(0, total - start),
+    )
     try:
-        records = stylizer(_to_records(info, size, settings.max_frames, device))
-        with VideoWriter(
-            output,
+        flow = flow_needed(settings)
+        # Flow into the first new frame needs the source frame before it: decode one more.
+        context = 1 if flow and start else 0
+        frames = _to_records(info, size, settings.max_frames, device, start=start - context)
+        if flow:
+            # Flow of the source frames, computed once on a worker thread ahead of the
+            # stylizer, and shared by it (warm start, temporal loss) and the smoothing stage.
+            frames = FlowStage(
+                settings.flow_preset, scene_cut_threshold=settings.scene_cut_threshold
+            )(frames)
+        if start:
+            frames = skip_before(frames, start)
+        records = stylizer(frames)
+        if smoother is not None:
+            records = smoother(records)
+        colors = preserve_colors_stage(settings.preserve_colors, settings.mode)
+        if colors is not None:
+            # After smoothing, so luminance-only output keeps the source's chroma exactly.
+            records = colors(records)
+        # Frames are encoded into segments in the work folder, on their own thread
+        # (overlapped with stylization); each full segment is saved with the stages' state.
+        with SegmentedWriter(
+            work,
             info,
             size,
-            codec=settings.codec,
-            crf=settings.crf,
-            encoder_preset=settings.encoder_preset,
-            audio=settings.audio,
-            end_pts=None,
-        ) as writer:
+            settings,
+            snapshot=lambda: capture(stages),
+            queue_size=2 * settings.batch_size,
+        ) as segments:
             for record in records:
                 assert record.styled is not None
-                writer.write(tensor_to_image(record.styled), record.pts)
-                last_pts = record.pts
+                # Only the image and its time: the record's other tensors can be freed.
+                segments.write(record.styled, record.pts)
                 written += 1
                 progress.advance()
-            if settings.max_frames is not None and last_pts is not None:
-                # A preview's audio ends where its last frame ends. The writer muxes audio only
-                # up to the newest video frame, so setting this before close() is in time.
-                writer.end_pts = last_pts + round(frame_ticks)
-    except KeyboardInterrupt:
+        end_pts = None
+        if settings.max_frames is not None and work.last_pts is not None:
+            # A preview's audio ends where its last frame ends.
+            end_pts = work.last_pts + round(frame_ticks)
+        frames_total = work.join(info, size, settings, end_pts=end_pts)
+    except BaseException as err:
+        work.remove_if_empty()
+        if not isinstance(err, KeyboardInterrupt):
+            raise
+        saved = work.next_index
         raise RenderInterrupted(
-            "interrupted; nothing was written under the final name", output
+            f"interrupted; {saved} frames are saved, run the same command to resume (nothing "
+            "was written under the final name)"
+            if saved
+            else "interrupted; nothing was written under the final name",
+            output,
         ) from None
     finally:
         progress.finish()
@@ -209,7 +312,8 @@ def stylize_video(
         input=input_path,
         output=output,
         status="rendered",
-        frames=written,
+        frames=frames_total,
         seconds=seconds,
         size=size,
+        resumed_from=start,
     )

@@ -91,7 +91,9 @@ def open_input(path: Path) -> av.container.InputContainer:
     except (av.error.FFmpegError, OSError, ValueError) as err:
         log.debug("av.open(%s) failed: %s", path, err)
         raise InputError(
-            "not a video FFmpeg can read (damaged or not a video); check the file", path
+            "not a video FFmpeg can read (damaged, truncated, or not a video); check that it "
+            "plays, or copy or re-export it again",
+            path,
         ) from err
 
 
@@ -213,7 +215,9 @@ def _first_frame(
         log.debug("demuxing %s failed: %s", path, err)
     detail = f" ({errors} damaged packets)" if errors else ""
     raise InputError(
-        f"no decodable video frames{detail}; the file may be truncated or damaged", path
+        f"no decodable video frames{detail}; the file is damaged or truncated: copy or "
+        "re-export it again",
+        path,
     )
 
 

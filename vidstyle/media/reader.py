@@ -8,9 +8,11 @@ threading (`thread_type="AUTO"`) spreads the decoding itself over the cores.
 
 from __future__ import annotations
 
+import heapq
 import logging
 import queue
 import threading
+from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass
 
@@ -38,6 +40,7 @@ class DecodedFrame:
     index: int  # 0-based output frame index
     image: np.ndarray  # H×W×3 uint8 RGB, upright, at the requested size (C-contiguous)
     pts: int  # source pts in VideoInfo.time_base; strictly increasing
+    repeat: bool = False  # a lost (undecodable) frame, filled with the previous good frame
 
 
 @dataclass(frozen=True)
@@ -61,7 +64,9 @@ def read_frames(
     decoding starts at the first `next()`. Close the returned generator (or break out of a for
     loop, or drop it) to stop early: the worker thread is stopped and the file closed.
 
-    Damaged packets in the middle are skipped and counted, with one warning at the end. Frames
+    Damaged packets in the middle are skipped and counted, with one warning at the end; the
+    frames they carried are replaced by the last good frame at their own timestamps (see
+    `_LostFrames`), so the frame count and timing stay the source's. Frames
     without a timestamp (or with one not after the previous frame's) get the previous
     timestamp plus one frame at `info.fps`, so the writer always sees increasing pts.
     """
@@ -154,12 +159,14 @@ def _decode(
     stop: threading.Event,
 ) -> None:
     skipped = 0
+    lost = _LostFrames()
     try:
         if max_frames == 0:
             return
         convert = _Converter(info, size)
         step = max(1, round(1 / (info.fps * info.time_base)))  # one frame, in time_base units
         last_pts: int | None = None
+        previous: np.ndarray | None = None  # the last good frame, to stand in for lost ones
         index = 0
         packets = container.demux(stream)
         while not stop.is_set():
@@ -172,6 +179,8 @@ def _decode(
                 # decoded, flush the decoder, and say so.
                 log.warning("%s: stopped reading at frame %d: %s", info.path, index, err)
                 packet = None
+            if packet is not None:
+                lost.demuxed(packet)
             try:
                 decoded = (
                     packet.decode() if packet is not None else stream.codec_context.decode(None)
@@ -188,16 +197,35 @@ def _decode(
             for frame in decoded:
                 pts = frame.pts if frame.pts is not None else frame.dts
                 if pts is None or (last_pts is not None and pts <= last_pts):
+                    lost.usable = False  # invented timestamps cannot be matched to packets
                     pts = 0 if last_pts is None else last_pts + step
+                image = convert(frame)
+                # Frames lost before this one: the previous good frame again, at their times.
+                fills = [p for p in lost.before(pts) if last_pts is not None and p > last_pts]
+                for fill_pts in [*fills, pts]:
+                    fill = fill_pts != pts
+                    item = DecodedFrame(
+                        index=index, image=previous if fill else image, pts=fill_pts, repeat=fill
+                    )
+                    if not _put(frames, item, stop):
+                        return
+                    index += 1
+                    lost.filled += fill
+                    if max_frames is not None and index >= max_frames:
+                        return
                 last_pts = pts
-                item = DecodedFrame(index=index, image=convert(frame), pts=pts)
-                if not _put(frames, item, stop):
-                    return
-                index += 1
-                if max_frames is not None and index >= max_frames:
-                    return
+                previous = image
             if packet is None:
                 break
+        # Frames lost at the very end (the container lists them, nothing decoded them).
+        for fill_pts in lost.after(last_pts) if previous is not None else []:
+            if stop.is_set() or (max_frames is not None and index >= max_frames):
+                break
+            item = DecodedFrame(index=index, image=previous, pts=fill_pts, repeat=True)
+            if not _put(frames, item, stop):
+                return
+            index += 1
+            lost.filled += 1
         if not stop.is_set() and info.frame_count and index < 0.9 * info.frame_count - 1:
             # Damaged containers often end demuxing early without any error.
             log.warning(
@@ -211,9 +239,71 @@ def _decode(
             err = InputError(f"decoding failed ({err}); the file may be damaged", info.path)
         _put(frames, _Failure(err), stop)
     finally:
-        if skipped:
-            log.warning("%s: skipped %d damaged packet(s) while decoding", info.path, skipped)
+        if skipped or lost.filled:
+            log.warning(
+                "%s: skipped %d damaged packet(s) while decoding; repeated the previous frame "
+                "%d time(s) to keep the frame count and timing",
+                info.path,
+                skipped,
+                lost.filled,
+            )
         _put(frames, _DONE, stop)
+
+
+class _LostFrames:
+    """Timestamps of frames the container lists but the decoder never returned.
+
+    Every video packet carries one frame, and a decoder returns frames in display order: when
+    the frame shown at `pts` comes out, every frame shown before it has come out too, unless its
+    packet was damaged. So the demuxed pts below `pts` that never came out are exactly the lost
+    frames, whichever packet the decoder reported an error for (with frame threading it reports
+    it one or two packets late).
+
+    Lost frames are filled with the previous good frame rather than dropped: the output keeps
+    the source's frame count and constant frame rate (a dropped frame would leave a gap that
+    turns a constant-rate file into a variable-rate one), the batch plan's frame estimates and
+    resume's frame indices stay right, and the temporal stages see a still frame, not a jump.
+    """
+
+    def __init__(self) -> None:
+        self._pending: list[int] = []  # heap of demuxed pts not yet decoded
+        self._count: Counter[int] = Counter()
+        self.usable = True  # False once timestamps cannot be trusted to match packets
+        self.filled = 0
+
+    def demuxed(self, packet: av.Packet) -> None:
+        if packet.size == 0 or packet.is_discard:  # end marker; cut by an edit list
+            return
+        if packet.pts is None:
+            self.usable = False
+            return
+        heapq.heappush(self._pending, packet.pts)
+        self._count[packet.pts] += 1
+
+    def _pop(self) -> int:
+        pts = heapq.heappop(self._pending)
+        self._count[pts] -= 1
+        return pts
+
+    def before(self, pts: int) -> list[int]:
+        """The lost frames shown before the decoded frame at `pts` (removed from the list)."""
+        if not self.usable:
+            return []
+        if self._count[pts] <= 0:
+            # A frame no packet announced: these timestamps do not follow the rule above.
+            self.usable = False
+            return []
+        lost = []
+        while self._pending[0] < pts:
+            lost.append(self._pop())
+        self._pop()  # the frame itself
+        return sorted(set(lost))
+
+    def after(self, last_pts: int | None) -> list[int]:
+        """The lost frames after the last decoded one (damage at the very end)."""
+        if not self.usable or last_pts is None:
+            return []
+        return sorted({pts for pts in self._pending if pts > last_pts})
 
 
 class _Converter:

@@ -156,9 +156,14 @@ class VideoWriter:
         encoder_preset: str = "medium",
         audio: bool = True,
         end_pts: int | None = None,
+        copy_video_from: av.video.stream.VideoStream | None = None,
     ) -> None:
+        """`copy_video_from`: stream-copy mode. The video stream takes its codec parameters from
+        this (already encoded) stream and `mux_packet` muxes encoded packets into it; used to
+        join a resumable render's segments (`vidstyle.resume`) without encoding them again."""
         self.path = Path(path)
         self.temp_path = temp_path_for(self.path)
+        self._copying = copy_video_from is not None
         self.source = source
         self.size = (int(size[0]), int(size[1]))
         width, height = self.size
@@ -206,7 +211,10 @@ class VideoWriter:
             ) from err
 
         try:
-            self._video = self._add_video_stream(codec, options)
+            if copy_video_from is not None:
+                self._video = self._copy_video_stream(copy_video_from)
+            else:
+                self._video = self._add_video_stream(codec, options)
             if audio and source.audio:
                 self._add_audio_streams()
         except BaseException:
@@ -241,6 +249,44 @@ class VideoWriter:
         if codec == "libx265" and self._out.format.name in ("mp4", "mov"):
             stream.codec_tag = "hvc1"  # the tag Apple players require for HEVC in MP4
         return stream
+
+    def _copy_video_stream(
+        self, template: av.video.stream.VideoStream
+    ) -> av.video.stream.VideoStream:
+        try:
+            stream = self._out.add_stream_from_template(template)
+        except ValueError as err:
+            raise ConfigError(
+                f"a {self.path.suffix} file cannot hold {template.codec_context.name} video; "
+                "choose another codec or output extension (.mkv holds all of them)",
+                self.path,
+            ) from err
+        stream.time_base = self._retime.time_base
+        # The stream's average rate comes from the codec context's frame rate, as when encoding
+        # (Matroska writes it as the default frame duration).
+        stream.codec_context.framerate = self.source.fps
+        return stream
+
+    def place(self, first_pts: int) -> Fraction:
+        """Stream-copy mode: where (seconds) the frame shown at source time `first_pts` sits on
+        this file's timeline, as an uninterrupted encode would put it (same retimer: a
+        30000/1001 source with millisecond timestamps lands on the exact frame grid). Call it
+        for each segment's first frame, in order."""
+        return self._retime(first_pts) * self._retime.time_base
+
+    def mux_packet(self, packet: av.Packet) -> None:
+        """Stream-copy mode: mux one encoded video packet (timestamps already on this file's
+        timeline, in `packet.time_base`; dts increasing), with the audio up to it."""
+        if self._finished or not self._copying:
+            raise RuntimeError("mux_packet needs an open VideoWriter in stream-copy mode")
+        try:
+            self._pump_audio(until=packet.dts * packet.time_base)
+            packet.stream = self._video
+            self._out.mux(packet)
+        except OSError as err:
+            self.abort()
+            raise _output_error(err, self.path) from err
+        self._frames += 1
 
     def _add_audio_streams(self) -> None:
         self._audio_in = open_input(self.source.path)  # a second demuxer, for audio only
@@ -299,6 +345,8 @@ class VideoWriter:
         """Encode one upright H×W×3 uint8 RGB frame of `size`, shown at source time `pts`."""
         if self._finished:
             raise RuntimeError("VideoWriter is closed")
+        if self._copying:
+            raise RuntimeError("this VideoWriter copies encoded packets; use mux_packet")
         width, height = self.size
         if image.shape != (height, width, 3) or image.dtype != np.uint8:
             raise ValueError(
@@ -386,7 +434,8 @@ class VideoWriter:
                 "no frames were written (the input gave none); check the input", self.path
             )
         try:
-            self._out.mux(self._video.encode(None))
+            if not self._copying:
+                self._out.mux(self._video.encode(None))
             self._pump_audio(until=None)
             for route in self._routes.values():
                 if route.reencode:

@@ -18,14 +18,15 @@ IterationCallback = Callable[[int, float], None]
 
 @dataclass
 class OptimizeResult:
-    image: Tensor  # detached, clamped to [0, 1]
+    image: Tensor  # the best image evaluated; detached, clamped to [0, 1]
     iterations: int  # loss evaluations with a gradient (what the budget counts)
     losses: list[float] = field(default_factory=list)  # loss at every iteration
     stopped_early: bool = False
 
     @property
     def final_loss(self) -> float:
-        return self.losses[-1] if self.losses else float("nan")
+        """The loss of the returned image: the best one evaluated."""
+        return min(self.losses) if self.losses else float("nan")
 
 
 class _Converged(Exception):
@@ -64,6 +65,7 @@ def optimize_image(
     image = init.detach().clone(memory_format=torch.contiguous_format).requires_grad_(True)
     losses: list[float] = []
     rule = _StopRule(stop_tolerance, stop_window)
+    best: list[Tensor] = [image.detach().clone()]
 
     def evaluate() -> Tensor:
         # Keep pixels displayable while optimising (as the PyTorch neural-style tutorial does):
@@ -73,6 +75,10 @@ def optimize_image(
         loss = loss_fn(image)
         loss.backward()
         value = float(loss.detach())
+        if value < min(losses, default=float("inf")):
+            # Without a line search L-BFGS can overshoot late in the budget and end above its
+            # best point; return the best image seen, not the last one.
+            best[0] = image.detach().clone()
         losses.append(value)
         if on_iteration is not None:
             on_iteration(len(losses), value)
@@ -118,7 +124,7 @@ def optimize_image(
         raise ValueError(f"unknown optimizer {optimizer!r}")
 
     return OptimizeResult(
-        image=image.detach().clamp(0.0, 1.0),
+        image=best[0].clamp(0.0, 1.0),
         iterations=len(losses),
         losses=losses,
         stopped_early=stopped_early,

@@ -4,13 +4,24 @@ Frame 1 (and a frame after which there is no usable previous output) starts from
 frame or noise and gets `first_iterations`; every later frame starts from the previous output
 (Ruder et al. 2016), which is already close to the optimum, and gets the much smaller
 `iterations` budget. `initial_image()` is the single place that decides where a frame starts.
+
+With `init = "warped"` the previous output is first moved along the optical flow, and pixels
+the flow cannot vouch for (disocclusions, motion boundaries, points entering the frame) start
+from the content frame instead, so strokes are not dragged behind moving objects. A frame that
+starts a new shot (`FrameRecord.new_shot`) starts fresh, like frame 1. `temporal_weight` adds
+Ruder's short-term temporal loss towards the warped previous output on reliable pixels.
+
+A fresh frame (frame 1, or a new shot) may be optimised coarse-to-fine (`coarse_to_fine`,
+vidstyle.stylize.multiscale) within the same budget; given `StyleTargets`, the style Gram
+targets are set for each fresh frame (colour preservation adapts them to the shot's colours).
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, replace
+from typing import Any
 
 import torch
 from torch import Tensor
@@ -18,7 +29,11 @@ from torch import Tensor
 from vidstyle.config import RenderSettings
 from vidstyle.frame import FrameRecord
 from vidstyle.stylize.losses import PerceptualLoss
+from vidstyle.stylize.multiscale import coarse_start
 from vidstyle.stylize.optimize import optimize_image
+from vidstyle.stylize.targets import StyleTargets
+from vidstyle.temporal.flow import warp_previous
+from vidstyle.temporal.losses import temporal_loss
 
 
 @dataclass(frozen=True)
@@ -41,34 +56,114 @@ class QualityStylizer:
         *,
         on_frame: Callable[[FrameStats], None] | None = None,
         on_iteration: Callable[[int, float], None] | None = None,
+        style_targets: StyleTargets | None = None,
     ) -> None:
         self.loss = loss
         self.settings = settings
+        # With targets, the style Grams are (re)set on the first frame of every shot: colour
+        # preservation adapts them to the shot, coarse-to-fine needs them per scale. Without,
+        # the caller has set them on `loss` once.
+        self.style_targets = style_targets
         self.on_frame = on_frame
         self.on_iteration = on_iteration
         self.stats: list[FrameStats] = []
         # A private generator: noise init is reproducible for a seed and leaves global RNG alone.
         self._generator = torch.Generator().manual_seed(settings.seed)
+        # Resume (vidstyle.resume): the last output and the first content frame of its shot
+        # (the style targets are fitted to it), and what a resumed render starts from.
+        self._last: Tensor | None = None
+        self._shot_content: Tensor | None = None
+        self._resumed: tuple[Tensor | None, Tensor | None] | None = None
 
     def initial_image(self, record: FrameRecord, previous: Tensor | None) -> tuple[Tensor, bool]:
         """Where optimisation of `record` starts, and whether that is a warm start."""
-        if previous is not None and self.settings.init == "prev":
+        fresh = previous is None or record.new_shot  # nothing usable from before this frame
+        if not fresh and self.settings.init == "prev":
             return previous, True
-        if previous is None and self.settings.first_init == "noise":
+        if not fresh and self.settings.init == "warped":
+            warped, reliable = self.temporal_target(record, previous)
+            # lerp with a {0, 1} mask: warped where reliable, the content frame elsewhere.
+            return torch.lerp(record.content, warped, reliable), True
+        if fresh and self.settings.first_init == "noise":
             noise = torch.rand(record.content.shape, generator=self._generator)
             return noise.to(record.content.device), False
         return record.content, False
 
+    def temporal_target(self, record: FrameRecord, previous: Tensor) -> tuple[Tensor, Tensor]:
+        """The previous output warped onto `record` and its reliability mask (same shot only)."""
+        carried = warp_previous(previous, record)
+        if carried is None:
+            raise ValueError(f"frame {record.index} starts a new shot: no temporal target")
+        return carried
+
+    def _objective(
+        self, record: FrameRecord, previous: Tensor | None, warm: bool
+    ) -> Callable[[Tensor], Tensor]:
+        """The loss of one frame: Gatys, plus the temporal term on warm-started frames."""
+        weight = self.settings.temporal_weight
+        # Only warm starts get the temporal term: with init "content" frames are independent by
+        # design (the baseline), and a new shot has nothing to be consistent with.
+        if not warm or weight <= 0 or previous is None:
+            return lambda image: self.loss(image).total
+        warped, reliable = self.temporal_target(record, previous)
+        return lambda image: (
+            self.loss(image).total + weight * temporal_loss(image, warped, reliable)
+        )
+
+    def get_resume_state(self) -> dict[str, Any]:
+        """What the frame after the last one yielded needs (`vidstyle.resume.Resumable`)."""
+        return {
+            "previous": self._last,
+            "shot_content": self._shot_content,
+            "generator": self._generator.get_state(),
+        }
+
+    def set_resume_state(self, state: Mapping[str, Any]) -> None:
+        """Continue after a saved frame: the next `__call__` warm-starts from its output."""
+        self._resumed = (state.get("previous"), state.get("shot_content"))
+        if state.get("generator") is not None:
+            self._generator.set_state(state["generator"])
+
     def __call__(self, frames: Iterable[FrameRecord]) -> Iterator[FrameRecord]:
-        previous: Tensor | None = None
+        previous, shot = self._resumed or (None, None)
+        self._resumed = None
         for record in frames:
+            if previous is not None:
+                previous = previous.to(record.content.device)
+            if shot is not None:
+                # Resumed mid-shot: the style targets as the shot's first frame had them.
+                shot = shot.to(record.content.device)
+                self._shot_content = shot
+                if self.style_targets is not None:
+                    self.style_targets.apply(shot)
+                shot = None
             started = time.perf_counter()
             init, warm = self.initial_image(record, previous)
+            fresh = previous is None or getattr(record, "new_shot", False)
+            budget = self.settings.iterations if warm else self.settings.first_iterations
+            coarse_iterations = 0
+            if fresh and self.settings.coarse_to_fine:
+                # Part of the budget runs at smaller sizes first (vidstyle.stylize.multiscale).
+                start = coarse_start(
+                    self.loss,
+                    record.content,
+                    init,
+                    budget=budget,
+                    min_size=self.settings.coarse_min_size,
+                    settings=self.settings,
+                    targets=self.style_targets,
+                    on_iteration=self.on_iteration,
+                )
+                init, budget, coarse_iterations = start.image, start.remaining, start.iterations
+            if fresh and self.style_targets is not None:
+                self.style_targets.apply(record.content)
+            if fresh:
+                self._shot_content = record.content
             self.loss.set_content(record.content)
             result = optimize_image(
-                lambda image: self.loss(image).total,
+                self._objective(record, previous, warm),
                 init,
-                iterations=self.settings.iterations if warm else self.settings.first_iterations,
+                iterations=budget,
                 optimizer=self.settings.optimizer,
                 learning_rate=self.settings.learning_rate,
                 stop_tolerance=self.settings.stop_tolerance,
@@ -77,7 +172,7 @@ class QualityStylizer:
             )
             stats = FrameStats(
                 index=record.index,
-                iterations=result.iterations,
+                iterations=result.iterations + coarse_iterations,
                 final_loss=result.final_loss,
                 seconds=time.perf_counter() - started,
                 warm_started=warm,
@@ -87,4 +182,5 @@ class QualityStylizer:
             if self.on_frame is not None:
                 self.on_frame(stats)
             previous = result.image
+            self._last = previous
             yield replace(record, styled=result.image)

@@ -1,0 +1,281 @@
+"""Resumable renders (issue 5): segments, state, SIGKILL and Ctrl-C, changed commands, joining."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from fractions import Fraction
+from pathlib import Path
+
+import av
+import mediagen
+import numpy as np
+import pytest
+
+from vidstyle.cli import main
+from vidstyle.config import RenderSettings
+from vidstyle.media import VideoWriter, image_to_tensor, probe, read_frames
+from vidstyle.resume import STATE_FILE, SegmentedWriter, WorkDir, work_dir_for
+
+# Small and quick: random VGG features, tiny frames, a couple of iterations. Smoothing and
+# flow-warped warm starts stay on (the defaults): they are what a resume must carry over.
+FAST = ["--features", "random", "--size", "48", "--first-iterations", "2", "--iterations", "1",
+        "--encoder-preset", "ultrafast"]
+
+
+def run(args: list[object]) -> int:
+    with pytest.raises(SystemExit) as exited:
+        main([str(a) for a in args])
+    return int(exited.value.code or 0)
+
+
+def decoded(path: Path) -> list[np.ndarray]:
+    with av.open(str(path)) as container:
+        return [f.to_ndarray(format="rgb24") for f in container.decode(video=0)]
+
+
+def frame_times(path: Path) -> list[Fraction]:
+    with av.open(str(path)) as container:
+        stream = container.streams.video[0]
+        return [f.pts * stream.time_base for f in container.decode(stream)]
+
+
+def same_video(a: Path, b: Path) -> None:
+    """Same frame count, rate, duration, frame times and audio packets."""
+    info_a, info_b = probe(a), probe(b)
+    assert info_a.fps == info_b.fps
+    assert info_a.duration == pytest.approx(info_b.duration, abs=1e-6)
+    assert frame_times(a) == frame_times(b)
+    assert mediagen.read_audio_packets(a) == mediagen.read_audio_packets(b)
+
+
+@pytest.fixture
+def folder(tmp_path: Path, style_image: Path) -> Path:
+    mediagen.make_video(tmp_path / "clip.mp4", frames=8)
+    shutil.copy(style_image, tmp_path / "style.png")
+    return tmp_path
+
+
+def interrupt_after(monkeypatch: pytest.MonkeyPatch, frames: int) -> None:
+    """Ctrl-C while frame `frames` (0-based) is being optimised."""
+    from vidstyle.stylize import quality
+
+    calls = {"n": 0}
+    real = quality.optimize_image
+
+    def optimize(*args, **kwargs):
+        calls["n"] += 1
+        if calls["n"] == frames + 1:
+            raise KeyboardInterrupt
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(quality, "optimize_image", optimize)
+
+
+def test_ctrl_c_saves_progress_exits_130_and_the_rerun_matches_an_uninterrupted_render(
+    folder: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # crf 0: x264 is lossless in YUV, so the comparison sees the stylized frames themselves
+    # (the segment Ctrl-C cut short puts a keyframe where the uninterrupted render has none).
+    args = [folder / "clip.mp4", "-s", folder / "style.png", "--segment-frames", "3",
+            "--crf", "0", *FAST]
+    assert run([*args, "-o", folder / "whole.mp4"]) == 0
+
+    out = folder / "out.mp4"
+    interrupt_after(monkeypatch, 5)
+    assert run([*args, "-o", out]) == 130
+    assert not out.exists()
+    work = work_dir_for(out)
+    state = json.loads((work / STATE_FILE).read_text())
+    # Frames 0-4 are saved: a full segment and the one Ctrl-C closed early.
+    assert [(s["first_index"], s["frames"]) for s in state["segments"]] == [(0, 3), (3, 2)]
+
+    assert "5 frames are saved, run the same command to resume" in capsys.readouterr().err
+
+    monkeypatch.undo()
+    assert run([*args, "-o", out, "-v"]) == 0
+    assert "resuming after frame 5" in capsys.readouterr().err
+    assert not work.exists()
+    same_video(out, folder / "whole.mp4")
+    assert all(np.array_equal(a, b) for a, b in
+               zip(decoded(out), decoded(folder / "whole.mp4"), strict=True))
+    assert sorted(p.name for p in folder.iterdir()) == [
+        "clip.mp4", "out.mp4", "style.png", "whole.mp4"]
+
+
+def _render_cmd(folder: Path, output: Path) -> list[str]:
+    return [sys.executable, "-m", "vidstyle", str(folder / "clip.mp4"), "-s",
+            str(folder / "style.png"), "-o", str(output), "--segment-frames", "2", *FAST]
+
+
+def test_sigkill_mid_render_then_rerun_gives_the_uninterrupted_result(folder: Path) -> None:
+    whole = folder / "whole.mp4"
+    subprocess.run(_render_cmd(folder, whole), check=True, capture_output=True, timeout=300)
+
+    out = folder / "out.mp4"
+    state = work_dir_for(out) / STATE_FILE
+    process = subprocess.Popen(_render_cmd(folder, out), stdout=subprocess.PIPE,
+                               stderr=subprocess.PIPE)
+    try:
+        deadline = time.monotonic() + 240
+        while not state.exists():  # the first segment is saved: kill it mid-way
+            assert process.poll() is None, process.communicate()
+            assert time.monotonic() < deadline
+            time.sleep(0.05)
+        os.kill(process.pid, signal.SIGKILL)
+    finally:
+        process.wait(timeout=30)
+    assert process.returncode == -signal.SIGKILL
+    assert not out.exists()
+    saved = sum(s["frames"] for s in json.loads(state.read_text())["segments"])
+    assert 2 <= saved < 8
+
+    rerun = subprocess.run([*_render_cmd(folder, out), "-v"], capture_output=True, text=True,
+                           timeout=300)
+    assert rerun.returncode == 0, rerun.stderr
+    assert "resuming after frame" in rerun.stderr
+    assert not work_dir_for(out).exists()
+    same_video(out, whole)
+    # Segments end at the same frames in both runs, so even the encoding is the same.
+    assert all(np.array_equal(a, b) for a, b in zip(decoded(out), decoded(whole), strict=True))
+
+
+def test_a_changed_command_starts_over_and_says_why(
+    folder: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    out = folder / "out.mp4"
+    args = [folder / "clip.mp4", "-s", folder / "style.png", "-o", out,
+            "--segment-frames", "2", *FAST]
+    interrupt_after(monkeypatch, 3)
+    assert run(args) == 130
+    monkeypatch.undo()
+    capsys.readouterr()
+    assert run([*args, "--style-weight", "9", "-v"]) == 0
+    messages = " ".join(capsys.readouterr().err.split())
+    assert "different style_weight; starting over" in messages
+    assert "resuming" not in messages
+    assert len(decoded(out)) == 8
+
+
+def test_changed_style_image_content_is_a_changed_command(
+    folder: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    out = folder / "out.mp4"
+    args = [folder / "clip.mp4", "-s", folder / "style.png", "-o", out,
+            "--segment-frames", "2", "--max-frames", "4", *FAST]
+    interrupt_after(monkeypatch, 3)
+    assert run(args) == 130
+    monkeypatch.undo()
+    mediagen.make_image(folder / "style.png", (64, 64), seed=5)  # same name, other picture
+    capsys.readouterr()
+    assert run([*args, "-v"]) == 0
+    assert "different style 1; starting over" in " ".join(capsys.readouterr().err.split())
+
+
+def test_no_resume_discards_earlier_progress(
+    folder: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    out = folder / "out.mp4"
+    args = [folder / "clip.mp4", "-s", folder / "style.png", "-o", out,
+            "--segment-frames", "2", "--max-frames", "4", *FAST]
+    interrupt_after(monkeypatch, 3)
+    assert run(args) == 130
+    assert work_dir_for(out).exists()
+    monkeypatch.undo()
+    capsys.readouterr()
+    assert run([*args, "--no-resume", "-v"]) == 0
+    messages = " ".join(capsys.readouterr().err.split())
+    assert "discarding earlier progress (3 frames)" in messages and "resuming" not in messages
+    assert len(decoded(out)) == 4 and not work_dir_for(out).exists()
+
+
+def test_a_damaged_state_file_starts_over(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    out = tmp_path / "out.mp4"
+    work = work_dir_for(out)
+    work.mkdir()
+    (work / STATE_FILE).write_text("{ not json")
+    (work / "seg-000000.mp4").write_bytes(b"half")
+    with caplog.at_level(logging.WARNING, logger="vidstyle"):
+        opened = WorkDir.open(out, {"a": "1"})
+    assert opened.next_index == 0 and opened.carry is None
+    assert not work.exists()
+    assert any("unreadable" in r.getMessage() for r in caplog.records)
+
+
+def test_a_render_killed_before_its_first_segment_leaves_nothing_to_resume(
+    tmp_path: Path,
+) -> None:
+    out = tmp_path / "out.mp4"
+    work = work_dir_for(out)
+    work.mkdir()
+    (work / ".seg-000000.mp4.vidstyle-part.mp4").write_bytes(b"half")  # no state.json
+    opened = WorkDir.open(out, {"a": "1"})
+    assert opened.next_index == 0 and not work.exists()
+
+
+# ------------------------------------------------------------------------------ joining
+
+
+@pytest.mark.parametrize(
+    ("fps", "vfr", "source", "output", "codec"),
+    [
+        (Fraction(30000, 1001), False, ".mp4", ".mp4", "libx264"),
+        (Fraction(24), True, ".mp4", ".mp4", "libx264"),
+        (Fraction(30000, 1001), False, ".mkv", ".mkv", "libx264"),  # millisecond timestamps
+        (Fraction(24), False, ".mkv", ".webm", "libvpx-vp9"),  # audio re-encoded to Opus
+    ],
+)
+def test_joined_segments_keep_the_timing_and_audio_of_one_encode(
+    tmp_path: Path, fps: Fraction, vfr: bool, source: str, output: str, codec: str
+) -> None:
+    clip = mediagen.make_video(tmp_path / f"clip{source}", frames=14, fps=fps, vfr=vfr)
+    info = probe(clip)
+    frames = list(read_frames(info))
+    settings = RenderSettings(codec=codec, encoder_preset="medium", segment_frames=4, crf=20)
+
+    direct = tmp_path / f"direct{output}"
+    with VideoWriter(direct, info, info.size, codec=codec, crf=20, encoder_preset="medium") as w:
+        for frame in frames:
+            w.write(frame.image, frame.pts)
+
+    joined = tmp_path / f"joined{output}"
+    work = WorkDir(joined, {"test": "1"})
+    with SegmentedWriter(work, info, info.size, settings, snapshot=dict) as segments:
+        for frame in frames:
+            segments.write(image_to_tensor(frame.image), frame.pts)
+    assert [s.frames for s in work.segments] == [4, 4, 4, 2]
+    assert work.join(info, info.size, settings) == 14
+    assert not work.path.exists()
+
+    assert len(decoded(joined)) == 14
+    info_d, info_j = probe(direct), probe(joined)
+    assert info_j.fps == info_d.fps
+    assert frame_times(joined) == frame_times(direct)
+    assert info_j.duration == pytest.approx(info_d.duration, abs=1e-6)
+    if output != ".webm":  # a re-encoded track is compared by duration only
+        assert mediagen.read_audio_packets(joined) == mediagen.read_audio_packets(clip)
+
+
+def test_segment_writer_keeps_committed_segments_on_an_error(tmp_path: Path, clip: Path) -> None:
+    info = probe(clip)
+    settings = RenderSettings(encoder_preset="ultrafast", segment_frames=3)
+    work = WorkDir(tmp_path / "out.mp4", {"test": "1"})
+    frames = list(read_frames(info, max_frames=5))
+    with pytest.raises(RuntimeError, match="boom"), SegmentedWriter(
+        work, info, info.size, settings, snapshot=lambda: {"n": 1}
+    ) as segments:
+        for frame in frames:
+            segments.write(image_to_tensor(frame.image), frame.pts)
+        raise RuntimeError("boom")
+    assert [s.frames for s in work.segments] == [3]
+    assert sorted(p.name for p in work.path.iterdir()) == [
+        "carry-000000.pt", "seg-000000.mp4", STATE_FILE]
+    reopened = WorkDir.open(work.output, {"test": "1"})
+    assert reopened.next_index == 3 and reopened.carry == {"n": 1}
+    assert reopened.last_pts == frames[2].pts

@@ -1,0 +1,264 @@
+"""How good is a stylized video: temporal warping error and distance to the style.
+
+- Warping error E_warp (Lai et al., "Learning Blind Video Temporal Consistency", ECCV 2018,
+  eq. 9): for each pair of consecutive frames, flow is computed on the ORIGINAL video from frame
+  t to t+1, the STYLED frame t+1 is warped back onto frame t, and the squared difference is
+  averaged over the pixels the reliability mask trusts (non-occluded, not on a motion boundary,
+  not leaving the frame). Values are RGB in [0, 1], squared differences averaged over the three
+  channels; the result is the mean over pairs. The same number for the original video is the
+  floor: what flow error, interpolation and occlusions leave even for a perfectly stable video.
+  Pairs across a scene cut (reliable fraction below `scene_cut_threshold`) are skipped: there is
+  no motion to follow there, in the original or in the stylization.
+- Style distance: the Gram-matrix term of the rendering loss (same VGG-19 features, layers,
+  layer weights and target normalisation, style image scaled the same way relative to the
+  frame), averaged over frames. Lower is closer to the style; comparing it between renders shows
+  what temporal smoothing costs in style.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import cv2
+import numpy as np
+import torch
+from torch import Tensor
+
+from vidstyle.config import RenderSettings
+from vidstyle.device import resolve_device
+from vidstyle.errors import InputError
+from vidstyle.media import image_to_tensor, probe, read_frames
+from vidstyle.stylize.losses import PerceptualLoss, gram_matrix
+from vidstyle.temporal.flow import FlowEstimator, to_gray
+
+log = logging.getLogger(__name__)
+
+# Aspect ratios may differ by the rounding to even sizes a render does, but not by more.
+_ASPECT_TOLERANCE = 0.03
+
+
+def warp_image(image: np.ndarray, flow: np.ndarray) -> np.ndarray:
+    """H×W×C float32 image of frame b resampled at x + flow(x) (flow from frame a to b)."""
+    h, w = flow.shape[:2]
+    xs, ys = np.meshgrid(np.arange(w, dtype=np.float32), np.arange(h, dtype=np.float32))
+    return cv2.remap(
+        image,
+        xs + flow[..., 0],
+        ys + flow[..., 1],
+        interpolation=cv2.INTER_LINEAR,
+        borderMode=cv2.BORDER_REPLICATE,
+    )
+
+
+def pair_warping_error(
+    frame_t: np.ndarray, frame_next: np.ndarray, flow: np.ndarray, mask: np.ndarray
+) -> float:
+    """E_warp of one pair: uint8 H×W×3 frames t and t+1, flow t → t+1, mask on frame t."""
+    a = frame_t.astype(np.float32) / 255.0
+    warped = warp_image(frame_next.astype(np.float32) / 255.0, flow)
+    squared = np.square(a - warped).mean(-1)
+    return float((squared * mask).sum() / max(float(mask.sum()), 1.0))
+
+
+class WarpingError:
+    """Accumulates E_warp over a video, pair by pair, for several renderings at once.
+
+    `add(original, styled_1, styled_2, ...)` takes frame t of the original and of each
+    rendering (H×W×3 uint8 RGB, all the same size); flow comes from the originals only, so every
+    rendering is measured along the same motion. `values()` gives E_warp of the original (the
+    floor) followed by each rendering's, or None where no pair was measured.
+    """
+
+    def __init__(
+        self, count: int = 1, *, preset: str = "medium", scene_cut_threshold: float = 0.5
+    ) -> None:
+        self.count = count
+        self.scene_cut_threshold = scene_cut_threshold
+        self._estimator = FlowEstimator(preset)
+        self._previous: tuple[np.ndarray, np.ndarray, tuple[np.ndarray, ...]] | None = None
+        self._sums = [0.0] * (count + 1)
+        self.pairs = 0
+        self.cuts = 0
+
+    def add(self, original: np.ndarray, *styled: np.ndarray) -> None:
+        if len(styled) != self.count:
+            raise ValueError(f"expected {self.count} styled frame(s), got {len(styled)}")
+        for frame in styled:
+            if frame.shape != original.shape:
+                raise ValueError(f"styled frame {frame.shape} vs original {original.shape}")
+        gray = to_gray(original)
+        if self._previous is not None:
+            prev_gray, prev_original, prev_styled = self._previous
+            flow, mask = self._estimator.flow_and_mask(prev_gray, gray)
+            if mask.mean() < self.scene_cut_threshold:
+                self.cuts += 1
+            else:
+                self.pairs += 1
+                frames = zip((prev_original, *prev_styled), (original, *styled), strict=True)
+                for i, (then, now) in enumerate(frames):
+                    self._sums[i] += pair_warping_error(then, now, flow, mask)
+        self._previous = (gray, original, styled)
+
+    def values(self) -> list[float | None]:
+        return [s / self.pairs if self.pairs else None for s in self._sums]
+
+
+def warping_error(
+    original: Sequence[np.ndarray], styled: Sequence[np.ndarray], *, preset: str = "medium"
+) -> float | None:
+    """E_warp of `styled` frames along the motion of `original` frames (uint8 H×W×3 lists)."""
+    if len(original) != len(styled):
+        raise ValueError(f"{len(original)} original frames but {len(styled)} styled frames")
+    meter = WarpingError(1, preset=preset)
+    for a, b in zip(original, styled, strict=True):
+        meter.add(a, b)
+    return meter.values()[1]
+
+
+class StyleDistance:
+    """The style term of `loss` (Gram distance, target-normalised) of frames to fixed styles.
+
+    Several styles are one blended target, as in rendering (`blend`: weights summing to 1,
+    equal when None).
+    """
+
+    def __init__(
+        self,
+        loss: PerceptualLoss,
+        styles: Sequence[Tensor],
+        blend: Sequence[float] | None = None,
+    ) -> None:
+        self.loss = loss
+        self.targets = loss.style_grams(styles, blend)
+        self._norms = {k: v.pow(2).mean().clamp_min(1e-8) for k, v in self.targets.items()}
+
+    @torch.no_grad()
+    def __call__(self, frame: Tensor) -> float:
+        feats = self.loss.features(frame)
+        return float(
+            sum(
+                w
+                * (gram_matrix(feats[layer]) - self.targets[layer]).pow(2).mean()
+                / self._norms[layer]
+                for layer, w in zip(
+                    self.loss.style_layers, self.loss.style_layer_weights, strict=True
+                )
+            )
+        )
+
+
+@dataclass(frozen=True)
+class EvalResult:
+    original: Path
+    styled: Path
+    frames: int  # frames compared (the shorter of the two videos)
+    pairs: int  # consecutive pairs measured (cuts excluded)
+    cuts: int  # pairs skipped as scene cuts
+    size: tuple[int, int]  # (width, height) the comparison ran at: the styled video's
+    flow_preset: str
+    warping_error_original: float | None  # the floor
+    warping_error_styled: float | None
+    style_distance: float | None = None  # with styles only
+    features: str | None = None  # where the VGG-19 weights came from, with styles only
+
+    @property
+    def warping_error_ratio(self) -> float | None:
+        """E_warp of the stylization over the floor (1.0: as stable as the source)."""
+        floor, styled = self.warping_error_original, self.warping_error_styled
+        if floor is None or styled is None or floor <= 0:
+            return None
+        return styled / floor
+
+    def as_dict(self) -> dict[str, Any]:
+        data = asdict(self)
+        data["original"], data["styled"] = str(self.original), str(self.styled)
+        data["size"] = list(self.size)
+        data["warping_error_ratio"] = self.warping_error_ratio
+        return data
+
+
+def evaluate_videos(
+    original: Path,
+    styled: Path,
+    settings: RenderSettings,
+    *,
+    styles: Sequence[Path] = (),
+) -> EvalResult:
+    """Compare a stylized video with its source: E_warp of both and, with styles, style distance.
+
+    The original is decoded at the styled video's size, so flow follows the frames as rendered.
+    Raises InputError (or another VidstyleError) for files a user can fix.
+    """
+    info_o, info_s = probe(original), probe(styled)
+    aspect_o, aspect_s = info_o.width / info_o.height, info_s.width / info_s.height
+    if abs(aspect_s - aspect_o) > _ASPECT_TOLERANCE * aspect_o:
+        raise InputError(
+            f"is {info_s.width}x{info_s.height} but the original is "
+            f"{info_o.width}x{info_o.height}; pass the video it was rendered from",
+            styled,
+        )
+    if info_o.frame_count and info_s.frame_count and info_o.frame_count != info_s.frame_count:
+        log.info(
+            "%s has %d frames, %s has %d; comparing the first %d",
+            original.name,
+            info_o.frame_count,
+            styled.name,
+            info_s.frame_count,
+            min(info_o.frame_count, info_s.frame_count),
+        )
+    size = info_s.size
+
+    distance: StyleDistance | None = None
+    features: str | None = None
+    device = resolve_device(settings.device)
+    if styles:
+        # Imported here: building the loss pulls in the pipeline's VGG set-up, which a plain
+        # warping-error evaluation does not need.
+        from vidstyle.pipeline import build_loss
+        from vidstyle.stylize.style_image import load_style_image, style_tensor
+        from vidstyle.stylize.targets import blend_weights
+
+        images = [load_style_image(path) for path in styles]
+        loss = build_loss(settings, device)
+        features = loss.features.source.origin
+        distance = StyleDistance(
+            loss,
+            [style_tensor(image, size, settings.style_scale, device) for image in images],
+            blend_weights(settings.style_blend, len(images)),
+        )
+
+    meter = WarpingError(
+        1, preset=settings.flow_preset, scene_cut_threshold=settings.scene_cut_threshold
+    )
+    frames = 0
+    style_sum = 0.0
+    with (
+        contextlib.closing(read_frames(info_o, size=size)) as source,
+        contextlib.closing(read_frames(info_s)) as rendered,
+    ):
+        for a, b in zip(source, rendered, strict=False):
+            meter.add(a.image, b.image)
+            if distance is not None:
+                style_sum += distance(image_to_tensor(b.image, device))
+            frames += 1
+    if frames == 0:
+        raise InputError("has no frames to compare", styled)
+    floor, value = meter.values()
+    return EvalResult(
+        original=original,
+        styled=styled,
+        frames=frames,
+        pairs=meter.pairs,
+        cuts=meter.cuts,
+        size=size,
+        flow_preset=settings.flow_preset,
+        warping_error_original=floor,
+        warping_error_styled=value,
+        style_distance=style_sum / frames if distance is not None else None,
+        features=features,
+    )

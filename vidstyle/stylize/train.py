@@ -1,0 +1,556 @@
+"""Training a fast-mode network for one style (Johnson et al. 2016).
+
+The network learns to map a content image straight to its stylization by minimising the same
+perceptual loss quality mode optimises per frame (`PerceptualLoss`: VGG-19 content, Gram style
+and total variation terms, each target-normalised), over random square crops of training
+images. Training data can be image folders and/or videos, so a user can train on the very
+footage they will render: frames are sampled evenly across each clip and kept in memory at
+training scale, while image folders (possibly large datasets such as COCO) are read lazily.
+
+Resuming: every `checkpoint_every` steps, and at the end, the full training state (network,
+Adam moments, step, data sampler RNG) is written atomically to `<out>.ckpt`. Running the same
+command again continues from there and gives bitwise the same network as an uninterrupted run
+on the same machine; a checkpoint from a different run (another style, size, data...) is an
+error rather than silently mixed in. Asking for more `steps` than a finished run had continues
+it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import math
+import time
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from PIL import Image, UnidentifiedImageError
+
+from vidstyle.config import TrainSettings
+from vidstyle.device import resolve_device
+from vidstyle.errors import ConfigError, InputError, RenderInterrupted, VidstyleError, WeightsError
+from vidstyle.media import probe, read_frames
+from vidstyle.models import (
+    CHECKPOINT_FORMAT,
+    atomic_save,
+    checkpoint_path,
+    load_file,
+    model_dict,
+)
+from vidstyle.nets.transformer import TransformerNet
+from vidstyle.nets.vgg import VGGFeatures
+from vidstyle.stylize.losses import (
+    DEFAULT_CONTENT_LAYERS,
+    DEFAULT_STYLE_LAYERS,
+    LossWeights,
+    PerceptualLoss,
+)
+from vidstyle.stylize.style_image import load_style_image, style_tensor
+from vidstyle.temporal.flow import FlowEstimator, to_gray, warp
+from vidstyle.temporal.losses import temporal_loss
+
+log = logging.getLogger(__name__)
+
+IMAGE_SUFFIXES = frozenset({".png", ".jpg", ".jpeg", ".webp", ".bmp", ".tif", ".tiff"})
+VIDEO_SUFFIXES = frozenset(
+    {".mp4", ".mov", ".mkv", ".webm", ".avi", ".m4v", ".mpg", ".mpeg", ".ts", ".flv"}
+)
+CHECKPOINT_VERSION = 1
+# Settings that may change between a run and its resumption; any other difference means the
+# checkpoint belongs to another training run.
+_RESUMABLE_CHANGES = frozenset({"steps", "checkpoint_every", "device"})
+
+
+@dataclass(frozen=True)
+class StepReport:
+    """What training reports after every step (the console draws it; tests record it)."""
+
+    step: int  # steps done so far, 1-based
+    steps: int  # the target
+    losses: dict[str, float]  # loss (total), content, style, tv
+    seconds: float  # wall time of this step
+
+
+@dataclass(frozen=True)
+class TrainResult:
+    model: Path
+    checkpoint: Path
+    start_step: int  # 0 for a fresh run, else the step resumed from
+    steps: int  # steps done in total (the model's training)
+    losses: dict[str, float] = field(default_factory=dict)  # of the last step run
+    seconds: float = 0.0
+
+
+StepCallback = Callable[[StepReport], None]
+
+
+# ----------------------------------------------------------------------------------- data
+
+
+@dataclass(frozen=True)
+class DataSources:
+    images: tuple[Path, ...]
+    videos: tuple[Path, ...]
+
+
+def find_data(paths: Sequence[Path]) -> DataSources:
+    """Image and video files named by `--data`: files, or folders searched recursively."""
+    if not paths:
+        raise ConfigError("no training data; pass --data with image folders and/or videos")
+    images: list[Path] = []
+    videos: list[Path] = []
+    for path in paths:
+        path = Path(path)
+        if not path.exists():
+            raise InputError("training data not found; check the --data path", path)
+        if path.is_file():
+            suffix = path.suffix.lower()
+            if suffix in IMAGE_SUFFIXES:
+                images.append(path)
+            elif suffix in VIDEO_SUFFIXES:
+                videos.append(path)
+            else:
+                raise InputError(
+                    "not an image or video file by its extension; pass images, videos or "
+                    "folders of them",
+                    path,
+                )
+            continue
+        found = 0
+        for child in sorted(path.rglob("*")):
+            if not child.is_file() or child.name.startswith("."):
+                continue
+            suffix = child.suffix.lower()
+            if suffix in IMAGE_SUFFIXES:
+                images.append(child)
+                found += 1
+            elif suffix in VIDEO_SUFFIXES:
+                videos.append(child)
+                found += 1
+        if not found:
+            raise InputError("folder holds no images or videos to train on", path)
+    return DataSources(images=tuple(images), videos=tuple(videos))
+
+
+def _training_scale(width: int, height: int, size: int) -> tuple[int, int]:
+    """(w, h) with the short side equal to `size` (up or down), aspect kept."""
+    factor = size / min(width, height)
+    return max(size, round(width * factor)), max(size, round(height * factor))
+
+
+def load_image(path: Path, size: int) -> np.ndarray:
+    """An image file as H×W×3 uint8 RGB with its short side scaled to `size`."""
+    with Image.open(path) as opened:
+        w, h = opened.size
+        target = _training_scale(w, h, size)
+        # JPEG can decode at 1/2, 1/4, 1/8 scale directly: much faster for large photos.
+        opened.draft("RGB", target)
+        image = opened.convert("RGB")
+    if image.size != target:
+        image = image.resize(target, Image.Resampling.BILINEAR, reducing_gap=2.0)
+    return np.asarray(image, dtype=np.uint8)
+
+
+@dataclass(frozen=True)
+class FramePair:
+    """Two consecutive video frames and the flow between them, for the temporal loss."""
+
+    previous: np.ndarray  # H×W×3 uint8, frame t−1
+    current: np.ndarray  # H×W×3 uint8, frame t
+    flow: np.ndarray  # H×W×2 float32, pixels, from frame t to frame t−1 (vidstyle.temporal)
+    reliable: np.ndarray  # H×W float32 in {0, 1}
+
+
+# A pair whose flow is reliable on less than this fraction of the frame straddles a cut (the
+# render pipeline's default scene-cut threshold); it would teach nothing about motion.
+_MIN_RELIABLE = 0.5
+
+
+def load_video_frames(
+    path: Path, size: int, count: int, *, pairs: bool = False
+) -> tuple[list[np.ndarray], list[FramePair]]:
+    """`count` frames spread evenly over the clip, short side scaled to `size`; with `pairs`,
+    also each of those frames with the frame before it and the optical flow between them."""
+    info = probe(path)
+    # probe estimates the count from the duration when the container has none; without either,
+    # the first `count` frames are used.
+    total = info.frame_count or count
+    wanted = sorted({round(i) for i in np.linspace(0, max(total - 1, 0), num=min(count, total))})
+    keep = set(wanted)
+    frames: list[np.ndarray] = []
+    found_pairs: list[FramePair] = []
+    estimator = FlowEstimator("medium") if pairs else None
+    previous: np.ndarray | None = None
+    target = _training_scale(info.width, info.height, size)
+    for frame in read_frames(info, size=target, max_frames=wanted[-1] + 1):
+        if frame.index in keep:
+            frames.append(frame.image)
+            if estimator is not None and previous is not None:
+                flow, mask = estimator.flow_and_mask(to_gray(frame.image), to_gray(previous))
+                if mask.mean() >= _MIN_RELIABLE:
+                    found_pairs.append(FramePair(previous, frame.image, flow, mask))
+        previous = frame.image
+    if not frames:
+        raise InputError("no frames could be decoded for training", path)
+    return frames, found_pairs
+
+
+class TrainingSet:
+    """Random square crops from in-memory video frames and lazily read image files, and (for
+    the temporal loss) from consecutive-frame pairs with their flow."""
+
+    def __init__(
+        self,
+        frames: Sequence[np.ndarray],
+        images: Sequence[Path],
+        size: int,
+        pairs: Sequence[FramePair] = (),
+    ) -> None:
+        self.frames = list(frames)
+        self.images = list(images)
+        self.pairs = list(pairs)
+        self.size = size
+        if not self.frames and not self.images:
+            raise ConfigError("no training data could be read")
+
+    @classmethod
+    def from_sources(
+        cls, sources: DataSources, size: int, frames_per_video: int, *, pairs: bool = False
+    ) -> TrainingSet:
+        frames: list[np.ndarray] = []
+        found_pairs: list[FramePair] = []
+        for video in sources.videos:
+            clip, clip_pairs = load_video_frames(video, size, frames_per_video, pairs=pairs)
+            extra = f" and {len(clip_pairs)} frame pairs with flow" if pairs else ""
+            log.info("Training data: %d frames%s from %s", len(clip), extra, video)
+            frames.extend(clip)
+            found_pairs.extend(clip_pairs)
+        if sources.images:
+            log.info("Training data: %d image file(s), read as needed", len(sources.images))
+        if pairs and not found_pairs:
+            raise ConfigError(
+                "--temporal-weight needs consecutive video frames that follow each other (no "
+                "usable pairs in the --data videos); pass videos or set --temporal-weight 0"
+            )
+        return cls(frames, sources.images, size, found_pairs)
+
+    def __len__(self) -> int:
+        return len(self.frames) + len(self.images)
+
+    def _item(self, index: int) -> np.ndarray | None:
+        if index < len(self.frames):
+            return self.frames[index]
+        path = self.images[index - len(self.frames)]
+        try:
+            return load_image(path, self.size)
+        except (OSError, UnidentifiedImageError, ValueError, Image.DecompressionBombError) as err:
+            # One bad file in a large dataset should not end a long run: drop it and go on.
+            log.warning("Skipping training image %s: cannot read it (%s)", path, err)
+            self.images.remove(path)
+            if not len(self):
+                raise ConfigError("none of the training images could be read") from None
+            return None
+
+    def _window(self, height: int, width: int, generator: torch.Generator) -> tuple[int, int]:
+        top = int(torch.randint(height - self.size + 1, (1,), generator=generator))
+        left = int(torch.randint(width - self.size + 1, (1,), generator=generator))
+        return top, left
+
+    def sample(self, count: int, generator: torch.Generator) -> torch.Tensor:
+        """count×3×size×size float32 in [0, 1] (CPU). All randomness comes from `generator`."""
+        crops: list[np.ndarray] = []
+        s = self.size
+        while len(crops) < count:
+            index = int(torch.randint(len(self), (1,), generator=generator))
+            image = self._item(index)
+            if image is None:
+                continue
+            top, left = self._window(*image.shape[:2], generator)
+            crops.append(image[top : top + s, left : left + s])
+        return _to_batch(crops)
+
+    def sample_pairs(
+        self, count: int, generator: torch.Generator
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+        """(previous, current, flow, reliable) crops: count×3, count×3, count×2, count×1 × S×S.
+
+        The same window is cut from both frames and the flow; flow values are displacements,
+        so they stay valid in the crop, but points that move out of the window are marked
+        unreliable (the warp would fill them with border colour).
+        """
+        s = self.size
+        prev, cur, flows, masks = [], [], [], []
+        for _ in range(count):
+            pair = self.pairs[int(torch.randint(len(self.pairs), (1,), generator=generator))]
+            top, left = self._window(*pair.current.shape[:2], generator)
+            window = (slice(top, top + s), slice(left, left + s))
+            prev.append(pair.previous[window])
+            cur.append(pair.current[window])
+            flow = pair.flow[window]
+            xs = np.arange(s, dtype=np.float32)[None, :] + flow[..., 0]
+            ys = np.arange(s, dtype=np.float32)[:, None] + flow[..., 1]
+            inside = (xs >= 0) & (xs <= s - 1) & (ys >= 0) & (ys <= s - 1)
+            flows.append(flow.transpose(2, 0, 1))
+            masks.append((pair.reliable[window] * inside)[None])
+        return (
+            _to_batch(prev),
+            _to_batch(cur),
+            torch.from_numpy(np.ascontiguousarray(np.stack(flows))),
+            torch.from_numpy(np.ascontiguousarray(np.stack(masks), dtype=np.float32)),
+        )
+
+
+def _to_batch(crops: Sequence[np.ndarray]) -> torch.Tensor:
+    batch = torch.from_numpy(np.stack(crops)).permute(0, 3, 1, 2)
+    return batch.contiguous().to(torch.float32).div_(255.0)
+
+
+# ------------------------------------------------------------------------------- training
+
+
+def build_loss(settings: TrainSettings, device: torch.device) -> PerceptualLoss:
+    """The perceptual loss with the same VGG-19 module and weight sources as quality mode."""
+    layers = sorted(set(DEFAULT_STYLE_LAYERS) | set(DEFAULT_CONTENT_LAYERS))
+    features = VGGFeatures(
+        layers,
+        pooling=settings.pooling,
+        weights=settings.features,
+        weights_path=Path(settings.vgg_weights) if settings.vgg_weights else None,
+        seed=settings.seed,
+    ).to(device)
+    weights = LossWeights(
+        content=settings.content_weight, style=settings.style_weight, tv=settings.tv_weight
+    )
+    return PerceptualLoss(features, weights=weights).to(device)
+
+
+def _file_digest(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        for chunk in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()[:16]
+
+
+def _fingerprint(
+    settings: TrainSettings, style: Path, data: Sequence[Path], loss_network: str
+) -> dict[str, Any]:
+    """What identifies a training run, as plain values (compared when resuming)."""
+    values = {
+        f.name: getattr(settings, f.name)
+        for f in fields(settings)
+        if f.name not in _RESUMABLE_CHANGES
+    }
+    values["style_sha256"] = _file_digest(style)
+    values["data"] = [str(Path(p).resolve()) for p in data]
+    values["loss_network"] = loss_network
+    return values
+
+
+def _loss_network(loss: PerceptualLoss) -> str:
+    source = loss.features.source
+    return f"{source.kind} ({source.layout} layout)" if source.layout else source.origin
+
+
+def _load_checkpoint(path: Path, fingerprint: Mapping[str, Any]) -> dict[str, Any]:
+    obj = load_file(path, "training checkpoint", remedy="pass --restart to start over")
+    if not isinstance(obj, dict) or obj.get("format") != CHECKPOINT_FORMAT:
+        raise WeightsError(
+            "not a vidstyle training checkpoint; move it away or pass --restart", path
+        )
+    if obj.get("version") != CHECKPOINT_VERSION:
+        raise WeightsError(
+            f"checkpoint format version {obj.get('version')!r} is not {CHECKPOINT_VERSION}; "
+            "pass --restart to train from scratch",
+            path,
+        )
+    saved = obj.get("fingerprint") or {}
+    differs = sorted(k for k in set(saved) | set(fingerprint) if saved.get(k) != fingerprint.get(k))
+    if differs:
+        names = ", ".join(k.replace("_sha256", "").replace("_", "-") for k in differs)
+        raise ConfigError(
+            f"checkpoint is from a different training run (differs in: {names}); run the "
+            "original command to resume it, pass --restart to start over, or choose another --out",
+            path,
+        )
+    return obj
+
+
+def train(
+    style: Path,
+    data: Sequence[Path],
+    out: Path,
+    settings: TrainSettings | None = None,
+    *,
+    restart: bool = False,
+    on_step: StepCallback | None = None,
+) -> TrainResult:
+    """Train a network for `style` on `data`; write the model to `out` (atomically).
+
+    Resumes from `<out>.ckpt` unless `restart`. Raises VidstyleError subclasses for user errors.
+    """
+    settings = settings or TrainSettings()
+    settings.validate()
+    out = Path(out)
+    style = Path(style)
+    if not out.parent.is_dir():
+        raise ConfigError(f"output folder {out.parent} does not exist; create it first", out)
+    if out.suffix.lower() != ".pth":
+        raise ConfigError("model files end in .pth; name --out like starry.pth", out)
+    style_image = load_style_image(style)
+    sources = find_data(data)
+    device = resolve_device(settings.device)
+    ckpt_path = checkpoint_path(out)
+
+    loss = build_loss(settings, device)
+    log.info("VGG-19 features: %s", loss.features.source.origin)
+    fingerprint = _fingerprint(settings, style, data, _loss_network(loss))
+    resumed = None
+    if restart and ckpt_path.exists():
+        log.info("--restart: discarding %s", ckpt_path)
+        ckpt_path.unlink()
+    elif ckpt_path.exists():
+        resumed = _load_checkpoint(ckpt_path, fingerprint)
+
+    # Seeded without touching the global RNG (a library must not reseed its caller).
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(settings.seed)
+        net = TransformerNet(settings.arch)
+    net = net.to(device).train()
+    optimizer = torch.optim.Adam(net.parameters(), lr=settings.learning_rate)
+    generator = torch.Generator().manual_seed(settings.seed)
+    step = 0
+    if resumed is not None:
+        try:
+            net.load_state_dict(resumed["model"], strict=True)
+            optimizer.load_state_dict(resumed["optimizer"])
+            generator.set_state(resumed["rng"])
+            step = int(resumed["step"])
+        except (KeyError, RuntimeError, ValueError, TypeError) as err:
+            raise WeightsError(
+                f"checkpoint is damaged ({type(err).__name__}); pass --restart to start over",
+                ckpt_path,
+            ) from None
+        log.info("Resuming from %s at step %d of %d", ckpt_path, step, settings.steps)
+        if step >= settings.steps:
+            log.info("Already trained for %d steps; writing the model only", step)
+
+    temporal = settings.temporal_weight > 0
+    dataset = TrainingSet.from_sources(
+        sources, settings.size, settings.frames_per_video, pairs=temporal
+    )
+    crop = (settings.size, settings.size)
+    loss.set_style([style_tensor(style_image, crop, settings.style_scale, device)])
+
+    def save_checkpoint() -> None:
+        atomic_save(
+            {
+                "format": CHECKPOINT_FORMAT,
+                "version": CHECKPOINT_VERSION,
+                "step": step,
+                "model": {k: v.detach().cpu() for k, v in net.state_dict().items()},
+                "optimizer": optimizer.state_dict(),
+                "rng": generator.get_state(),
+                "fingerprint": fingerprint,
+            },
+            ckpt_path,
+        )
+
+    start_step = step
+    started = time.perf_counter()
+    last: dict[str, float] = {}
+    try:
+        while step < settings.steps:
+            tick = time.perf_counter()
+            batch = dataset.sample(settings.batch_size, generator).to(device, non_blocking=True)
+            loss.set_content(batch)
+            terms = loss(net(batch))
+            total = terms.total
+            last = {"content": terms.content, "style": terms.style, "tv": terms.tv}
+            if temporal:
+                tloss = _temporal_term(net, dataset, settings.batch_size, generator, device)
+                total = total + settings.temporal_weight * tloss
+                last["temporal"] = float(tloss.detach())
+            optimizer.zero_grad(set_to_none=True)
+            total.backward()
+            optimizer.step()
+            step += 1
+            last = {"loss": float(total.detach()), **last}
+            if not all(math.isfinite(v) for v in last.values()):
+                raise VidstyleError(
+                    f"training diverged at step {step} (loss {last['loss']}); lower --lr or "
+                    "the loss weights and pass --restart"
+                )
+            if on_step is not None:
+                on_step(StepReport(step, settings.steps, last, time.perf_counter() - tick))
+            if settings.checkpoint_every and step % settings.checkpoint_every == 0:
+                save_checkpoint()
+                log.info("Step %d/%d: %s; checkpoint saved", step, settings.steps, _fmt(last))
+    except KeyboardInterrupt:
+        done = step - step % settings.checkpoint_every if settings.checkpoint_every else 0
+        where = f"step {max(done, start_step)}" if ckpt_path.exists() else "the start"
+        raise RenderInterrupted(
+            f"training interrupted at step {step}; run the same command to resume from {where}",
+            out,
+        ) from None
+
+    if step > start_step or resumed is None:
+        save_checkpoint()
+    training = {
+        **{f.name: getattr(settings, f.name) for f in fields(settings) if f.name != "device"},
+        "steps": step,
+        "loss_network": _loss_network(loss),
+        "data": [str(p) for p in data],
+        "final_losses": last,
+    }
+    atomic_save(model_dict(net, style=style.name, training=training), out)
+    seconds = time.perf_counter() - started
+    log.info("Wrote %s after %d steps (%s)", out, step, _fmt(last) if last else "no new steps")
+    return TrainResult(
+        model=out,
+        checkpoint=ckpt_path,
+        start_step=start_step,
+        steps=step,
+        losses=last,
+        seconds=seconds,
+    )
+
+
+def _temporal_term(
+    net: TransformerNet,
+    dataset: TrainingSet,
+    count: int,
+    generator: torch.Generator,
+    device: torch.device,
+) -> torch.Tensor:
+    """Masked squared difference between the output for frame t and the output for frame t−1
+    carried onto frame t along the flow: what flickers between frames that show the same
+    scene points. Both frames go through the network in one batch."""
+    previous, current, flow, reliable = (
+        t.to(device, non_blocking=True) for t in dataset.sample_pairs(count, generator)
+    )
+    out_previous, out_current = net(torch.cat([previous, current])).chunk(2)
+    return temporal_loss(out_current, warp(out_previous, flow), reliable)
+
+
+def _fmt(losses: Mapping[str, float]) -> str:
+    return ", ".join(f"{k} {v:.4g}" for k, v in losses.items())
+
+
+def evaluate_loss(
+    net: TransformerNet, loss: PerceptualLoss, batches: Iterable[torch.Tensor]
+) -> float:
+    """Mean total loss of `net` over fixed batches (for tests and benches; no gradients)."""
+    values: list[float] = []
+    was_training = net.training
+    net.eval()
+    with torch.no_grad():
+        for batch in batches:
+            loss.set_content(batch)
+            values.append(float(loss(net(batch)).total))
+    net.train(was_training)
+    return sum(values) / len(values)

@@ -1,0 +1,323 @@
+"""Optical flow between consecutive source frames, backward warping, and the reliability mask.
+
+Conventions (used everywhere in `vidstyle.temporal` and `vidstyle.metrics`):
+
+- A flow field `w` "from frame a to frame b" is given in pixels at every pixel x of frame a and
+  says where that point is in frame b: ``b(x + w(x)) ≈ a(x)``. As an array it is H×W×2 float32
+  (OpenCV's layout, channel 0 = horizontal); as a tensor it is 1×2×H×W on the compute device.
+- `warp(image_b, w)` resamples frame b at ``x + w(x)``, which brings it onto frame a's pixel grid
+  ("backward warping"). The pipeline uses the flow from frame t to frame t−1 to carry the
+  previous output onto frame t.
+- The reliability mask of a flow is 1 where the warped value can be trusted and 0 where it
+  cannot: disoccluded pixels, motion boundaries, and points that leave the frame.
+
+Flow is computed with OpenCV's DIS optical flow (Kroeger et al. 2016) on the *source* frames at
+the rendering size. `FlowStage` runs it on a background thread: OpenCV and numpy release the GIL
+while they work, so the flow of the next frames is computed while the current frame is being
+stylized instead of adding to its time.
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import threading
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, replace
+
+import cv2
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from vidstyle.config import RenderSettings
+from vidstyle.frame import FrameRecord
+
+log = logging.getLogger(__name__)
+
+FLOW_PRESETS: dict[str, int] = {
+    "ultrafast": cv2.DISOPTICAL_FLOW_PRESET_ULTRAFAST,
+    "fast": cv2.DISOPTICAL_FLOW_PRESET_FAST,
+    "medium": cv2.DISOPTICAL_FLOW_PRESET_MEDIUM,
+}
+
+# How often a worker blocked on a full queue checks whether the consumer has gone away.
+_POLL_S = 0.05
+
+
+# --------------------------------------------------------------------------------------------
+# Flow and mask (numpy, CPU; safe to call from a worker thread)
+
+
+def to_gray(image: np.ndarray) -> np.ndarray:
+    """H×W×3 uint8 RGB -> H×W uint8 luma, the input DIS works on."""
+    return cv2.cvtColor(image, cv2.COLOR_RGB2GRAY)
+
+
+def tensor_to_gray(frame: Tensor) -> np.ndarray:
+    """1×3×H×W float tensor in [0, 1] (any device) -> H×W uint8 luma."""
+    # BT.601 weights, as cv2.COLOR_RGB2GRAY; computed on the device so only one plane of uint8
+    # crosses back to the host.
+    weights = frame.new_tensor([0.299, 0.587, 0.114]).view(1, 3, 1, 1)
+    luma = (frame.detach() * weights).sum(1)[0].clamp(0.0, 1.0).mul(255.0).round()
+    return luma.to(torch.uint8).cpu().numpy()
+
+
+class FlowEstimator:
+    """DIS optical flow with one OpenCV object (not thread-safe: one estimator per thread)."""
+
+    def __init__(self, preset: str = "medium") -> None:
+        if preset not in FLOW_PRESETS:
+            raise ValueError(f"unknown flow preset {preset!r}; use {', '.join(FLOW_PRESETS)}")
+        self.preset = preset
+        self._dis = cv2.DISOpticalFlow_create(FLOW_PRESETS[preset])
+
+    def __call__(self, gray_a: np.ndarray, gray_b: np.ndarray) -> np.ndarray:
+        """Flow from frame a to frame b (H×W×2 float32, pixels): ``b(x + w(x)) ≈ a(x)``."""
+        # calc(I0, I1) returns the flow with I0(x) ≈ I1(x + w(x)), i.e. from I0 to I1.
+        return self._dis.calc(gray_a, gray_b, None)
+
+    def flow_and_mask(
+        self, gray_a: np.ndarray, gray_b: np.ndarray
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Flow from a to b and its reliability mask on a's grid (H×W float32 in {0, 1})."""
+        a_to_b = self(gray_a, gray_b)
+        b_to_a = self(gray_b, gray_a)
+        return a_to_b, reliability_mask(a_to_b, b_to_a)
+
+
+def _sample(field: np.ndarray, flow: np.ndarray) -> np.ndarray:
+    """`field` (on frame b's grid) bilinearly sampled at x + flow(x) (on frame a's grid)."""
+    h, w = flow.shape[:2]
+    xs, ys = np.meshgrid(np.arange(w, dtype=np.float32), np.arange(h, dtype=np.float32))
+    return cv2.remap(
+        field,
+        xs + flow[..., 0],
+        ys + flow[..., 1],
+        interpolation=cv2.INTER_LINEAR,
+        borderMode=cv2.BORDER_REPLICATE,
+    )
+
+
+def reliability_mask(a_to_b: np.ndarray, b_to_a: np.ndarray) -> np.ndarray:
+    """Where the flow from frame a to frame b can be trusted (1) or not (0), on a's grid.
+
+    The checks and thresholds are those of Ruder, Dosovitskiy and Brox, "Artistic style transfer
+    for videos", GCPR 2016, section 3.2, written for our flow ŵ = `a_to_b` with w̃ = the reverse
+    flow `b_to_a` carried onto a's grid (w̃(x) = b_to_a(x + ŵ(x))):
+
+    - disocclusion: forward and backward flow disagree, |w̃ + ŵ|² > 0.01 (|w̃|² + |ŵ|²) + 0.5
+      (a point visible in a but not in b has no consistent way back);
+    - motion boundary: |∇û|² + |∇v̂|² > 0.01 |ŵ|² + 0.002, where the flow of the object and of
+      what is behind it mix and neither is right;
+    - leaving the frame: x + ŵ(x) outside frame b (the point was not filmed there), an addition
+      to the paper's two checks that the warp would otherwise fill with border colour.
+    """
+    h, w = a_to_b.shape[:2]
+    # Contiguous component planes: arithmetic on them is several times faster than reducing
+    # over the interleaved last axis of size 2 (this runs for every frame).
+    u, v = cv2.split(a_to_b)
+    bu, bv = cv2.split(_sample(b_to_a, a_to_b))  # w̃
+    magnitude = u * u + v * v
+    su, sv = bu + u, bv + v
+    disoccluded = su * su + sv * sv > 0.01 * (bu * bu + bv * bv + magnitude) + 0.5
+
+    # Central differences in the interior, one-sided at the border (np.gradient), per component.
+    du_dy, du_dx = np.gradient(u)
+    dv_dy, dv_dx = np.gradient(v)
+    boundary = du_dx * du_dx + du_dy * du_dy + dv_dx * dv_dx + dv_dy * dv_dy > (
+        0.01 * magnitude + 0.002
+    )
+
+    xs = np.arange(w, dtype=np.float32)[None, :] + u
+    ys = np.arange(h, dtype=np.float32)[:, None] + v
+    outside = (xs < 0) | (xs > w - 1) | (ys < 0) | (ys > h - 1)
+
+    return (~(disoccluded | boundary | outside)).astype(np.float32)
+
+
+# --------------------------------------------------------------------------------------------
+# Warping (torch, on the compute device)
+
+
+def flow_to_tensor(flow: np.ndarray, device: torch.device | str) -> Tensor:
+    """H×W×2 float32 array -> new 1×2×H×W tensor on `device`."""
+    return torch.from_numpy(np.ascontiguousarray(flow.transpose(2, 0, 1))).unsqueeze(0).to(device)
+
+
+def mask_to_tensor(mask: np.ndarray, device: torch.device | str) -> Tensor:
+    """H×W float32 array -> new 1×1×H×W tensor on `device`."""
+    return torch.from_numpy(np.ascontiguousarray(mask))[None, None].to(device)
+
+
+def warp(image: Tensor, flow: Tensor) -> Tensor:
+    """Backward warp: ``out(x) = image(x + flow(x))``, bilinear, as a new tensor.
+
+    image: N×C×H×W (frame b); flow: N×2×H×W in pixels, from frame a to frame b (broadcasts
+    over N when it has a batch of 1). Points outside the image take the nearest border value;
+    the reliability mask marks them, so callers replace them rather than trust them.
+    """
+    n, _, h, w = image.shape
+    if flow.shape[-2:] != (h, w):
+        raise ValueError(f"flow is {tuple(flow.shape[-2:])}, image is {(h, w)}")
+    ys = torch.arange(h, device=flow.device, dtype=flow.dtype).view(1, h, 1)
+    xs = torch.arange(w, device=flow.device, dtype=flow.dtype).view(1, 1, w)
+    # grid_sample takes positions in [-1, 1]; with align_corners=True, -1 and 1 are the centres
+    # of the first and last pixels, so pixel x maps to 2x/(W-1) - 1.
+    gx = (xs + flow[:, 0]) * (2.0 / max(w - 1, 1)) - 1.0
+    gy = (ys + flow[:, 1]) * (2.0 / max(h - 1, 1)) - 1.0
+    grid = torch.stack((gx, gy), dim=-1).expand(n, h, w, 2).to(image.dtype)
+    return F.grid_sample(image, grid, mode="bilinear", padding_mode="border", align_corners=True)
+
+
+def warp_previous(previous: Tensor, record: FrameRecord) -> tuple[Tensor, Tensor] | None:
+    """The previous frame's image carried onto `record`'s grid, and where it is reliable.
+
+    None when `record` starts a new shot: nothing of the previous shot may be reused. A record
+    without flow (the flow stage did not run) is treated as still: zero flow, all reliable.
+    """
+    if record.new_shot:
+        return None
+    if record.flow is None or record.reliable is None:
+        return previous, torch.ones_like(previous[:, :1])
+    return warp(previous, record.flow), record.reliable
+
+
+# --------------------------------------------------------------------------------------------
+# The pipeline stage
+
+
+def flow_needed(settings: RenderSettings) -> bool:
+    """Whether any stage of a render with `settings` uses flow (so the flow stage should run).
+
+    Smoothing (both modes) and quality mode's warm start use it; `init = "prev"` too, only to
+    start fresh after a scene cut. Independent frames without smoothing need none.
+    """
+    return settings.smooth > 0 or (settings.mode == "quality" and settings.init != "content")
+
+
+@dataclass(frozen=True)
+class _FlowResult:
+    record: FrameRecord
+    flow: np.ndarray | None  # from this frame to the previous one
+    mask: np.ndarray | None
+    reliable_fraction: float
+
+
+@dataclass(frozen=True)
+class _Failure:
+    error: BaseException
+
+
+_DONE = object()
+
+
+class FlowStage:
+    """Iterator stage: adds `flow` (t → t−1), `reliable` and `new_shot` to every FrameRecord.
+
+    The first frame, and any frame whose reliable fraction falls below `scene_cut_threshold`,
+    is a new shot: it gets no flow and no mask, so no later stage warps the previous shot into
+    it. Flow runs `lookahead` frames ahead of the consumer on a worker thread.
+    """
+
+    def __init__(
+        self,
+        preset: str = "medium",
+        *,
+        scene_cut_threshold: float = 0.5,
+        lookahead: int = 4,
+    ) -> None:
+        FlowEstimator(preset)  # fail here, in the caller's thread, on a bad preset
+        self.preset = preset
+        self.scene_cut_threshold = scene_cut_threshold
+        self.lookahead = lookahead
+        self.cuts: list[int] = []  # indices of frames detected as the start of a new shot
+
+    def __call__(self, frames: Iterable[FrameRecord]) -> Iterator[FrameRecord]:
+        results: queue.Queue[object] = queue.Queue(maxsize=self.lookahead)
+        stop = threading.Event()
+        worker = threading.Thread(
+            target=self._work, args=(iter(frames), results, stop), name="vidstyle-flow", daemon=True
+        )
+        try:
+            worker.start()
+            while True:
+                item = results.get()
+                if item is _DONE:
+                    return
+                if isinstance(item, _Failure):
+                    raise item.error
+                assert isinstance(item, _FlowResult)
+                yield self._finish(item)
+        finally:
+            # Normal end, an error, or the consumer closing us early: stop and reap the worker.
+            stop.set()
+            _drain(results)
+            worker.join()
+
+    def _finish(self, item: _FlowResult) -> FrameRecord:
+        record = item.record
+        if item.flow is None or item.mask is None:
+            return replace(record, flow=None, reliable=None, new_shot=True)
+        if item.reliable_fraction < self.scene_cut_threshold:
+            self.cuts.append(record.index)
+            log.info(
+                "frame %d: new shot (%.0f%% of pixels follow the previous frame)",
+                record.index,
+                100 * item.reliable_fraction,
+            )
+            return replace(record, flow=None, reliable=None, new_shot=True)
+        device = record.content.device
+        return replace(
+            record,
+            flow=flow_to_tensor(item.flow, device),
+            reliable=mask_to_tensor(item.mask, device),
+            new_shot=False,
+        )
+
+    def _work(
+        self, frames: Iterator[FrameRecord], results: queue.Queue[object], stop: threading.Event
+    ) -> None:
+        estimator = FlowEstimator(self.preset)
+        previous: np.ndarray | None = None
+        try:
+            for record in frames:
+                if stop.is_set():
+                    return
+                gray = tensor_to_gray(record.content)
+                if previous is None or previous.shape != gray.shape:
+                    item = _FlowResult(record, None, None, 0.0)
+                else:
+                    flow, mask = estimator.flow_and_mask(gray, previous)
+                    item = _FlowResult(record, flow, mask, float(mask.mean()))
+                previous = gray
+                if not _put(results, item, stop):
+                    return
+            _put(results, _DONE, stop)
+        except BaseException as err:  # handed to the consumer, which re-raises it
+            _put(results, _Failure(err), stop)
+        finally:
+            # Close the upstream stages (the decoder) from this thread, which is iterating them.
+            close = getattr(frames, "close", None)
+            if close is not None:
+                close()
+
+
+def _drain(items: queue.Queue[object]) -> None:
+    try:
+        while True:
+            items.get_nowait()
+    except queue.Empty:
+        pass
+
+
+def _put(items: queue.Queue[object], item: object, stop: threading.Event) -> bool:
+    """Put `item`, waiting for room; False when the consumer has stopped."""
+    while not stop.is_set():
+        try:
+            items.put(item, timeout=_POLL_S)
+            return True
+        except queue.Full:
+            continue
+    return False
