@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import replace
 
+import cv2
 import mediagen
 import numpy as np
 import pytest
@@ -22,7 +23,14 @@ from vidstyle.metrics import warping_error
 from vidstyle.nets.vgg import VGGFeatures
 from vidstyle.stylize.losses import LossWeights, PerceptualLoss
 from vidstyle.stylize.quality import QualityStylizer
-from vidstyle.temporal import FLOW_PRESETS, FlowStage, TemporalSmoother, warp
+from vidstyle.temporal import (
+    FLOW_PRESETS,
+    FlowEstimator,
+    FlowStage,
+    TemporalSmoother,
+    warp,
+    warp_previous,
+)
 from vidstyle.temporal.losses import temporal_loss
 
 
@@ -63,6 +71,18 @@ def test_flow_recovers_a_pan_within_half_a_pixel(preset: str, pan_px: int) -> No
         interior = record.flow[0, :, 8:-8, 8 + pan_px : -8]
         error = (interior - torch.tensor([-pan_px, 0.0]).view(2, 1, 1)).abs()
         assert float(error.max()) < 0.5, f"{preset}: max flow error {float(error.max()):.2f} px"
+
+
+def test_flow_of_large_frames_is_estimated_small_and_scaled_up() -> None:
+    # 256 px wide frames with flow capped at 128 px: the 4 px pan is estimated as 2 px and
+    # comes back as 4 px at full size, with a full-size mask.
+    frames = mediagen.make_frames(frames=2, size=(256, 192), motion="pan", pan_px=4)
+    a, b = (cv2.cvtColor(f, cv2.COLOR_RGB2GRAY) for f in (frames[1], frames[0]))
+    flow, mask = FlowEstimator("medium", max_side=128).flow_and_mask(a, b)
+    assert flow.shape == (192, 256, 2) and mask.shape == (192, 256)
+    interior = flow[16:-16, 16:-16]
+    assert np.abs(interior[..., 0] + 4).max() < 0.5 and np.abs(interior[..., 1]).max() < 0.5
+    assert mask[:, :4].max() == 0 and mask[16:-16, 16:-16].mean() > 0.9
 
 
 def test_warping_the_previous_frame_reproduces_the_current_one_on_reliable_pixels() -> None:
@@ -236,7 +256,8 @@ def test_warped_init_is_the_warped_previous_output_with_content_where_unreliable
     assert warm
     reliable = record.reliable.bool().expand_as(init)
     assert (~reliable).any()
-    torch.testing.assert_close(init[reliable], warp(previous, record.flow)[reliable])
+    warped, _ = warp_previous(previous, record)  # type: ignore[misc]
+    torch.testing.assert_close(init[reliable], warped[reliable])
     torch.testing.assert_close(init[~reliable], record.content[~reliable])
 
     # prev keeps the raw previous output; content and a new shot start from the frame itself.

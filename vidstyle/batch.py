@@ -722,7 +722,7 @@ class _Pool:
                         f"{process.exitcode}: killed, or out of memory?); run again to resume")
                 log.error("%s", text)
                 self._finish(JobResult(job, "failed", message=text, exit_code=1))
-            if slot in self.started and not self.stopping and self.tasks.qsize() > 0:
+            if slot in self.started and not self.stopping and _has_items(self.tasks):
                 self.processes[slot] = self._spawn(slot)  # keep the parallelism for the rest
 
     def _finish(self, result: JobResult) -> None:
@@ -738,6 +738,13 @@ class _Pool:
         for channel in (self.tasks, self.results):
             channel.close()
             channel.cancel_join_thread()
+
+
+def _has_items(tasks: Any) -> bool:
+    try:
+        return bool(tasks.qsize())
+    except NotImplementedError:  # macOS: no sem_getvalue; a spare worker just exits
+        return True
 
 
 def _drain(tasks: Any) -> None:

@@ -600,8 +600,11 @@ def render(
             for line in plan_table(plan):
                 typer.echo(line)
             raise typer.Exit(1 if any(job.action == "fail" for job in plan.jobs) else 0)
-        if plan.output_dir is not None and plan.output_dir.is_dir():
-            check_output_writable(plan.output_dir / "probe.mp4")  # fail once, not per file
+        if plan.output_dir is not None:
+            # An unwritable output folder fails the command once, not every file in turn.
+            ready = [job for job in plan.to_render if job.output.parent.is_dir()]
+            if ready:
+                check_output_writable(ready[0].output)
         single = len(plan.jobs) == 1  # `vidstyle clip.mp4 -s s.png`: errors as they are
         progress = _BatchDisplay(
             BatchProgress(

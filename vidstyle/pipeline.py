@@ -245,17 +245,22 @@ def stylize_video(
         f"{input_path.name} (from frame {start})" if start else input_path.name,
         None if total is None else max(0, total - start),
     )
+    # The stages with threads (decoder, flow), closed on the way out even when a traceback
+    # keeps this frame alive: their threads stop now, not whenever the garbage collector runs.
+    threaded: list[Iterator[FrameRecord]] = []
     try:
         flow = flow_needed(settings)
         # Flow into the first new frame needs the source frame before it: decode one more.
         context = 1 if flow and start else 0
         frames = _to_records(info, size, settings.max_frames, device, start=start - context)
+        threaded.append(frames)
         if flow:
             # Flow of the source frames, computed once on a worker thread ahead of the
             # stylizer, and shared by it (warm start, temporal loss) and the smoothing stage.
             frames = FlowStage(
                 settings.flow_preset, scene_cut_threshold=settings.scene_cut_threshold
             )(frames)
+            threaded.append(frames)
         if start:
             frames = skip_before(frames, start)
         records = stylizer(frames)
@@ -299,6 +304,8 @@ def stylize_video(
             output,
         ) from None
     finally:
+        for stage in reversed(threaded):  # downstream first: it may be iterating upstream
+            stage.close()  # type: ignore[attr-defined]
         progress.finish()
     seconds = time.perf_counter() - started
     log.info(
