@@ -1,9 +1,10 @@
 """Quality-mode benchmark: seconds and optimiser iterations per frame, warm vs cold start.
 
-For each size it renders a generated clip with motion twice through the real quality stage —
-later frames warm-started from the previous output (`init=prev`, the default) and cold-started
-from their content (`init=content`, independent frames) — with the preset's budgets and early
-stop, and times one VGG forward+backward at that size (the floor: one iteration can't be faster).
+For each size it renders a generated clip with motion twice through the real quality stages —
+later frames warm-started from the flow-warped previous output (`init=warped`, the default)
+and cold-started from their content (`init=content`, independent frames) — with the preset's
+budgets and early stop, and times one VGG forward+backward at that size (the floor: one
+iteration can't be faster).
 
     python bench/quality.py                      # sizes 128 and 256, 8 frames, quality preset
     python bench/quality.py --sizes 256 512 --frames 12 --device cuda
@@ -31,16 +32,17 @@ import mediagen  # noqa: E402
 
 from vidstyle.config import resolve_settings  # noqa: E402
 from vidstyle.device import resolve_device  # noqa: E402
-from vidstyle.frame import FrameRecord  # noqa: E402
-from vidstyle.media import image_to_tensor, plan_size, probe, read_frames  # noqa: E402
-from vidstyle.pipeline import build_loss  # noqa: E402
+from vidstyle.media import plan_size, probe  # noqa: E402
+from vidstyle.pipeline import _to_records, build_loss  # noqa: E402
 from vidstyle.stylize.quality import FrameStats, QualityStylizer  # noqa: E402
 from vidstyle.stylize.style_image import load_style_image, style_tensor  # noqa: E402
+from vidstyle.temporal import FlowStage  # noqa: E402
 
 
 def time_forward_backward(loss, size: tuple[int, int], device: torch.device,
                           repeats: int = 3) -> float:
     image = torch.rand(1, 3, size[1], size[0], device=device, requires_grad=True)
+    loss.set_content(image.detach())
     best = float("inf")
     for _ in range(repeats + 1):  # the first run warms up allocators and kernels
         if device.type == "cuda":
@@ -83,14 +85,16 @@ def run(args: argparse.Namespace) -> dict:
             loss.set_style([style_tensor(style, size, settings.style_scale, device)])
             row: dict = {"size": f"{size[0]}x{size[1]}", "features": loss.features.source.kind,
                          "vgg_fwd_bwd_s": time_forward_backward(loss, size, device)}
-            for init in ("prev", "content"):
+            for init in ("warped", "content"):
+                # The render's own stages: decode, flow (for the warped warm start and the
+                # temporal loss), then the quality stylizer.
                 stylizer = QualityStylizer(loss, settings.replace(init=init))
-                records = (FrameRecord(index=f.index, pts=f.pts,
-                                       content=image_to_tensor(f.image, device))
-                           for f in read_frames(info, size=size))
+                records = FlowStage(settings.flow_preset,
+                                    scene_cut_threshold=settings.scene_cut_threshold)(
+                    _to_records(info, size, None, device))
                 for _ in stylizer(records):
                     pass
-                row["warm" if init == "prev" else "cold"] = summarise(stylizer.stats)
+                row["warm" if init == "warped" else "cold"] = summarise(stylizer.stats)
             results.append(row)
             print(f"  done {row['size']}", file=sys.stderr)
     return {
@@ -117,7 +121,7 @@ def table(report: dict) -> str:
         "|---|---|---|---|---|---|",
     ]
     for row in report["rows"]:
-        for key, label in (("warm", "warm (prev output)"), ("cold", "cold (content)")):
+        for key, label in (("warm", "warm (flow-warped prev output)"), ("cold", "cold (content)")):
             r = row[key]
             lines.append(
                 f"| {row['size']} | {row['vgg_fwd_bwd_s']:.3f} | {label} | "
