@@ -24,7 +24,6 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-import cv2
 import numpy as np
 import torch
 from torch import Tensor
@@ -34,7 +33,7 @@ from vidstyle.device import resolve_device
 from vidstyle.errors import InputError
 from vidstyle.media import image_to_tensor, probe, read_frames
 from vidstyle.stylize.losses import PerceptualLoss, gram_matrix
-from vidstyle.temporal.flow import FlowEstimator, to_gray
+from vidstyle.temporal.flow import FlowEstimator, sample_along_flow, to_gray
 
 log = logging.getLogger(__name__)
 
@@ -42,25 +41,13 @@ log = logging.getLogger(__name__)
 _ASPECT_TOLERANCE = 0.03
 
 
-def warp_image(image: np.ndarray, flow: np.ndarray) -> np.ndarray:
-    """H×W×C float32 image of frame b resampled at x + flow(x) (flow from frame a to b)."""
-    h, w = flow.shape[:2]
-    xs, ys = np.meshgrid(np.arange(w, dtype=np.float32), np.arange(h, dtype=np.float32))
-    return cv2.remap(
-        image,
-        xs + flow[..., 0],
-        ys + flow[..., 1],
-        interpolation=cv2.INTER_LINEAR,
-        borderMode=cv2.BORDER_REPLICATE,
-    )
-
 
 def pair_warping_error(
     frame_t: np.ndarray, frame_next: np.ndarray, flow: np.ndarray, mask: np.ndarray
 ) -> float:
     """E_warp of one pair: uint8 H×W×3 frames t and t+1, flow t → t+1, mask on frame t."""
     a = frame_t.astype(np.float32) / 255.0
-    warped = warp_image(frame_next.astype(np.float32) / 255.0, flow)
+    warped = sample_along_flow(frame_next.astype(np.float32) / 255.0, flow)
     squared = np.square(a - warped).mean(-1)
     return float((squared * mask).sum() / max(float(mask.sum()), 1.0))
 

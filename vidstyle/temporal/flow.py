@@ -112,7 +112,7 @@ class FlowEstimator:
         return full, cv2.resize(mask, (w, h), interpolation=cv2.INTER_NEAREST)
 
 
-def _sample(field: np.ndarray, flow: np.ndarray) -> np.ndarray:
+def sample_along_flow(field: np.ndarray, flow: np.ndarray) -> np.ndarray:
     """`field` (on frame b's grid) bilinearly sampled at x + flow(x) (on frame a's grid)."""
     h, w = flow.shape[:2]
     xs, ys = np.meshgrid(np.arange(w, dtype=np.float32), np.arange(h, dtype=np.float32))
@@ -143,7 +143,7 @@ def reliability_mask(a_to_b: np.ndarray, b_to_a: np.ndarray) -> np.ndarray:
     # Contiguous component planes: arithmetic on them is several times faster than reducing
     # over the interleaved last axis of size 2 (this runs for every frame).
     u, v = cv2.split(a_to_b)
-    bu, bv = cv2.split(_sample(b_to_a, a_to_b))  # w̃
+    bu, bv = cv2.split(sample_along_flow(b_to_a, a_to_b))  # w̃
     magnitude = u * u + v * v
     su, sv = bu + u, bv + v
     disoccluded = su * su + sv * sv > 0.01 * (bu * bu + bv * bv + magnitude) + 0.5
