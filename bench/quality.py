@@ -36,7 +36,7 @@ from vidstyle.media import plan_size, probe  # noqa: E402
 from vidstyle.pipeline import _to_records, build_loss  # noqa: E402
 from vidstyle.stylize.quality import FrameStats, QualityStylizer  # noqa: E402
 from vidstyle.stylize.style_image import load_style_image, style_tensor  # noqa: E402
-from vidstyle.temporal import FlowStage  # noqa: E402
+from vidstyle.temporal import flow_stage  # noqa: E402
 
 
 def time_forward_backward(loss, size: tuple[int, int], device: torch.device,
@@ -89,9 +89,7 @@ def run(args: argparse.Namespace) -> dict:
                 # The render's own stages: decode, flow (for the warped warm start and the
                 # temporal loss), then the quality stylizer.
                 stylizer = QualityStylizer(loss, settings.replace(init=init))
-                records = FlowStage(settings.flow_preset,
-                                    scene_cut_threshold=settings.scene_cut_threshold)(
-                    _to_records(info, size, None, device))
+                records = flow_stage(settings, device)(_to_records(info, size, None, device))
                 for _ in stylizer(records):
                     pass
                 row["warm" if init == "warped" else "cold"] = summarise(stylizer.stats)

@@ -58,7 +58,7 @@ from vidstyle.metrics import StyleDistance, WarpingError  # noqa: E402
 from vidstyle.pipeline import build_loss  # noqa: E402
 from vidstyle.stylize.quality import QualityStylizer  # noqa: E402
 from vidstyle.stylize.style_image import load_style_image, style_tensor  # noqa: E402
-from vidstyle.temporal import FlowStage, TemporalSmoother  # noqa: E402
+from vidstyle.temporal import TemporalSmoother, flow_stage  # noqa: E402
 
 
 @dataclass
@@ -110,9 +110,7 @@ def render(
     started, cpu_started = time.perf_counter(), time.process_time()
     stream: Iterator[FrameRecord] = iter(records)
     if with_flow:
-        stream = FlowStage(settings.flow_preset, scene_cut_threshold=settings.scene_cut_threshold)(
-            stream
-        )
+        stream = flow_stage(settings, device)(stream)
     stream = tap(stylizer(stream))
     if settings.smooth > 0:
         stream = TemporalSmoother(settings.smooth)(stream)
@@ -190,19 +188,21 @@ def bench_clip(
     # repeated (best of `repeats`) because other work on a shared machine makes one run noisy.
     print(f"  {label}: flow overhead ...", file=sys.stderr, flush=True)
     plain = base.replace(init="prev", temporal_weight=0.0, smooth=0.0)
-    pairs = [
-        (
-            render("prev, no flow", images, loss, plain, device, with_flow=False),
-            render("prev, flow", images, loss, plain, device, with_flow=True),
-        )
-        for _ in range(repeats)
-    ]
+    pairs = []
+    for repeat in range(repeats):
+        # Alternate which goes first, so a drift in machine load favours neither.
+        order = (False, True) if repeat % 2 == 0 else (True, False)
+        runs_by_flow = {
+            flow: render(f"prev, flow {flow}", images, loss, plain, device, with_flow=flow)
+            for flow in order
+        }
+        pairs.append((runs_by_flow[False], runs_by_flow[True]))
     without = min((p[0] for p in pairs), key=lambda r: r.seconds_per_frame)
     with_flow = min((p[1] for p in pairs), key=lambda r: r.seconds_per_frame)
     cpu_without = min(p[0].cpu_seconds_per_frame for p in pairs)
     cpu_with = min(p[1].cpu_seconds_per_frame for p in pairs)
     started = time.perf_counter()
-    list(FlowStage(base.flow_preset)(to_records(images, device)))
+    list(flow_stage(base, device)(to_records(images, device)))
     flow_alone = (time.perf_counter() - started) / len(images)
 
     floor = floor_of(images, base)
@@ -346,7 +346,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--first-iterations", type=int, default=30)
     parser.add_argument("--iterations", type=int, default=10)
     parser.add_argument(
-        "--repeats", type=int, default=1, help="runs with/without flow for the overhead"
+        "--repeats", type=int, default=3, help="runs with/without flow for the overhead"
     )
     parser.add_argument("--temporal-weight", type=float, default=RenderSettings.temporal_weight)
     parser.add_argument("--smooth", type=float, default=RenderSettings.smooth)

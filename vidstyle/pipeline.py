@@ -42,7 +42,7 @@ from vidstyle.stylize.losses import LossWeights, PerceptualLoss
 from vidstyle.stylize.quality import QualityStylizer
 from vidstyle.stylize.style_image import load_style_image
 from vidstyle.stylize.targets import StyleTargets, blend_weights
-from vidstyle.temporal import FlowStage, TemporalSmoother, flow_needed
+from vidstyle.temporal import TemporalSmoother, flow_needed, flow_stage
 
 log = logging.getLogger(__name__)
 
@@ -257,9 +257,7 @@ def stylize_video(
         if flow:
             # Flow of the source frames, computed once on a worker thread ahead of the
             # stylizer, and shared by it (warm start, temporal loss) and the smoothing stage.
-            frames = FlowStage(
-                settings.flow_preset, scene_cut_threshold=settings.scene_cut_threshold
-            )(frames)
+            frames = flow_stage(settings, device)(frames)
             threaded.append(frames)
         if start:
             frames = skip_before(frames, start)

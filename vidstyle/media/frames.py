@@ -55,6 +55,12 @@ def image_to_tensor(image: np.ndarray, device: torch.device | str = "cpu") -> to
         raise ValueError(f"expected an H×W×3 uint8 image, got shape {image.shape} {image.dtype}")
     # torch.from_numpy rejects negative strides (e.g. from np.rot90 or [::-1]); copy those.
     array = image if image.flags.c_contiguous else np.ascontiguousarray(image)
+    if torch.device(device).type == "cpu":
+        # numpy, not torch, for a CPU target: frames are decoded on worker threads, and a torch
+        # op there starts a second OpenMP thread team that competes with the main thread's
+        # (the stylizer's) for the same cores. Same IEEE division as torch's, so same values.
+        planar = np.ascontiguousarray(array.transpose(2, 0, 1))[np.newaxis]
+        return torch.from_numpy(np.divide(planar, 255.0, dtype=np.float32))
     # Move the uint8 data first: a quarter of the bytes of float32 cross the bus; from_numpy
     # shares memory with `image`, so the conversions below must all produce new tensors.
     data = torch.from_numpy(array).to(device)

@@ -18,6 +18,7 @@ targets are set for each fresh frame (colour preservation adapts them to the sho
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, replace
@@ -34,6 +35,8 @@ from vidstyle.stylize.optimize import optimize_image
 from vidstyle.stylize.targets import StyleTargets
 from vidstyle.temporal.flow import warp_previous
 from vidstyle.temporal.losses import temporal_loss
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -179,6 +182,15 @@ class QualityStylizer:
                 stopped_early=result.stopped_early,
             )
             self.stats.append(stats)
+            log.debug(
+                "frame %d: %d iterations from %s%s, loss %.4g, %.1f s",
+                stats.index,
+                stats.iterations,
+                "the previous output" if warm else "scratch",
+                " (stopped early)" if stats.stopped_early else "",
+                stats.final_loss,
+                stats.seconds,
+            )
             if self.on_frame is not None:
                 self.on_frame(stats)
             previous = result.image

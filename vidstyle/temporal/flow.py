@@ -64,6 +64,12 @@ def to_gray(image: np.ndarray) -> np.ndarray:
 
 def tensor_to_gray(frame: Tensor) -> np.ndarray:
     """1×3×H×W float tensor in [0, 1] (any device) -> H×W uint8 luma."""
+    if frame.device.type == "cpu":
+        # On the CPU with OpenCV, not torch: this runs on the flow thread, where a torch op
+        # would start a second OpenMP thread team competing with the stylizer's for the cores.
+        rgb = frame.detach()[0].permute(1, 2, 0).numpy()
+        luma = cv2.cvtColor(np.ascontiguousarray(rgb), cv2.COLOR_RGB2GRAY)
+        return np.clip(np.rint(luma * 255.0), 0, 255).astype(np.uint8)
     # BT.601 weights, as cv2.COLOR_RGB2GRAY; computed on the device so only one plane of uint8
     # crosses back to the host.
     weights = frame.new_tensor([0.299, 0.587, 0.114]).view(1, 3, 1, 1)
@@ -228,6 +234,15 @@ def flow_needed(settings: RenderSettings) -> bool:
     return settings.smooth > 0 or (settings.mode == "quality" and settings.init != "content")
 
 
+def flow_stage(settings: RenderSettings, device: torch.device) -> FlowStage:
+    """The flow stage a render with `settings` on `device` uses (pipeline and benchmarks)."""
+    return FlowStage(
+        settings.flow_preset,
+        scene_cut_threshold=settings.scene_cut_threshold,
+        opencv_threads=1 if device.type == "cpu" else None,
+    )
+
+
 @dataclass(frozen=True)
 class _FlowResult:
     record: FrameRecord
@@ -258,9 +273,15 @@ class FlowStage:
         *,
         scene_cut_threshold: float = 0.5,
         lookahead: int = 4,
+        opencv_threads: int | None = None,
     ) -> None:
         FlowEstimator(preset)  # fail here, in the caller's thread, on a bad preset
         self.preset = preset
+        # None keeps OpenCV's own choice (all cores). A CPU render passes 1: torch already uses
+        # every core, and OpenCV's extra threads waking once a frame stall torch's OpenMP team
+        # for far longer than the flow itself takes. (Process-wide: OpenCV has no per-thread
+        # setting; only flow and metrics use OpenCV.)
+        self.opencv_threads = opencv_threads
         self.scene_cut_threshold = scene_cut_threshold
         self.lookahead = lookahead
         self.cuts: list[int] = []  # indices of frames detected as the start of a new shot
@@ -310,6 +331,8 @@ class FlowStage:
     def _work(
         self, frames: Iterator[FrameRecord], results: queue.Queue[object], stop: threading.Event
     ) -> None:
+        if self.opencv_threads is not None:
+            cv2.setNumThreads(self.opencv_threads)
         estimator = FlowEstimator(self.preset)
         previous: np.ndarray | None = None
         try:

@@ -12,6 +12,16 @@ Feeding back the smoothed output (an exponential moving average along the motion
 over many frames, not just two. Unreliable pixels (disocclusions, motion boundaries, points
 entering the frame) take the stylized frame alone, so nothing of what was there before is
 dragged behind a moving object (no ghosting), and at a scene cut the average restarts.
+
+The blend is variance-preserving. Flicker in a stylization is mostly fine texture (strokes)
+that differs from frame to frame; a plain average of two unrelated textures has half their
+contrast, which washes the strokes out (on the bundled sample, plain averaging at strength 0.5
+raised the style distance by 60% for independently stylized frames). So, as in
+histogram-preserving texture blending (Heitz and Neyret, HPG 2018), each pixel's deviation from
+its local mean is scaled back up to the local contrast the stylized frame had there. Where the
+two images agree the gain is 1 and nothing changes; where they are unrelated it is at most
+1/sqrt((1−a)² + a²), exactly undoing the loss of an average with weight a. The output keeps the
+stylized frame's contrast and follows the warped previous output, which is what cuts E_warp.
 """
 
 from __future__ import annotations
@@ -20,10 +30,16 @@ from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import replace
 from typing import Any
 
+import torch
+import torch.nn.functional as F
 from torch import Tensor
 
 from vidstyle.frame import FrameRecord
 from vidstyle.temporal.flow import warp_previous
+
+# Side of the square window (pixels) in which local mean and contrast are measured: a few strokes
+# wide, so the mean is the local colour and the deviation the texture on top of it.
+CONTRAST_WINDOW = 9
 
 
 class TemporalSmoother:
@@ -65,5 +81,38 @@ class TemporalSmoother:
         if carried is None:  # a new shot: start the average again
             return styled
         warped, reliable = carried
-        # lerp makes a new tensor: the caller's `styled` is never modified.
-        return styled.lerp(warped, reliable * self.strength)
+        return variance_preserving_blend(styled, warped, reliable * self.strength)
+
+
+def variance_preserving_blend(
+    image: Tensor, other: Tensor, weight: Tensor, window: int = CONTRAST_WINDOW
+) -> Tensor:
+    """`image` blended towards `other` by per-pixel `weight` (1×1×H×W in [0, 1]), with each
+    pixel's deviation from its local mean scaled so the local contrast stays that of `image`.
+
+    Pixels with weight 0 are `image` exactly. A new tensor; the inputs are not modified.
+    """
+    blend = image.lerp(other, weight)
+    mean_image, var_image = _local_mean_and_variance(image, window)
+    mean_blend, var_blend = _local_mean_and_variance(blend, window)
+    gain = (var_image / var_blend.clamp_min(1e-8)).sqrt()
+    # Never below 1 (the blend must not lose contrast it had) and never above what averaging
+    # two unrelated textures with this weight takes away (no sharpening beyond the original).
+    most = ((1 - weight).square() + weight.square()).rsqrt()
+    gain = torch.minimum(gain.clamp_min(1.0), most)
+    out = (mean_blend + (blend - mean_blend) * gain).clamp(0.0, 1.0)
+    return torch.where(weight > 0, out, image)
+
+
+def _local_mean_and_variance(image: Tensor, window: int) -> tuple[Tensor, Tensor]:
+    """Per-channel mean and variance over a window×window box around each pixel."""
+    mean = _box_filter(image, window)
+    variance = (_box_filter(image.square(), window) - mean.square()).clamp_min(0.0)
+    return mean, variance
+
+
+def _box_filter(image: Tensor, window: int) -> Tensor:
+    """Separable box mean with edge replication (same size out); O(window) per pixel."""
+    half = window // 2
+    rows = F.avg_pool2d(F.pad(image, (half, half, 0, 0), mode="replicate"), (1, window), 1)
+    return F.avg_pool2d(F.pad(rows, (0, 0, half, half), mode="replicate"), (window, 1), 1)
