@@ -58,7 +58,7 @@ from vidstyle.metrics import StyleDistance, WarpingError  # noqa: E402
 from vidstyle.pipeline import build_loss  # noqa: E402
 from vidstyle.stylize.quality import QualityStylizer  # noqa: E402
 from vidstyle.stylize.style_image import load_style_image, style_tensor  # noqa: E402
-from vidstyle.temporal import TemporalSmoother, flow_stage  # noqa: E402
+from vidstyle.temporal import TemporalSmoother, flow_stage, warp_previous  # noqa: E402
 
 
 @dataclass
@@ -129,6 +129,18 @@ def render(
         cpu_seconds_per_frame=cpu_seconds / len(images),
         iterations_per_frame=sum(s.iterations for s in stylizer.stats) / len(images),
     )
+
+
+def carry_along_flow(
+    first: torch.Tensor, images: list[Any], settings: RenderSettings, device: torch.device
+) -> list[torch.Tensor]:
+    """`first` moved along the source's flow from frame to frame, as smoothing moves its output
+    (content frames where a new shot starts)."""
+    frames = [first]
+    for record in list(flow_stage(settings, device)(to_records(images, device)))[1:]:
+        carried = warp_previous(frames[-1], record)
+        frames.append(record.content if carried is None else carried[0])
+    return frames
 
 
 def measure(
@@ -206,6 +218,11 @@ def bench_clip(
     flow_alone = (time.perf_counter() - started) / len(images)
 
     floor = floor_of(images, base)
+    # What resampling alone leaves: frame 1's stylization carried along the flow to every
+    # later frame, unchanged (no new strokes). No smoothing can get below this without blurring
+    # the strokes, so it shows how much room the rows below still had.
+    carried_frames = carry_along_flow(runs[-1].styled[0], images, base, device)
+    carried_e_warp, carried_style = measure(images, carried_frames, distance, base)
     rows = []
     baseline: dict[str, float | None] = {}
     for run in runs:
@@ -254,6 +271,8 @@ def bench_clip(
         "size": [width, height],
         "frames": len(images),
         "floor_e_warp": floor,
+        "carried_e_warp": carried_e_warp,
+        "carried_style_distance": carried_style,
         "rows": rows,
         "smoothing": smoothing_effects,
         "targets": {
@@ -299,6 +318,12 @@ def print_table(result: dict[str, Any]) -> None:
         )
     floor = result["floor_e_warp"]
     print(f"floor (E_warp of the original): {'-' if floor is None else f'{floor:.3e}'}")
+    carried = result["carried_e_warp"]
+    print(
+        "frame 1's stylization carried along the flow unchanged: E_warp "
+        f"{'-' if carried is None else f'{carried:.3e}'}, style distance "
+        f"{result['carried_style_distance']:.4f}"
+    )
     print(
         "smoothing, per init: "
         + "; ".join(

@@ -85,6 +85,23 @@ def test_max_frames_previews_trim_audio_to_match(workdir: Path) -> None:
     assert audio_end == pytest.approx(6 / 24, abs=0.03)
 
 
+def test_progress_goes_to_a_log_file_as_lines_with_an_eta(
+    workdir: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Captured stderr is not a terminal, as when a render's log goes to a file or CI.
+    monkeypatch.setattr("vidstyle.console.PLAIN_PROGRESS_INTERVAL_S", 0.0)
+    out = workdir / "preview.mp4"
+    args = [workdir / "clip.mp4", "-s", workdir / "style.png", "-o", out, "--max-frames", "4"]
+    assert run([*args, *FAST]) == 0
+    err = capsys.readouterr().err
+    for done in ("1/4", "2/4", "3/4", "4/4"):
+        assert f"{done} " in err
+    assert "frames/s" in err and "ETA" in err
+    # -q: no progress at all.
+    assert run([*args, "--overwrite", "-q", *FAST]) == 0
+    assert "ETA" not in capsys.readouterr().err
+
+
 def test_same_command_same_output(workdir: Path) -> None:
     args = [workdir / "clip.mp4", "-s", workdir / "style.png", "-q", "--max-frames", "3", *FAST]
     assert run([*args, "-o", workdir / "a.mp4"]) == 0
@@ -187,6 +204,17 @@ def test_version_and_help(capsys: pytest.CaptureFixture[str]) -> None:
     assert run(["--help"]) == 0
     help_text = capsys.readouterr().out
     assert "render" in help_text and "weights" in help_text
+
+
+def test_help_shows_defaults_written_in_brackets(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # Rich treats "[...]" as markup and would silently drop it from the help text.
+    monkeypatch.setenv("COLUMNS", "250")
+    assert run(["render", "--help"]) == 0
+    help_text = capsys.readouterr().out
+    assert "Output file [default: <stem>.<style>.mp4 beside the input]." in help_text
+    assert "[default: quality]" in help_text
 
 
 def test_weights_command_says_what_auto_would_do(

@@ -106,7 +106,7 @@ Verbose = Annotated[
 ]
 
 
-@app.command()
+@app.command(short_help="Render videos with --style IMAGE or --model M (the default command).")
 def render(
     input_paths: Annotated[
         list[Path],
@@ -133,7 +133,7 @@ def render(
         typer.Option(
             "--output",
             "-o",
-            help="Output file [default: <stem>.<style>.mp4 beside the input].",
+            help="Output file \\[default: <stem>.<style>.mp4 beside the input].",
             rich_help_panel=PANEL_IO,
             show_default=False,
         ),
@@ -158,7 +158,7 @@ def render(
     size: Annotated[
         int | None,
         typer.Option(
-            help="Long side of the rendered frames in pixels (never upscaled) [preset].",
+            help="Long side of the rendered frames in pixels (never upscaled) \\[preset].",
             rich_help_panel=PANEL_IO,
             show_default=False,
         ),
@@ -166,7 +166,7 @@ def render(
     preset: Annotated[
         str | None,
         typer.Option(
-            help="Preset from configs/: " + ", ".join(preset_names()) + " [default: quality].",
+            help="Preset from configs/: " + ", ".join(preset_names()) + " \\[default: quality].",
             rich_help_panel=PANEL_MODE,
             show_default=False,
         ),
@@ -468,7 +468,7 @@ def render(
         typer.Option(
             "--ext",
             help="Extensions taken for videos in folders, comma-separated or repeated "
-            "[default: mp4,m4v,mov,mkv,webm,avi,mpg,mpeg,ts,mts,m2ts,flv,wmv,3gp].",
+            "\\[default: mp4,m4v,mov,mkv,webm,avi,mpg,mpeg,ts,mts,m2ts,flv,wmv,3gp].",
             rich_help_panel=PANEL_BATCH,
             show_default=False,
         ),
@@ -513,7 +513,7 @@ def render(
     segment_frames: Annotated[
         int | None,
         typer.Option(
-            help="Frames per saved segment: a crash loses at most this many [120].",
+            help="Frames per saved segment: a crash loses at most this many \\[120].",
             rich_help_panel=PANEL_BATCH,
             show_default=False,
         ),
@@ -914,7 +914,10 @@ def models(
             typer.echo(line)
 
 
-@app.command(name="eval")
+@app.command(
+    name="eval",
+    short_help="Measure flicker (warping error) and, with --style, the distance to the style.",
+)
 def evaluate(
     original: Annotated[Path, typer.Argument(help="The source video.", show_default=False)],
     styled: Annotated[Path, typer.Argument(help="A stylized rendering of it.", show_default=False)],

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import logging
 import os
+import time
+from typing import Any
 
 from rich.console import Console
 from rich.logging import RichHandler
@@ -54,6 +56,40 @@ class FramesPerSecondColumn(ProgressColumn):
         return Text(text, style="progress.data.speed")
 
 
+# Where stderr is not a terminal (a log file, CI, `2> log`) a bar cannot be redrawn in place;
+# the progress display is printed as new lines this often instead, so a log shows headway.
+PLAIN_PROGRESS_INTERVAL_S = 15.0
+
+
+class _PlainProgress(Progress):
+    """A rich Progress for a non-terminal stderr: prints its rows every
+    `PLAIN_PROGRESS_INTERVAL_S` seconds as it advances (rich alone prints only the final state)."""
+
+    def __init__(self, *columns: str | ProgressColumn, **kwargs: Any) -> None:
+        super().__init__(*columns, **kwargs)
+        self._last_print = time.monotonic()
+
+    def _print_if_due(self) -> None:
+        now = time.monotonic()
+        if now - self._last_print >= PLAIN_PROGRESS_INTERVAL_S:
+            self._last_print = now
+            self.console.print(self.make_tasks_table(self.tasks))
+
+    def advance(self, task_id: TaskID, advance: float = 1) -> None:
+        super().advance(task_id, advance)
+        self._print_if_due()
+
+    def update(self, task_id: TaskID, **kwargs: Any) -> None:  # type: ignore[override]
+        super().update(task_id, **kwargs)
+        self._print_if_due()
+
+
+def _progress(*columns: str | ProgressColumn) -> Progress:
+    """A progress display on stderr: redrawn in place on a terminal, printed periodically else."""
+    kind = Progress if stderr_console.is_terminal else _PlainProgress
+    return kind(*columns, console=stderr_console, transient=False)
+
+
 class ProgressBar:
     """A progress bar per video (frames done/total, frames/s, ETA) on stderr."""
 
@@ -65,7 +101,7 @@ class ProgressBar:
     def start(self, description: str, total: int | None) -> None:
         if not self.enabled:
             return
-        self._progress = Progress(
+        self._progress = _progress(
             TextColumn("[bold]{task.description}"),
             BarColumn(),
             MofNCompleteColumn(),
@@ -74,8 +110,6 @@ class ProgressBar:
             TimeElapsedColumn(),
             TextColumn("ETA"),
             TimeRemainingColumn(),
-            console=stderr_console,
-            transient=False,
         )
         self._progress.start()
         self._task = self._progress.add_task(description, total=total)
@@ -111,7 +145,7 @@ class TrainingProgressBar:
         steps: int = report.steps  # type: ignore[attr-defined]
         losses: dict[str, float] = report.losses  # type: ignore[attr-defined]
         if self._progress is None:
-            self._progress = Progress(
+            self._progress = _progress(
                 TextColumn("[bold]{task.description}"),
                 BarColumn(),
                 MofNCompleteColumn(),
@@ -120,8 +154,6 @@ class TrainingProgressBar:
                 TextColumn("ETA"),
                 TimeRemainingColumn(),
                 TextColumn("{task.fields[losses]}"),
-                console=stderr_console,
-                transient=False,
             )
             self._progress.start()
             # Start where a resumed run starts, so the rate and ETA count only this run's steps.
@@ -160,15 +192,13 @@ class BatchProgress:
         self._completed = 0
         if not enabled:
             return
-        self._progress = Progress(
+        self._progress = _progress(
             TextColumn("[bold]{task.description}"),
             BarColumn(),
             MofNCompleteColumn(),
             FramesPerSecondColumn(),
             TextColumn("ETA"),
             TimeRemainingColumn(),
-            console=stderr_console,
-            transient=False,
         )
         self._progress.start()
         if files > 1:
