@@ -12,8 +12,9 @@ from __future__ import annotations
 import queue
 import threading
 from collections.abc import Callable
-from types import TracebackType
 from typing import Generic, TypeVar
+
+from vidstyle.closing import CloseOrAbort
 
 T = TypeVar("T")
 
@@ -22,7 +23,7 @@ _DONE = object()
 _POLL_S = 0.05
 
 
-class BackgroundConsumer(Generic[T]):
+class BackgroundConsumer(CloseOrAbort, Generic[T]):
     """Calls `consume(item)` on a worker thread for every `submit(item)`, in order.
 
     An exception in `consume` stops the worker; it is re-raised in the producer's thread by the
@@ -99,16 +100,3 @@ class BackgroundConsumer(Generic[T]):
         self._thread.join()
         self._error = None
 
-    def __enter__(self) -> BackgroundConsumer[T]:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        if exc_type is None:
-            self.close()
-        else:
-            self.abort()

@@ -23,7 +23,6 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
-from types import TracebackType
 
 import av
 import av.container
@@ -31,6 +30,7 @@ import av.error
 import numpy as np
 from av.video.reformatter import ColorRange, Colorspace, VideoReformatter
 
+from vidstyle.closing import CloseOrAbort
 from vidstyle.errors import ConfigError, OutputError
 from vidstyle.media.probe import VideoInfo, open_input, usable_audio_streams
 
@@ -137,7 +137,7 @@ class _AudioRoute:
     finished: bool = False  # a packet at or past the end has been seen
 
 
-class VideoWriter:
+class VideoWriter(CloseOrAbort):
     """Encode upright RGB frames to `path`, with the source's audio copied alongside.
 
     Use as a context manager: leaving the block normally calls `close` (finish and rename),
@@ -501,19 +501,6 @@ class VideoWriter:
         self._end_pts = value
         self._end = None if value is None else value * self.source.time_base
 
-    def __enter__(self) -> VideoWriter:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        if exc_type is None:
-            self.close()
-        else:
-            self.abort()
 
     def __del__(self) -> None:
         # A writer dropped without close/abort (e.g. a generator pipeline torn down) must not
