@@ -71,6 +71,12 @@ def tensor_to_image(t: torch.Tensor) -> np.ndarray:
     """1×3×H×W tensor (any device, any float dtype) -> H×W×3 uint8 RGB; `t` is not modified."""
     if t.ndim != 4 or t.shape[0] != 1 or t.shape[1] != 3:
         raise ValueError(f"expected a 1×3×H×W tensor, got shape {tuple(t.shape)}")
+    if t.device.type == "cpu":
+        # numpy, not torch, as in image_to_tensor: frames are encoded on a worker thread.
+        # np.rint rounds half to even like torch.round, so both paths give the same bytes.
+        planar = t.detach()[0].float().numpy()
+        scaled = np.rint(np.clip(planar, 0.0, 1.0) * np.float32(255.0)).astype(np.uint8)
+        return np.ascontiguousarray(scaled.transpose(1, 2, 0))
     # float32 before scaling: half precision cannot represent x*255 exactly. `.float()` may
     # return `t` itself for float32 input, so only out-of-place ops follow it.
     scaled = t.detach()[0].float().clamp(0.0, 1.0).mul(255.0).round_()
