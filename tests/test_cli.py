@@ -97,6 +97,11 @@ def test_progress_goes_to_a_log_file_as_lines_with_an_eta(
     for done in ("1/4", "2/4", "3/4", "4/4"):
         assert f"{done} " in err
     assert "frames/s" in err and "ETA" in err
+    # Log lines too: one line each with time and level, not wrapped at 80 columns.
+    assert any(
+        " INFO " in line and line.endswith(f"clip.mp4 → {out}: 48x36, 24 fps, quality mode on cpu")
+        for line in err.splitlines()
+    )
     # -q: no progress at all.
     assert run([*args, "--overwrite", "-q", *FAST]) == 0
     assert "ETA" not in capsys.readouterr().err

@@ -33,14 +33,22 @@ def debug_enabled() -> bool:
 def setup_logging(verbosity: int) -> None:
     """verbosity: -1 quiet (warnings and errors only), 0 normal, 1 verbose (debug)."""
     level = {-1: logging.WARNING, 0: logging.INFO}.get(verbosity, logging.DEBUG)
-    handler = RichHandler(
-        console=stderr_console,
-        show_time=False,
-        show_path=False,
-        markup=False,
-        rich_tracebacks=debug_enabled(),
-    )
-    handler.setFormatter(logging.Formatter("%(message)s"))
+    handler: logging.Handler
+    if stderr_console.is_terminal:
+        handler = RichHandler(
+            console=stderr_console,
+            show_time=False,
+            show_path=False,
+            markup=False,
+            rich_tracebacks=debug_enabled(),
+        )
+        handler.setFormatter(logging.Formatter("%(message)s"))
+    else:
+        # A log file or CI: one line per message, timestamped, never wrapped at 80 columns.
+        handler = logging.StreamHandler(stderr_console.file)
+        handler.setFormatter(
+            logging.Formatter("%(asctime)s %(levelname)-7s %(message)s", "%Y-%m-%d %H:%M:%S")
+        )
     root = logging.getLogger("vidstyle")
     root.handlers[:] = [handler]
     root.setLevel(level)
