@@ -485,8 +485,7 @@ def run_batch(
                 _finish(summary, events, result)
                 summary.interrupted = result.status == "interrupted"
         else:
-            _render_in_workers(render, settings, devices, workers, events, summary,
-                               plan.output_dir)
+            _Pool(render, settings, devices, workers, events, summary, plan.output_dir).render()
     finally:
         summary.seconds = time.perf_counter() - started
     # Report in plan order, whatever order the renders finished in.
@@ -577,25 +576,6 @@ def _unexpected(job: Job, err: BaseException) -> str:
 # Worker processes
 
 
-def _render_in_workers(
-    render: list[Job],
-    settings: RenderSettings,
-    devices: list[str],
-    workers: int,
-    events: BatchEvents,
-    summary: BatchSummary,
-    output_dir: Path | None,
-) -> None:
-    """Render `render` in `workers` processes; worker i uses devices[i % len(devices)]."""
-    pool = _Pool(render, settings, devices, workers, events, summary, output_dir)
-    try:
-        pool.run()
-    finally:
-        pool.close()
-    if pool.stop_error is not None:
-        raise pool.stop_error
-
-
 class _Pool:
     """Worker processes rendering one job at a time each.
 
@@ -656,6 +636,15 @@ class _Pool:
     @property
     def stopping(self) -> bool:
         return self.interrupts > 0 or self.stop_error is not None
+
+    def render(self) -> None:
+        """Render every job (worker i uses devices[i % len(devices)]); stop the workers after."""
+        try:
+            self.run()
+        finally:
+            self.close()
+        if self.stop_error is not None:
+            raise self.stop_error
 
     def run(self) -> None:
         while len(self.done) < len(self.jobs) and self.processes:

@@ -98,13 +98,24 @@ def _progress(*columns: str | ProgressColumn) -> Progress:
     return kind(*columns, console=stderr_console, transient=False)
 
 
-class ProgressBar:
+class _SingleTaskDisplay:
+    """A progress display with one row, started lazily; `finish()` ends it (idempotent)."""
+
+    _progress: Progress | None = None
+    _task: TaskID | None = None
+
+    def finish(self) -> None:
+        if self._progress is not None:
+            self._progress.stop()
+        self._progress = None
+        self._task = None
+
+
+class ProgressBar(_SingleTaskDisplay):
     """A progress bar per video (frames done/total, frames/s, ETA) on stderr."""
 
     def __init__(self, enabled: bool = True) -> None:
         self.enabled = enabled
-        self._progress: Progress | None = None
-        self._task: TaskID | None = None
 
     def start(self, description: str, total: int | None) -> None:
         if not self.enabled:
@@ -126,14 +137,8 @@ class ProgressBar:
         if self._progress is not None and self._task is not None:
             self._progress.advance(self._task, frames)
 
-    def finish(self) -> None:
-        if self._progress is not None:
-            self._progress.stop()
-        self._progress = None
-        self._task = None
 
-
-class TrainingProgressBar:
+class TrainingProgressBar(_SingleTaskDisplay):
     """`vidstyle train`'s bar: steps done/total, steps/s, ETA and the latest losses, on stderr.
 
     Takes `vidstyle.stylize.train.StepReport`s (duck-typed: step, steps, losses) so this module
@@ -143,8 +148,6 @@ class TrainingProgressBar:
     def __init__(self, enabled: bool = True, description: str = "training") -> None:
         self.enabled = enabled
         self.description = description
-        self._progress: Progress | None = None
-        self._task: TaskID | None = None
 
     def __call__(self, report: object) -> None:
         if not self.enabled:
@@ -171,12 +174,6 @@ class TrainingProgressBar:
         assert self._task is not None
         text = " ".join(f"{name} {value:.3g}" for name, value in losses.items())
         self._progress.update(self._task, completed=step, losses=text)
-
-    def finish(self) -> None:
-        if self._progress is not None:
-            self._progress.stop()
-        self._progress = None
-        self._task = None
 
 
 class BatchProgress:
