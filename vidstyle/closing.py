@@ -10,7 +10,8 @@ _Self = TypeVar("_Self", bound="CloseOrAbort")
 
 class CloseOrAbort:
     """`with obj:` closes it when the block ends normally and aborts it when the block raises
-    (an error or Ctrl-C), so a half-done result is thrown away, never finished."""
+    (an error or Ctrl-C), so a half-done result is thrown away, never finished. A subclass may
+    keep what was done before a Ctrl-C by overriding `interrupted()`."""
 
     def close(self) -> None:
         raise NotImplementedError
@@ -29,5 +30,11 @@ class CloseOrAbort:
     ) -> None:
         if exc_type is None:
             self.close()
+        elif issubclass(exc_type, KeyboardInterrupt):
+            self.interrupted()
         else:
             self.abort()
+
+    def interrupted(self) -> None:
+        """The block was interrupted (Ctrl-C). By default that is like any other error."""
+        self.abort()

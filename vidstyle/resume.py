@@ -35,7 +35,6 @@ import shutil
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from types import TracebackType
 from typing import Any, Protocol, runtime_checkable
 
 import av
@@ -44,6 +43,7 @@ import torch
 
 from vidstyle import __version__
 from vidstyle.background import BackgroundConsumer
+from vidstyle.closing import CloseOrAbort
 from vidstyle.config import RenderSettings
 from vidstyle.errors import InputError, OutputError
 from vidstyle.frame import FrameRecord
@@ -481,7 +481,7 @@ class _JoinPlan:
 # Writing segments
 
 
-class SegmentedWriter:
+class SegmentedWriter(CloseOrAbort):
     """Encodes frames into the work folder's segments on a background thread, and commits each
     full segment (`segment_frames`) together with the stages' state after its last frame.
 
@@ -595,26 +595,19 @@ class SegmentedWriter:
         self._writer = self._encoder = None
         self._submitted = 0
 
-    def __enter__(self) -> SegmentedWriter:
-        return self
+    def close(self) -> None:
+        """Save the segment in progress (`with` does this when its block ends normally)."""
+        try:
+            self.commit()
+        except BaseException:
+            self.abort()
+            raise
 
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        if exc_type is None:
-            try:
-                self.commit()
-            except BaseException:
-                self.abort()
-                raise
-        elif issubclass(exc_type, KeyboardInterrupt):
-            try:
-                self.commit()  # keep every frame finished before Ctrl-C
-            except BaseException as err:  # a second Ctrl-C, or the encoder's own error
-                log.debug("could not save the interrupted segment: %s", err)
-                self.abort()
+    def interrupted(self) -> None:
+        try:
+            self.commit()  # keep every frame finished before Ctrl-C
+        except BaseException as err:  # a second Ctrl-C, or the encoder's own error
+            log.debug("could not save the interrupted segment: %s", err)
+            self.abort()
         else:
             self.abort()
