@@ -96,16 +96,21 @@ def test_warm_start_reaches_the_cold_start_loss_in_fewer_iterations(
 
 
 def test_stylizer_warm_starts_later_frames_with_the_smaller_budget(
-    loss: PerceptualLoss, frames: list[torch.Tensor]
+    loss: PerceptualLoss, frames: list[torch.Tensor], caplog: pytest.LogCaptureFixture
 ) -> None:
     settings = RenderSettings(first_iterations=6, iterations=2, stop_tolerance=0)
     stylizer = QualityStylizer(loss, settings)
     records = [FrameRecord(index=i, pts=i, content=f) for i, f in enumerate(frames)]
-    out = list(stylizer(iter(records)))
+    with caplog.at_level("DEBUG", logger="vidstyle"):
+        out = list(stylizer(iter(records)))
     assert [r.index for r in out] == [0, 1, 2]
     assert all(r.styled is not None and r.styled.shape == r.content.shape for r in out)
     assert [(s.warm_started, s.iterations) for s in stylizer.stats] == [
         (False, 6), (True, 2), (True, 2)]
+    # -v shows what every frame cost.
+    messages = [r.getMessage() for r in caplog.records]
+    assert any(m.startswith("frame 0: 6 iterations from scratch, loss ") for m in messages)
+    assert any(m.startswith("frame 2: 2 iterations from the previous output") for m in messages)
 
 
 def test_noise_first_init_is_seeded(loss: PerceptualLoss, frames: list[torch.Tensor]) -> None:
