@@ -1,4 +1,7 @@
-"""Hand work to one background thread through a bounded queue (used to encode while computing).
+"""Work on one background thread behind a bounded queue, in either direction.
+
+- `BackgroundConsumer`: the caller submits items, a thread consumes them (encoding).
+- `produce_in_background`: a thread produces items, the caller iterates them (decoding, flow).
 
 The pipeline's consumer end (colour conversion, x264, muxing) takes real time per frame; run in
 the loop that also drives the network, it would add to every frame's time. PyAV and swscale
@@ -11,7 +14,8 @@ from __future__ import annotations
 
 import queue
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from typing import Generic, TypeVar
 
 from vidstyle.closing import CloseOrAbort
@@ -19,7 +23,8 @@ from vidstyle.closing import CloseOrAbort
 T = TypeVar("T")
 
 _DONE = object()
-# How often a blocked producer checks whether the worker has died (so it never waits forever).
+# How often a thread blocked on a queue checks whether the other side has gone away (so it
+# never waits forever).
 _POLL_S = 0.05
 
 
@@ -100,3 +105,81 @@ class BackgroundConsumer(CloseOrAbort, Generic[T]):
         self._thread.join()
         self._error = None
 
+
+
+class Output(Generic[T]):
+    """What a producer running under `produce_in_background` hands its items to."""
+
+    def __init__(self, items: queue.Queue[object], stop: threading.Event) -> None:
+        self._items = items
+        self._stop = stop
+
+    @property
+    def stopped(self) -> bool:
+        """The consumer has stopped iterating: the producer should return soon."""
+        return self._stop.is_set()
+
+    def put(self, item: T) -> bool:
+        """Hand over `item`, waiting for room; False (item dropped) once the consumer stopped."""
+        return _put_until_stopped(self._items, item, self._stop)
+
+
+@dataclass(frozen=True)
+class _Failure:
+    error: BaseException
+
+
+def produce_in_background(
+    produce: Callable[[Output[T]], None], *, queue_size: int, name: str
+) -> Iterator[T]:
+    """Run `produce(output)` on a worker thread and yield what it puts, in order.
+
+    At most `queue_size` items wait in between. An exception in `produce` is raised here, after
+    the items put before it. However iteration ends (exhausted, an error, or the caller closing
+    the iterator early), the worker is told to stop and has finished before this returns.
+    """
+    items: queue.Queue[object] = queue.Queue(maxsize=queue_size)
+    stop = threading.Event()
+
+    def work() -> None:
+        try:
+            produce(Output(items, stop))
+        except BaseException as err:  # handed to the consumer, which re-raises it
+            _put_until_stopped(items, _Failure(err), stop)
+        finally:
+            _put_until_stopped(items, _DONE, stop)
+
+    # daemon: never keeps the interpreter alive; `stop` ends it in normal use.
+    worker = threading.Thread(target=work, name=name, daemon=True)
+    try:
+        worker.start()
+        while True:
+            item = items.get()
+            if item is _DONE:
+                return
+            if isinstance(item, _Failure):
+                raise item.error
+            yield item  # type: ignore[misc]
+    finally:
+        stop.set()
+        _drain(items)  # wake a worker blocked on a full queue
+        if worker.ident is not None:  # it started
+            worker.join()
+
+
+def _put_until_stopped(items: queue.Queue[object], item: object, stop: threading.Event) -> bool:
+    while not stop.is_set():
+        try:
+            items.put(item, timeout=_POLL_S)
+            return True
+        except queue.Full:
+            continue
+    return False
+
+
+def _drain(items: queue.Queue[object]) -> None:
+    try:
+        while True:
+            items.get_nowait()
+    except queue.Empty:
+        pass

@@ -10,8 +10,6 @@ from __future__ import annotations
 
 import heapq
 import logging
-import queue
-import threading
 from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -22,16 +20,13 @@ import av.error
 import numpy as np
 from av.video.reformatter import Colorspace, Interpolation, VideoReformatter
 
+from vidstyle.background import Output, produce_in_background
 from vidstyle.errors import InputError
 from vidstyle.media.probe import VideoInfo, open_input, video_stream
 
 log = logging.getLogger(__name__)
 
 _AVCOL_SPC_UNSPECIFIED = 2  # FFmpeg's AVColorSpace value for "no tag"
-
-# How often a worker blocked on a full queue checks whether the consumer has gone away.
-_POLL_S = 0.05
-
 
 @dataclass(frozen=True)
 class DecodedFrame:
@@ -41,14 +36,6 @@ class DecodedFrame:
     image: np.ndarray  # H×W×3 uint8 RGB, upright, at the requested size (C-contiguous)
     pts: int  # source pts in VideoInfo.time_base; strictly increasing
     repeat: bool = False  # a lost (undecodable) frame, filled with the previous good frame
-
-
-@dataclass(frozen=True)
-class _Failure:
-    error: BaseException
-
-
-_DONE = object()
 
 
 def read_frames(
@@ -103,50 +90,16 @@ def _iterate(
     max_frames: int | None,
     queue_size: int,
 ) -> Iterator[DecodedFrame]:
-    frames: queue.Queue[object] = queue.Queue(maxsize=queue_size)
-    stop = threading.Event()
-    worker = threading.Thread(
-        target=_decode,
-        args=(container, stream, info, size, max_frames, frames, stop),
-        name=f"vidstyle-decode:{info.path.name}",
-        daemon=True,  # never keeps the interpreter alive; `stop` ends it in normal use
-    )
     try:
-        worker.start()
-        while True:
-            item = frames.get()
-            if item is _DONE:
-                return
-            if isinstance(item, _Failure):
-                raise item.error
-            assert isinstance(item, DecodedFrame)
-            yield item
+        yield from produce_in_background(
+            lambda output: _decode(container, stream, info, size, max_frames, output),
+            queue_size=queue_size,
+            name=f"vidstyle-decode:{info.path.name}",
+        )
     finally:
-        # Runs on normal end, on an error, and on generator close (consumer stopped early).
-        stop.set()
-        _drain(frames)  # wake a worker blocked on a full queue
-        if worker.is_alive() or worker.ident is not None:
-            worker.join()
+        # On normal end, on an error, and on generator close (consumer stopped early); the
+        # decode thread has finished by now.
         container.close()
-
-
-def _drain(frames: queue.Queue[object]) -> None:
-    try:
-        while True:
-            frames.get_nowait()
-    except queue.Empty:
-        pass
-
-
-def _put(frames: queue.Queue[object], item: object, stop: threading.Event) -> bool:
-    """Put `item`, waiting for room; False when the consumer has stopped."""
-    while not stop.is_set():
-        try:
-            frames.put(item, timeout=_POLL_S)
-            return True
-        except queue.Full:
-            continue
-    return False
 
 
 def _decode(
@@ -155,8 +108,7 @@ def _decode(
     info: VideoInfo,
     size: tuple[int, int],
     max_frames: int | None,
-    frames: queue.Queue[object],
-    stop: threading.Event,
+    output: Output[DecodedFrame],
 ) -> None:
     skipped = 0
     lost = _LostFrames()
@@ -169,7 +121,7 @@ def _decode(
         previous: np.ndarray | None = None  # the last good frame, to stand in for lost ones
         index = 0
         packets = container.demux(stream)
-        while not stop.is_set():
+        while not output.stopped:
             try:
                 packet = next(packets)
             except StopIteration:
@@ -207,7 +159,7 @@ def _decode(
                     item = DecodedFrame(
                         index=index, image=previous if fill else image, pts=fill_pts, repeat=fill
                     )
-                    if not _put(frames, item, stop):
+                    if not output.put(item):
                         return
                     index += 1
                     lost.filled += fill
@@ -219,14 +171,14 @@ def _decode(
                 break
         # Frames lost at the very end (the container lists them, nothing decoded them).
         for fill_pts in lost.after(last_pts) if previous is not None else []:
-            if stop.is_set() or (max_frames is not None and index >= max_frames):
+            if output.stopped or (max_frames is not None and index >= max_frames):
                 break
             item = DecodedFrame(index=index, image=previous, pts=fill_pts, repeat=True)
-            if not _put(frames, item, stop):
+            if not output.put(item):
                 return
             index += 1
             lost.filled += 1
-        if not stop.is_set() and info.frame_count and index < 0.9 * info.frame_count - 1:
+        if not output.stopped and info.frame_count and index < 0.9 * info.frame_count - 1:
             # Damaged containers often end demuxing early without any error.
             log.warning(
                 "%s: decoded only %d of about %d frames; the file may be truncated or damaged",
@@ -234,10 +186,8 @@ def _decode(
                 index,
                 info.frame_count,
             )
-    except BaseException as err:  # handed to the consumer, which re-raises it
-        if isinstance(err, av.error.FFmpegError):
-            err = InputError(f"decoding failed ({err}); the file may be damaged", info.path)
-        _put(frames, _Failure(err), stop)
+    except av.error.FFmpegError as err:
+        raise InputError(f"decoding failed ({err}); the file may be damaged", info.path) from err
     finally:
         if skipped or lost.filled:
             log.warning(
@@ -247,7 +197,6 @@ def _decode(
                 skipped,
                 lost.filled,
             )
-        _put(frames, _DONE, stop)
 
 
 class _LostFrames:

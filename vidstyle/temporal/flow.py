@@ -19,9 +19,8 @@ stylized instead of adding to its time.
 
 from __future__ import annotations
 
+import contextlib
 import logging
-import queue
-import threading
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, replace
 
@@ -31,6 +30,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from vidstyle.background import Output, produce_in_background
 from vidstyle.config import RenderSettings
 from vidstyle.frame import FrameRecord
 
@@ -41,9 +41,6 @@ FLOW_PRESETS: dict[str, int] = {
     "fast": cv2.DISOPTICAL_FLOW_PRESET_FAST,
     "medium": cv2.DISOPTICAL_FLOW_PRESET_MEDIUM,
 }
-
-# How often a worker blocked on a full queue checks whether the consumer has gone away.
-_POLL_S = 0.05
 
 # Flow is estimated at most this many pixels on the long side and scaled up to the frame. DIS
 # cost grows with the pixel count (medium: ~50 ms at 512x288 but ~1.1 s at 1920x1080 on two
@@ -251,14 +248,6 @@ class _FlowResult:
     reliable_fraction: float
 
 
-@dataclass(frozen=True)
-class _Failure:
-    error: BaseException
-
-
-_DONE = object()
-
-
 class FlowStage:
     """Iterator stage: adds `flow` (t → t−1), `reliable` and `new_shot` to every FrameRecord.
 
@@ -287,26 +276,16 @@ class FlowStage:
         self.cuts: list[int] = []  # indices of frames detected as the start of a new shot
 
     def __call__(self, frames: Iterable[FrameRecord]) -> Iterator[FrameRecord]:
-        results: queue.Queue[object] = queue.Queue(maxsize=self.lookahead)
-        stop = threading.Event()
-        worker = threading.Thread(
-            target=self._work, args=(iter(frames), results, stop), name="vidstyle-flow", daemon=True
+        upstream = iter(frames)
+        results = produce_in_background(
+            lambda output: self._work(upstream, output),
+            queue_size=self.lookahead,
+            name="vidstyle-flow",
         )
-        try:
-            worker.start()
-            while True:
-                item = results.get()
-                if item is _DONE:
-                    return
-                if isinstance(item, _Failure):
-                    raise item.error
-                assert isinstance(item, _FlowResult)
+        # closing: when this stage is closed early, stop and reap the worker at once.
+        with contextlib.closing(results):
+            for item in results:
                 yield self._finish(item)
-        finally:
-            # Normal end, an error, or the consumer closing us early: stop and reap the worker.
-            stop.set()
-            _drain(results)
-            worker.join()
 
     def _finish(self, item: _FlowResult) -> FrameRecord:
         record = item.record
@@ -328,16 +307,14 @@ class FlowStage:
             new_shot=False,
         )
 
-    def _work(
-        self, frames: Iterator[FrameRecord], results: queue.Queue[object], stop: threading.Event
-    ) -> None:
+    def _work(self, frames: Iterator[FrameRecord], output: Output[_FlowResult]) -> None:
         if self.opencv_threads is not None:
             cv2.setNumThreads(self.opencv_threads)
         estimator = FlowEstimator(self.preset)
         previous: np.ndarray | None = None
         try:
             for record in frames:
-                if stop.is_set():
+                if output.stopped:
                     return
                 gray = tensor_to_gray(record.content)
                 if previous is None or previous.shape != gray.shape:
@@ -346,32 +323,10 @@ class FlowStage:
                     flow, mask = estimator.flow_and_mask(gray, previous)
                     item = _FlowResult(record, flow, mask, float(mask.mean()))
                 previous = gray
-                if not _put(results, item, stop):
+                if not output.put(item):
                     return
-            _put(results, _DONE, stop)
-        except BaseException as err:  # handed to the consumer, which re-raises it
-            _put(results, _Failure(err), stop)
         finally:
             # Close the upstream stages (the decoder) from this thread, which is iterating them.
             close = getattr(frames, "close", None)
             if close is not None:
                 close()
-
-
-def _drain(items: queue.Queue[object]) -> None:
-    try:
-        while True:
-            items.get_nowait()
-    except queue.Empty:
-        pass
-
-
-def _put(items: queue.Queue[object], item: object, stop: threading.Event) -> bool:
-    """Put `item`, waiting for room; False when the consumer has stopped."""
-    while not stop.is_set():
-        try:
-            items.put(item, timeout=_POLL_S)
-            return True
-        except queue.Full:
-            continue
-    return False
