@@ -137,12 +137,13 @@ def skip_before(records: Iterable[FrameRecord], index: int) -> Iterator[FrameRec
 # Fingerprint: when earlier progress may be reused
 
 
-def _file_digest(path: Path) -> str:
+def file_digest(path: Path, length: int = 32) -> str:
+    """The first `length` hex digits of the file's SHA-256 (read in 1 MiB blocks)."""
     digest = hashlib.sha256()
     with path.open("rb") as file:
         for block in iter(lambda: file.read(1 << 20), b""):
             digest.update(block)
-    return digest.hexdigest()[:32]
+    return digest.hexdigest()[:length]
 
 
 def fingerprint(
@@ -169,7 +170,7 @@ def fingerprint(
         "input": f"{input_path.name} {stat.st_size} bytes, mtime {stat.st_mtime_ns}",
     }
     for i, style in enumerate(styles):
-        result[f"style {i + 1}"] = f"{style.name} sha256:{_file_digest(style)}"
+        result[f"style {i + 1}"] = f"{style.name} sha256:{file_digest(style)}"
     for path in files:
         st = path.stat()
         result[f"file {path.name}"] = f"{st.st_size} bytes, mtime {st.st_mtime_ns}"

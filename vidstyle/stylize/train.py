@@ -17,7 +17,6 @@ it.
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import math
 import time
@@ -43,6 +42,7 @@ from vidstyle.models import (
 )
 from vidstyle.nets.transformer import TransformerNet
 from vidstyle.nets.vgg import VGGFeatures
+from vidstyle.resume import file_digest
 from vidstyle.stylize.losses import (
     DEFAULT_CONTENT_LAYERS,
     DEFAULT_STYLE_LAYERS,
@@ -328,14 +328,6 @@ def build_loss(settings: TrainSettings, device: torch.device) -> PerceptualLoss:
     return PerceptualLoss(features, weights=weights).to(device)
 
 
-def _file_digest(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        for chunk in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()[:16]
-
-
 def _fingerprint(
     settings: TrainSettings, style: Path, data: Sequence[Path], loss_network: str
 ) -> dict[str, Any]:
@@ -345,7 +337,7 @@ def _fingerprint(
         for f in fields(settings)
         if f.name not in _RESUMABLE_CHANGES
     }
-    values["style_sha256"] = _file_digest(style)
+    values["style_sha256"] = file_digest(style, length=16)
     values["data"] = [str(Path(p).resolve()) for p in data]
     values["loss_network"] = loss_network
     return values
