@@ -26,7 +26,6 @@ from vidstyle.media import (
     read_frames,
 )
 from vidstyle.memory import check_fits
-from vidstyle.nets.vgg import VGGFeatures
 from vidstyle.resume import (
     SegmentedWriter,
     WorkDir,
@@ -38,7 +37,7 @@ from vidstyle.resume import (
 )
 from vidstyle.stylize.color import LuminanceFeatures, preserve_colors_stage
 from vidstyle.stylize.feedforward import FeedForwardStylizer
-from vidstyle.stylize.losses import LossWeights, PerceptualLoss
+from vidstyle.stylize.losses import PerceptualLoss, perceptual_loss
 from vidstyle.stylize.quality import QualityStylizer
 from vidstyle.stylize.style_image import load_style_image
 from vidstyle.stylize.targets import StyleTargets, blend_weights
@@ -103,26 +102,14 @@ def build_loss(
     """The Gatys loss on the settings' layers; `luminance_only`: VGG sees luminance alone
     (luminance-only colour preservation, vidstyle.stylize.color)."""
     check_layer_weights(settings)
-    layers = sorted(set(settings.style_layers) | set(settings.content_layers))
-    features: torch.nn.Module = VGGFeatures(
-        layers,
-        pooling=settings.pooling,
-        weights=settings.features,
-        weights_path=Path(settings.vgg_weights) if settings.vgg_weights else None,
-        seed=settings.seed,
-    ).to(device)
-    if luminance_only:
-        features = LuminanceFeatures(features)
-    weights = LossWeights(
-        content=settings.content_weight, style=settings.style_weight, tv=settings.tv_weight
-    )
-    return PerceptualLoss(
-        features,
-        weights=weights,
+    return perceptual_loss(
+        settings,
+        device,
         style_layers=settings.style_layers,
         content_layers=settings.content_layers,
         style_layer_weights=settings.style_layer_weights,
-    ).to(device)
+        adapt_features=LuminanceFeatures if luminance_only else None,
+    )
 
 
 def check_mode_inputs(settings: RenderSettings, styles: Sequence[Path]) -> None:

@@ -9,11 +9,18 @@ same way). It also keeps one set of weights meaningful for both feature sources.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
 
 import torch
 from torch import Tensor, nn
+
+from vidstyle.nets.vgg import VGGFeatures
+
+if TYPE_CHECKING:
+    from vidstyle.config import RenderSettings, TrainSettings
 
 DEFAULT_STYLE_LAYERS: tuple[str, ...] = ("relu1_1", "relu2_1", "relu3_1", "relu4_1", "relu5_1")
 DEFAULT_CONTENT_LAYERS: tuple[str, ...] = ("relu4_2",)
@@ -142,3 +149,41 @@ class PerceptualLoss(nn.Module):
             style=float(style.detach()),
             tv=float(tv.detach()),
         )
+
+
+def perceptual_loss(
+    settings: RenderSettings | TrainSettings,
+    device: torch.device,
+    *,
+    style_layers: Sequence[str] = DEFAULT_STYLE_LAYERS,
+    content_layers: Sequence[str] = DEFAULT_CONTENT_LAYERS,
+    style_layer_weights: Sequence[float] | None = None,
+    adapt_features: Callable[[nn.Module], nn.Module] | None = None,
+) -> PerceptualLoss:
+    """The loss on the frozen VGG-19 the settings choose (pooling, weight source, seed), cut
+    after the deepest layer used, with the settings' content/style/TV weights.
+
+    Quality mode and `vidstyle train` both build their loss here, so a network is trained
+    against the same features a render would optimise against. `adapt_features` wraps the
+    VGG module (e.g. to show it luminance only).
+    """
+    layers = sorted(set(style_layers) | set(content_layers))
+    features: nn.Module = VGGFeatures(
+        layers,
+        pooling=settings.pooling,
+        weights=settings.features,
+        weights_path=Path(settings.vgg_weights) if settings.vgg_weights else None,
+        seed=settings.seed,
+    ).to(device)
+    if adapt_features is not None:
+        features = adapt_features(features)
+    weights = LossWeights(
+        content=settings.content_weight, style=settings.style_weight, tv=settings.tv_weight
+    )
+    return PerceptualLoss(
+        features,
+        weights=weights,
+        style_layers=style_layers,
+        content_layers=content_layers,
+        style_layer_weights=style_layer_weights,
+    ).to(device)

@@ -41,14 +41,8 @@ from vidstyle.models import (
     model_dict,
 )
 from vidstyle.nets.transformer import TransformerNet
-from vidstyle.nets.vgg import VGGFeatures
 from vidstyle.resume import file_digest
-from vidstyle.stylize.losses import (
-    DEFAULT_CONTENT_LAYERS,
-    DEFAULT_STYLE_LAYERS,
-    LossWeights,
-    PerceptualLoss,
-)
+from vidstyle.stylize.losses import PerceptualLoss, perceptual_loss
 from vidstyle.stylize.style_image import load_style_image, style_tensor
 from vidstyle.temporal.flow import FlowEstimator, to_gray, warp
 from vidstyle.temporal.losses import temporal_loss
@@ -314,18 +308,7 @@ def _to_batch(crops: Sequence[np.ndarray]) -> torch.Tensor:
 
 def build_loss(settings: TrainSettings, device: torch.device) -> PerceptualLoss:
     """The perceptual loss with the same VGG-19 module and weight sources as quality mode."""
-    layers = sorted(set(DEFAULT_STYLE_LAYERS) | set(DEFAULT_CONTENT_LAYERS))
-    features = VGGFeatures(
-        layers,
-        pooling=settings.pooling,
-        weights=settings.features,
-        weights_path=Path(settings.vgg_weights) if settings.vgg_weights else None,
-        seed=settings.seed,
-    ).to(device)
-    weights = LossWeights(
-        content=settings.content_weight, style=settings.style_weight, tv=settings.tv_weight
-    )
-    return PerceptualLoss(features, weights=weights).to(device)
+    return perceptual_loss(settings, device)
 
 
 def _fingerprint(
