@@ -8,30 +8,18 @@ import shutil
 from collections.abc import Callable
 from pathlib import Path
 
-import av
 import mediagen
 import numpy as np
 import pytest
+from clitools import FAST, frame_count, run
 
-from vidstyle.cli import main
 from vidstyle.media import probe, read_frames
 from vidstyle.media import writer as media_writer
 from vidstyle.resume import work_dir_for
 
-FAST = ["--features", "random", "--size", "48", "--first-iterations", "2", "--iterations", "1",
-        "--encoder-preset", "ultrafast"]
 EARLIER = b"an earlier render"
 
 
-def run(args: list[object]) -> int:
-    with pytest.raises(SystemExit) as exited:
-        main([str(a) for a in args])
-    return int(exited.value.code or 0)
-
-
-def frame_count(path: Path) -> int:
-    with av.open(str(path)) as container:
-        return sum(1 for _ in container.decode(video=0))
 
 
 def snapshot(folder: Path) -> dict[str, bytes]:

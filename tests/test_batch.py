@@ -6,9 +6,9 @@ from __future__ import annotations
 import shutil
 from pathlib import Path
 
-import av
 import mediagen
 import pytest
+from clitools import FAST, frame_count, run
 
 from vidstyle.batch import (
     BatchPlan,
@@ -21,26 +21,14 @@ from vidstyle.batch import (
     run_batch,
     worker_devices,
 )
-from vidstyle.cli import main
 from vidstyle.config import RenderSettings
 from vidstyle.errors import ConfigError
 from vidstyle.media import probe
 
-FAST = ["--features", "random", "--size", "48", "--first-iterations", "2", "--iterations", "1",
-        "--encoder-preset", "ultrafast"]
 SETTINGS = RenderSettings(features="random", size=48, first_iterations=2, iterations=1,
                           encoder_preset="ultrafast")
 
 
-def run(args: list[object]) -> int:
-    with pytest.raises(SystemExit) as exited:
-        main([str(a) for a in args])
-    return int(exited.value.code or 0)
-
-
-def frame_count(path: Path) -> int:
-    with av.open(str(path)) as container:
-        return sum(1 for _ in container.decode(video=0))
 
 
 def tree(folder: Path) -> set[str]:

@@ -9,20 +9,11 @@ from pathlib import Path
 import av
 import numpy as np
 import pytest
+from clitools import FAST, decoded, run
 
 from vidstyle import __version__
 from vidstyle.cli import main
 from vidstyle.media import probe
-
-# Small and quick: random VGG features, tiny frames, a couple of iterations.
-FAST = ["--features", "random", "--size", "48", "--first-iterations", "2", "--iterations", "1",
-        "--encoder-preset", "ultrafast"]
-
-
-def run(args: list[str]) -> int:
-    with pytest.raises(SystemExit) as exited:
-        main([str(a) for a in args])
-    return int(exited.value.code or 0)
 
 
 def audio_packets(path: Path) -> list[tuple[int | None, bytes]]:
@@ -30,10 +21,6 @@ def audio_packets(path: Path) -> list[tuple[int | None, bytes]]:
         stream = container.streams.audio[0]
         return [(p.pts, bytes(p)) for p in container.demux(stream) if p.size]
 
-
-def decoded(path: Path) -> list[np.ndarray]:
-    with av.open(str(path)) as container:
-        return [f.to_ndarray(format="rgb24") for f in container.decode(video=0)]
 
 
 def files_in(folder: Path) -> set[str]:

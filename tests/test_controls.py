@@ -12,10 +12,10 @@ import av
 import mediagen
 import pytest
 import torch
+from clitools import run
 from PIL import Image
 from torch import nn
 
-from vidstyle.cli import main
 from vidstyle.config import (
     VGG19_LAYER_NAMES,
     RenderSettings,
@@ -479,11 +479,6 @@ def test_loss_uses_the_configured_layers_and_weights() -> None:
 
 # ----------------------------------------------------------------------- command line
 
-
-def run(args: list[object]) -> int:
-    with pytest.raises(SystemExit) as exited:
-        main([str(a) for a in args])
-    return int(exited.value.code or 0)
 
 
 @pytest.mark.parametrize(

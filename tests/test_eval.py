@@ -11,19 +11,14 @@ import av
 import mediagen
 import numpy as np
 import pytest
+from clitools import run
 
-from vidstyle.cli import main
 from vidstyle.config import RenderSettings
 from vidstyle.metrics import evaluate_videos, warping_error
 from vidstyle.pipeline import stylize_video
 
 SIZE = (96, 64)
 
-
-def run(args: list[object]) -> int:
-    with pytest.raises(SystemExit) as exited:
-        main([str(a) for a in args])
-    return int(exited.value.code or 0)
 
 
 def write_frames(path: Path, frames: list[np.ndarray], fps: int = 24) -> Path:

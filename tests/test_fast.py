@@ -12,15 +12,14 @@ import time
 from fractions import Fraction
 from pathlib import Path
 
-import av
 import mediagen
 import numpy as np
 import pytest
 import torch
+from clitools import decoded, run
 from torch import nn
 
 from vidstyle.background import BackgroundConsumer
-from vidstyle.cli import main
 from vidstyle.config import TRAIN_ARCHS, resolve_settings
 from vidstyle.errors import ConfigError, RenderInterrupted, WeightsError
 from vidstyle.frame import FrameRecord
@@ -58,15 +57,6 @@ def seeded_net(arch: str = "small", seed: int = 0) -> TransformerNet:
     return net
 
 
-def run(args: list[object]) -> int:
-    with pytest.raises(SystemExit) as exited:
-        main([str(a) for a in args])
-    return int(exited.value.code or 0)
-
-
-def decoded(path: Path) -> list[np.ndarray]:
-    with av.open(str(path)) as container:
-        return [f.to_ndarray(format="rgb24") for f in container.decode(video=0)]
 
 
 @pytest.fixture(scope="module")

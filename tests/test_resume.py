@@ -17,27 +17,14 @@ import av
 import mediagen
 import numpy as np
 import pytest
+from clitools import FAST, decoded, run
 
-from vidstyle.cli import main
 from vidstyle.config import RenderSettings
 from vidstyle.media import VideoWriter, image_to_tensor, probe, read_frames
 from vidstyle.resume import STATE_FILE, SegmentedWriter, WorkDir, work_dir_for
 
-# Small and quick: random VGG features, tiny frames, a couple of iterations. Smoothing and
-# flow-warped warm starts stay on (the defaults): they are what a resume must carry over.
-FAST = ["--features", "random", "--size", "48", "--first-iterations", "2", "--iterations", "1",
-        "--encoder-preset", "ultrafast"]
-
-
-def run(args: list[object]) -> int:
-    with pytest.raises(SystemExit) as exited:
-        main([str(a) for a in args])
-    return int(exited.value.code or 0)
-
-
-def decoded(path: Path) -> list[np.ndarray]:
-    with av.open(str(path)) as container:
-        return [f.to_ndarray(format="rgb24") for f in container.decode(video=0)]
+# clitools.FAST keeps smoothing and flow-warped warm starts on (the defaults): they are what a
+# resume must carry over.
 
 
 def frame_times(path: Path) -> list[Fraction]:

@@ -11,8 +11,8 @@ from pathlib import Path
 import mediagen
 import pytest
 import torch
+from clitools import run
 
-from vidstyle.cli import main
 from vidstyle.config import TrainSettings
 from vidstyle.errors import ConfigError, InputError, RenderInterrupted, WeightsError
 from vidstyle.models import MODELS_ENV, load_model, read_model_info
@@ -187,11 +187,6 @@ def test_damaged_checkpoint_is_a_clean_error(images: Path, style: Path, tmp_path
     with pytest.raises(WeightsError, match=r"m\.pth\.ckpt: cannot read .*--restart"):
         train(style, [images], out, TINY)
 
-
-def run(args: list[object]) -> int:
-    with pytest.raises(SystemExit) as exited:
-        main([str(a) for a in args])
-    return int(exited.value.code or 0)
 
 
 def test_train_command_then_render_by_name(

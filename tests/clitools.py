@@ -1,0 +1,34 @@
+"""Helpers the command-line tests share: run `vidstyle` in-process and read its outputs back."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+import av
+import numpy as np
+import pytest
+
+from vidstyle.cli import main
+
+# Small and quick: random VGG features, tiny frames, a couple of iterations. Smoothing and
+# flow-warped warm starts stay on (the defaults).
+FAST = ["--features", "random", "--size", "48", "--first-iterations", "2", "--iterations", "1",
+        "--encoder-preset", "ultrafast"]
+
+
+def run(args: Sequence[object]) -> int:
+    """`vidstyle ARGS...`; its exit code."""
+    with pytest.raises(SystemExit) as exited:
+        main([str(a) for a in args])
+    return int(exited.value.code or 0)
+
+
+def decoded(path: Path) -> list[np.ndarray]:
+    with av.open(str(path)) as container:
+        return [f.to_ndarray(format="rgb24") for f in container.decode(video=0)]
+
+
+def frame_count(path: Path) -> int:
+    with av.open(str(path)) as container:
+        return sum(1 for _ in container.decode(video=0))
