@@ -78,13 +78,19 @@ class QualityStylizer:
         self._shot_content: Tensor | None = None
         self._resumed: tuple[Tensor | None, Tensor | None] | None = None
 
-    def initial_image(self, record: FrameRecord, previous: Tensor | None) -> tuple[Tensor, bool]:
-        """Where optimisation of `record` starts, and whether that is a warm start."""
+    def initial_image(
+        self,
+        record: FrameRecord,
+        previous: Tensor | None,
+        target: tuple[Tensor, Tensor] | None = None,
+    ) -> tuple[Tensor, bool]:
+        """Where optimisation of `record` starts, and whether that is a warm start. `target`:
+        `temporal_target(record, previous)` when the caller has it already."""
         fresh = previous is None or record.new_shot  # nothing usable from before this frame
         if not fresh and self.settings.init == "prev":
             return previous, True
         if not fresh and self.settings.init == "warped":
-            warped, reliable = self.temporal_target(record, previous)
+            warped, reliable = target or self.temporal_target(record, previous)
             # lerp with a {0, 1} mask: warped where reliable, the content frame elsewhere.
             return torch.lerp(record.content, warped, reliable), True
         if fresh and self.settings.first_init == "noise":
@@ -99,16 +105,26 @@ class QualityStylizer:
             raise ValueError(f"frame {record.index} starts a new shot: no temporal target")
         return carried
 
+    def _target_if_used(
+        self, record: FrameRecord, previous: Tensor | None
+    ) -> tuple[Tensor, Tensor] | None:
+        """`temporal_target` where the frame uses it (warped warm start or temporal term)."""
+        if previous is None or record.new_shot or self.settings.init == "content":
+            return None
+        if self.settings.init != "warped" and self.settings.temporal_weight <= 0:
+            return None
+        return self.temporal_target(record, previous)
+
     def _objective(
-        self, record: FrameRecord, previous: Tensor | None, warm: bool
+        self, warm: bool, target: tuple[Tensor, Tensor] | None
     ) -> Callable[[Tensor], Tensor]:
         """The loss of one frame: Gatys, plus the temporal term on warm-started frames."""
         weight = self.settings.temporal_weight
         # Only warm starts get the temporal term: with init "content" frames are independent by
         # design (the baseline), and a new shot has nothing to be consistent with.
-        if not warm or weight <= 0 or previous is None:
+        if not warm or weight <= 0 or target is None:
             return lambda image: self.loss(image).total
-        warped, reliable = self.temporal_target(record, previous)
+        warped, reliable = target
         return lambda image: (
             self.loss(image).total + weight * temporal_loss(image, warped, reliable)
         )
@@ -141,7 +157,9 @@ class QualityStylizer:
                     self.style_targets.apply(shot)
                 shot = None
             started = time.perf_counter()
-            init, warm = self.initial_image(record, previous)
+            # Warped once per frame, for both the warm start and the temporal term.
+            target = self._target_if_used(record, previous)
+            init, warm = self.initial_image(record, previous, target)
             fresh = previous is None or getattr(record, "new_shot", False)
             budget = self.settings.iterations if warm else self.settings.first_iterations
             coarse_iterations = 0
@@ -164,7 +182,7 @@ class QualityStylizer:
                 self._shot_content = record.content
             self.loss.set_content(record.content)
             result = optimize_image(
-                self._objective(record, previous, warm),
+                self._objective(warm, target),
                 init,
                 iterations=budget,
                 optimizer=self.settings.optimizer,
