@@ -44,13 +44,35 @@ import numpy as np  # noqa: E402
 
 
 def render_args(args: argparse.Namespace, folder: Path, clip: Path, output: Path) -> list[str]:
-    common = ["-o", str(output), "--overwrite", "--segment-frames", str(args.segment_frames),
-              "--size", str(args.size), "--device", "cpu", "--encoder-preset", "ultrafast"]
+    common = [
+        "-o",
+        str(output),
+        "--overwrite",
+        "--segment-frames",
+        str(args.segment_frames),
+        "--size",
+        str(args.size),
+        "--device",
+        "cpu",
+        "--encoder-preset",
+        "ultrafast",
+    ]
     if args.mode == "fast":
         return [str(clip), "--model", str(folder / "bench.pth"), *common]
-    return [str(clip), "-s", str(folder / "style.png"), "--features", "random",
-            "--first-iterations", "1", "--iterations", "1", "--flow-preset", "ultrafast",
-            *common]
+    return [
+        str(clip),
+        "-s",
+        str(folder / "style.png"),
+        "--features",
+        "random",
+        "--first-iterations",
+        "1",
+        "--iterations",
+        "1",
+        "--flow-preset",
+        "ultrafast",
+        *common,
+    ]
 
 
 def peak_rss(command: list[str]) -> tuple[float, float]:
@@ -70,11 +92,19 @@ def frames_of(path: Path) -> list[np.ndarray]:
         return [f.to_ndarray(format="rgb24") for f in container.decode(video=0)]
 
 
-def counted_render(args: argparse.Namespace, folder: Path, clip: Path, output: Path,
-                   counter: Path) -> list[str]:
+def counted_render(
+    args: argparse.Namespace, folder: Path, clip: Path, output: Path, counter: Path
+) -> list[str]:
     """A render in a child process that writes its frame count to `counter` as it goes."""
-    return [sys.executable, __file__, "--child", str(counter), "--",
-            *render_args(args, folder, clip, output), "-q"]
+    return [
+        sys.executable,
+        __file__,
+        "--child",
+        str(counter),
+        "--",
+        *render_args(args, folder, clip, output),
+        "-q",
+    ]
 
 
 def child(counter: Path, cli_args: list[str]) -> None:
@@ -97,8 +127,9 @@ def child(counter: Path, cli_args: list[str]) -> None:
     main(cli_args)
 
 
-def timed_render(command: list[str], counter: Path, stop_at: int | None = None
-                 ) -> tuple[float, float | None, int]:
+def timed_render(
+    command: list[str], counter: Path, stop_at: int | None = None
+) -> tuple[float, float | None, int]:
     """Run a counted render; (seconds, seconds to its first finished frame, exit status).
     With `stop_at`, SIGKILL it once that many frames are finished."""
     started = time.perf_counter()
@@ -119,7 +150,8 @@ def timed_render(command: list[str], counter: Path, stop_at: int | None = None
 def kill_and_resume(args: argparse.Namespace, folder: Path, clip: Path, frames: int) -> dict:
     whole = folder / "whole.mp4"
     uninterrupted, startup, status = timed_render(
-        counted_render(args, folder, clip, whole, folder / "c0"), folder / "c0")
+        counted_render(args, folder, clip, whole, folder / "c0"), folder / "c0"
+    )
     assert status == 0 and startup is not None
     per_frame = (uninterrupted - startup) / max(1, frames - 1)
 
@@ -127,14 +159,19 @@ def kill_and_resume(args: argparse.Namespace, folder: Path, clip: Path, frames: 
     kill_at = rng.randint(frames // 5, frames * 4 // 5)
     out = folder / "out.mp4"
     killed_seconds, _, _ = timed_render(
-        counted_render(args, folder, clip, out, folder / "c1"), folder / "c1", stop_at=kill_at)
+        counted_render(args, folder, clip, out, folder / "c1"), folder / "c1", stop_at=kill_at
+    )
     rendered = int((folder / "c1").read_text())
     state = folder / f".{out.name}.vidstyle-work" / "state.json"
-    saved = sum(s["frames"] for s in json.loads(state.read_text())["segments"]) if (
-        state.exists()) else 0
+    saved = (
+        sum(s["frames"] for s in json.loads(state.read_text())["segments"])
+        if (state.exists())
+        else 0
+    )
 
     rerun, rerun_first, status = timed_render(
-        counted_render(args, folder, clip, out, folder / "c2"), folder / "c2")
+        counted_render(args, folder, clip, out, folder / "c2"), folder / "c2"
+    )
     assert status == 0 and rerun_first is not None
     a, b = frames_of(whole), frames_of(out)
     return {
@@ -166,8 +203,9 @@ def main() -> None:
         return
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--mode", choices=("fast", "quality"), default="fast")
-    parser.add_argument("--frames", type=int, nargs=2, default=(100, 1000),
-                        metavar=("SHORT", "LONG"))
+    parser.add_argument(
+        "--frames", type=int, nargs=2, default=(100, 1000), metavar=("SHORT", "LONG")
+    )
     parser.add_argument("--size", type=int, default=64, help="long side of the clips")
     parser.add_argument("--segment-frames", type=int, default=120)
     parser.add_argument("--seed", type=int, default=1, help="chooses the kill frame")
@@ -188,45 +226,64 @@ def main() -> None:
         mediagen.make_image(folder / "style.png", (64, 64))
         memory = []
         for frames in (short, long):
-            clip = mediagen.make_video(folder / f"clip{frames}.mp4", frames=frames, size=size,
-                                       motion="object", pan_px=2)
-            command = [sys.executable, "-m", "vidstyle",
-                       *render_args(args, folder, clip, folder / f"out{frames}.mp4"), "-q"]
+            clip = mediagen.make_video(
+                folder / f"clip{frames}.mp4", frames=frames, size=size, motion="object", pan_px=2
+            )
+            command = [
+                sys.executable,
+                "-m",
+                "vidstyle",
+                *render_args(args, folder, clip, folder / f"out{frames}.mp4"),
+                "-q",
+            ]
             seconds, rss = peak_rss(command)
-            memory.append({"frames": frames, "seconds": round(seconds, 2),
-                           "peak_rss_mib": round(rss, 1)})
+            memory.append(
+                {"frames": frames, "seconds": round(seconds, 2), "peak_rss_mib": round(rss, 1)}
+            )
         ratio = memory[1]["peak_rss_mib"] / memory[0]["peak_rss_mib"]
         resume = kill_and_resume(args, folder, folder / f"clip{long}.mp4", long)
 
     result = {
         "mode": args.mode,
         "size": list(size),
-        "machine": {"platform": platform.platform(), "processor": platform.processor(),
-                    "cpus": os.cpu_count(), "torch": torch.__version__,
-                    "python": platform.python_version()},
+        "machine": {
+            "platform": platform.platform(),
+            "processor": platform.processor(),
+            "cpus": os.cpu_count(),
+            "torch": torch.__version__,
+            "python": platform.python_version(),
+        },
         "memory": memory,
         "rss_ratio": round(ratio, 3),
         "rss_target": 1.1,
         "resume": resume,
     }
-    print(f"vidstyle batch benchmark: {args.mode} mode, {size[0]}x{size[1]} clips, CPU "
-          f"({os.cpu_count()} cores, shared)\n")
+    print(
+        f"vidstyle batch benchmark: {args.mode} mode, {size[0]}x{size[1]} clips, CPU "
+        f"({os.cpu_count()} cores, shared)\n"
+    )
     print("| clip | render (s) | peak RSS (MiB) |")
     print("|---:|---:|---:|")
     for row in memory:
         print(f"| {row['frames']} frames | {row['seconds']} | {row['peak_rss_mib']} |")
     print(f"\nRSS ratio {long}/{short} frames: {ratio:.3f} (target ≤ 1.1)\n")
     r = resume
-    print("| kill at frame | saved | re-done frames | uninterrupted (s) | killed + re-run (s) "
-          "| lost, wall (s) | re-run start (s) | re-done (s) | identical |")
+    print(
+        "| kill at frame | saved | re-done frames | uninterrupted (s) | killed + re-run (s) "
+        "| lost, wall (s) | re-run start (s) | re-done (s) | identical |"
+    )
     print("|---:|---:|---:|---:|---:|---:|---:|---:|:---:|")
-    print(f"| {r['killed_at_frame']} of {r['frames']} | {r['saved_at_kill']} | "
-          f"{r['redone_frames']} | {r['uninterrupted_s']} | "
-          f"{r['killed_run_s']} + {r['rerun_s']} | {r['time_lost_s']} | "
-          f"{r['rerun_to_first_frame_s']} | {r['redone_frames_s']} | "
-          f"{'yes' if r['identical_to_uninterrupted'] else 'NO'} |")
-    print(f"\n(uninterrupted: {r['startup_s']} s to the first frame, then "
-          f"{r['seconds_per_frame']} s/frame)")
+    print(
+        f"| {r['killed_at_frame']} of {r['frames']} | {r['saved_at_kill']} | "
+        f"{r['redone_frames']} | {r['uninterrupted_s']} | "
+        f"{r['killed_run_s']} + {r['rerun_s']} | {r['time_lost_s']} | "
+        f"{r['rerun_to_first_frame_s']} | {r['redone_frames_s']} | "
+        f"{'yes' if r['identical_to_uninterrupted'] else 'NO'} |"
+    )
+    print(
+        f"\n(uninterrupted: {r['startup_s']} s to the first frame, then "
+        f"{r['seconds_per_frame']} s/frame)"
+    )
     out = args.out or ROOT / "bench" / "results" / f"batch-{args.mode}.json"
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(result, indent=2) + "\n")

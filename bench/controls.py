@@ -207,10 +207,16 @@ def table(report: dict) -> str:
                 " + ".join(map(str, c2f["iterations_per_scale"])),
                 c2f,
             ),
-            ("single-scale, equal time", str(row["single_scale_equal_time"]["iterations"]),
-             row["single_scale_equal_time"]),
-            ("single-scale, whole budget", str(row["single_scale_full_budget"]["iterations"]),
-             row["single_scale_full_budget"]),
+            (
+                "single-scale, equal time",
+                str(row["single_scale_equal_time"]["iterations"]),
+                row["single_scale_equal_time"],
+            ),
+            (
+                "single-scale, whole budget",
+                str(row["single_scale_full_budget"]["iterations"]),
+                row["single_scale_full_budget"],
+            ),
         ]
         for label, iterations, r in entries:
             lines.append(
@@ -277,8 +283,9 @@ def main() -> None:
     if args.docs:
         docs = ROOT / "docs" / "images"
         docs.mkdir(parents=True, exist_ok=True)
-        save_palette(side_by_side(images[budget], labels, tile_width=200),
-                     docs / "coarse_to_fine.png")
+        save_palette(
+            side_by_side(images[budget], labels, tile_width=200), docs / "coarse_to_fine.png"
+        )
     print(table(report))
 
 

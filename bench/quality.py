@@ -39,8 +39,9 @@ from vidstyle.stylize.style_image import load_style_image, style_tensor  # noqa:
 from vidstyle.temporal import flow_stage  # noqa: E402
 
 
-def time_forward_backward(loss, size: tuple[int, int], device: torch.device,
-                          repeats: int = 3) -> float:
+def time_forward_backward(
+    loss, size: tuple[int, int], device: torch.device, repeats: int = 3
+) -> float:
     image = torch.rand(1, 3, size[1], size[0], device=device, requires_grad=True)
     loss.set_content(image.detach())
     best = float("inf")
@@ -75,16 +76,27 @@ def run(args: argparse.Namespace) -> dict:
         style = load_style_image(style_path)
         for long_side in args.sizes:
             size16x9 = (long_side, long_side * 9 // 16 // 2 * 2)
-            clip = mediagen.make_video(folder / f"clip{long_side}.mp4", frames=args.frames,
-                                       size=size16x9, motion="object", pan_px=2, audio=False)
+            clip = mediagen.make_video(
+                folder / f"clip{long_side}.mp4",
+                frames=args.frames,
+                size=size16x9,
+                motion="object",
+                pan_px=2,
+                audio=False,
+            )
             info = probe(clip)
-            settings = resolve_settings(args.preset, overrides={
-                "features": args.features, "device": args.device, "size": long_side})
+            settings = resolve_settings(
+                args.preset,
+                overrides={"features": args.features, "device": args.device, "size": long_side},
+            )
             size, _ = plan_size(info.size, settings.size)
             loss = build_loss(settings, device)
             loss.set_style([style_tensor(style, size, settings.style_scale, device)])
-            row: dict = {"size": f"{size[0]}x{size[1]}", "features": loss.features.source.kind,
-                         "vgg_fwd_bwd_s": time_forward_backward(loss, size, device)}
+            row: dict = {
+                "size": f"{size[0]}x{size[1]}",
+                "features": loss.features.source.kind,
+                "vgg_fwd_bwd_s": time_forward_backward(loss, size, device),
+            }
             for init in ("warped", "content"):
                 # The render's own stages: decode, flow (for the warped warm start and the
                 # temporal loss), then the quality stylizer.
@@ -101,8 +113,10 @@ def run(args: argparse.Namespace) -> dict:
         "device": str(device),
         "torch": torch.__version__,
         "preset": args.preset,
-        "budgets": {key: getattr(settings, key) for key in
-                    ("first_iterations", "iterations", "stop_tolerance", "stop_window")},
+        "budgets": {
+            key: getattr(settings, key)
+            for key in ("first_iterations", "iterations", "stop_tolerance", "stop_window")
+        },
         "frames": args.frames,
         "rows": results,
     }

@@ -60,8 +60,9 @@ def render(clip: Path, styles: list[Path], folder: Path, **overrides: Any) -> Im
 def strip(tiles: list[Image.Image], labels: list[str]) -> Image.Image:
     """Tiles side by side at one height, each with a caption above."""
     scaled = [
-        tile.resize((round(tile.width * TILE_HEIGHT / tile.height), TILE_HEIGHT),
-                    Image.Resampling.LANCZOS)
+        tile.resize(
+            (round(tile.width * TILE_HEIGHT / tile.height), TILE_HEIGHT), Image.Resampling.LANCZOS
+        )
         for tile in tiles
     ]
     gap = 4
@@ -78,8 +79,7 @@ def strip(tiles: list[Image.Image], labels: list[str]) -> Image.Image:
 
 def save(sheet: Image.Image, path: Path) -> None:
     # Stylised texture compresses badly as truecolour PNG; a palette keeps each picture ~50 KB.
-    palette = sheet.quantize(colors=255, method=Image.Quantize.MEDIANCUT,
-                             dither=Image.Dither.NONE)
+    palette = sheet.quantize(colors=255, method=Image.Quantize.MEDIANCUT, dither=Image.Dither.NONE)
     palette.save(path, optimize=True)
     print(f"{path.relative_to(ROOT)}: {path.stat().st_size // 1024} KB", file=sys.stderr)
 
@@ -93,8 +93,13 @@ def main() -> None:
     parser.add_argument("--features", default="auto")
     parser.add_argument("--threads", type=int, help="CPU threads for torch")
     parser.add_argument("--out", type=Path, default=ROOT / "docs" / "images")
-    parser.add_argument("--only", nargs="+", choices=["colors", "blend", "layers"],
-                        default=["colors", "blend", "layers"], help="pictures to (re)make")
+    parser.add_argument(
+        "--only",
+        nargs="+",
+        choices=["colors", "blend", "layers"],
+        default=["colors", "blend", "layers"],
+        help="pictures to (re)make",
+    )
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -106,13 +111,18 @@ def main() -> None:
         folder.mkdir()
         style_a = Image.open(args.style).convert("RGB")
         style_b_path = Path(tmp) / "blues.png"
-        ImageOps.colorize(ImageOps.grayscale(style_a.rotate(90)), black="#0b1e5b",
-                          mid="#3a7bd5", white="#f2f7ff").save(style_b_path)
+        ImageOps.colorize(
+            ImageOps.grayscale(style_a.rotate(90)), black="#0b1e5b", mid="#3a7bd5", white="#f2f7ff"
+        ).save(style_b_path)
         style_b = Image.open(style_b_path)
         source = first_frame(args.clip)
         frame = source.resize(
-            (round(source.width * args.size / max(source.size)),
-             round(source.height * args.size / max(source.size))), Image.Resampling.LANCZOS)
+            (
+                round(source.width * args.size / max(source.size)),
+                round(source.height * args.size / max(source.size)),
+            ),
+            Image.Resampling.LANCZOS,
+        )
 
         plain = render(args.clip, [args.style], folder, **common)
         if "colors" in args.only:
@@ -121,27 +131,34 @@ def main() -> None:
                 for mode in ("luminance", "histogram")
             ]
             save(
-                strip([frame, style_a, plain, *colours],
-                      ["source", "style", "none", "luminance", "histogram"]),
+                strip(
+                    [frame, style_a, plain, *colours],
+                    ["source", "style", "none", "luminance", "histogram"],
+                ),
                 args.out / "colors.png",
             )
         if "blend" in args.only:
             only_b = render(args.clip, [style_b_path], folder, **common)
-            mixed = render(args.clip, [args.style, style_b_path], folder,
-                           style_blend="0.5,0.5", **common)
+            mixed = render(
+                args.clip, [args.style, style_b_path], folder, style_blend="0.5,0.5", **common
+            )
             save(
-                strip([style_a, style_b, plain, mixed, only_b],
-                      ["style A", "style B", "A", "blend 0.5,0.5", "B"]),
+                strip(
+                    [style_a, style_b, plain, mixed, only_b],
+                    ["style A", "style B", "A", "blend 0.5,0.5", "B"],
+                ),
                 args.out / "blend.png",
             )
         if "layers" in args.only:
-            fine = render(args.clip, [args.style], folder, style_layers="relu1_1,relu2_1",
-                          **common)
-            coarse = render(args.clip, [args.style], folder,
-                            style_layers="relu3_1,relu4_1,relu5_1", **common)
+            fine = render(args.clip, [args.style], folder, style_layers="relu1_1,relu2_1", **common)
+            coarse = render(
+                args.clip, [args.style], folder, style_layers="relu3_1,relu4_1,relu5_1", **common
+            )
             save(
-                strip([plain, fine, coarse], ["relu1_1 ... relu5_1 (default)",
-                                              "relu1_1,relu2_1", "relu3_1 ... relu5_1"]),
+                strip(
+                    [plain, fine, coarse],
+                    ["relu1_1 ... relu5_1 (default)", "relu1_1,relu2_1", "relu3_1 ... relu5_1"],
+                ),
                 args.out / "layers.png",
             )
     total = sum(p.stat().st_size for p in args.out.glob("*.png"))

@@ -13,8 +13,18 @@ from vidstyle.cli import main
 
 # Small and quick: random VGG features, tiny frames, a couple of iterations. Smoothing and
 # flow-warped warm starts stay on (the defaults).
-FAST = ["--features", "random", "--size", "48", "--first-iterations", "2", "--iterations", "1",
-        "--encoder-preset", "ultrafast"]
+FAST = [
+    "--features",
+    "random",
+    "--size",
+    "48",
+    "--first-iterations",
+    "2",
+    "--iterations",
+    "1",
+    "--encoder-preset",
+    "ultrafast",
+]
 
 
 def run(args: Sequence[object]) -> int:

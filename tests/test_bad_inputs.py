@@ -20,8 +20,6 @@ from vidstyle.resume import work_dir_for
 EARLIER = b"an earlier render"
 
 
-
-
 def snapshot(folder: Path) -> dict[str, bytes]:
     """Every file under `folder` (hidden ones included) with its contents."""
     return {str(p.relative_to(folder)): p.read_bytes() for p in folder.rglob("*") if p.is_file()}
@@ -83,18 +81,20 @@ def _empty(folder: Path) -> Path:
         pytest.param(_truncated, "not a video ffmpeg can read", id="truncated-no-moov"),
         pytest.param(_text, "not a video ffmpeg can read", id="text-named-mp4"),
         pytest.param(_undecodable, "no decodable video frames", id="no-decodable-frames"),
-        pytest.param(lambda d: mediagen.make_audio_only(d / "song.mp4"), "no video stream",
-                     id="audio-only"),
+        pytest.param(
+            lambda d: mediagen.make_audio_only(d / "song.mp4"), "no video stream", id="audio-only"
+        ),
     ],
 )
 def test_bad_input_gives_one_line_exit_1_and_writes_nothing(
-    folder: Path, capsys: pytest.CaptureFixture[str], make_input: Callable[[Path], Path],
+    folder: Path,
+    capsys: pytest.CaptureFixture[str],
+    make_input: Callable[[Path], Path],
     words: str,
 ) -> None:
     path = make_input(folder)
     before = snapshot(folder)
-    code = run([path, "-s", folder / "style.png", "-o", folder / "out", "--overwrite", "-q",
-                *FAST])
+    code = run([path, "-s", folder / "style.png", "-o", folder / "out", "--overwrite", "-q", *FAST])
     line = one_line(capsys.readouterr().err)
     assert code == 1
     assert str(path) in line and words in line.lower()
@@ -104,21 +104,27 @@ def test_bad_input_gives_one_line_exit_1_and_writes_nothing(
 @pytest.mark.parametrize(
     ("make_style", "words"),
     [
-        pytest.param(lambda d: (d / "s.jpg").write_text("not a jpeg") and d / "s.jpg",
-                     "pass a png or jpeg", id="unreadable"),
+        pytest.param(
+            lambda d: (d / "s.jpg").write_text("not a jpeg") and d / "s.jpg",
+            "pass a png or jpeg",
+            id="unreadable",
+        ),
         pytest.param(lambda d: d / "clip.mp4", "is a video", id="a-video"),
         pytest.param(lambda d: d / "nowhere.png", "not found", id="missing"),
     ],
 )
 def test_bad_style_is_a_usage_error_before_any_work(
-    folder: Path, capsys: pytest.CaptureFixture[str], make_style: Callable[[Path], Path],
+    folder: Path,
+    capsys: pytest.CaptureFixture[str],
+    make_style: Callable[[Path], Path],
     words: str,
 ) -> None:
     style = make_style(folder)
     before = snapshot(folder)
     # Two inputs: a batch stops at once too, since every input would fail the same way.
-    code = run([folder / "clip.mp4", folder / "clip.mp4", "-s", style, "-o", folder / "out",
-                "-q", *FAST])
+    code = run(
+        [folder / "clip.mp4", folder / "clip.mp4", "-s", style, "-o", folder / "out", "-q", *FAST]
+    )
     line = one_line(capsys.readouterr().err)
     assert code == 2
     assert str(style) in line and words in line.lower()
@@ -161,7 +167,9 @@ def _read_only(monkeypatch: pytest.MonkeyPatch, folder: Path) -> None:
 
 @pytest.mark.parametrize("batch", [False, True], ids=["one-file", "batch"])
 def test_output_folder_not_writable(
-    folder: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str],
+    folder: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
     batch: bool,
 ) -> None:
     _read_only(monkeypatch, folder / "out")
@@ -193,8 +201,9 @@ def test_disk_full_while_rendering_leaves_no_partial_output(
     monkeypatch.setattr(media_writer, "temp_path_for", full)
     out = folder / "out" / "earlier.mp4"
     before = snapshot(folder)
-    code = run([folder / "clip.mp4", "-s", folder / "style.png", "-o", out, "--overwrite", "-q",
-                *FAST])
+    code = run(
+        [folder / "clip.mp4", "-s", folder / "style.png", "-o", out, "--overwrite", "-q", *FAST]
+    )
     line = one_line(capsys.readouterr().err)
     assert code == 1
     assert "earlier.mp4" in line and "disk full" in line and "free some space" in line
@@ -230,8 +239,9 @@ def test_frame_too_large_for_memory_fails_before_any_work_and_suggests_size(
     from vidstyle.media import plan_size
 
     settings = RenderSettings()
-    fits_32 = memory.estimate_bytes(plan_size((64, 48), 32)[0], settings, pipeline.torch.device(
-        "cpu"))
+    fits_32 = memory.estimate_bytes(
+        plan_size((64, 48), 32)[0], settings, pipeline.torch.device("cpu")
+    )
     # Free memory for 32-px frames (with the 10% headroom), not for the asked-for 48 px.
     monkeypatch.setattr(memory, "available_bytes", lambda device: int(fits_32 / 0.9) + 1)
 
@@ -240,8 +250,7 @@ def test_frame_too_large_for_memory_fails_before_any_work_and_suggests_size(
 
     monkeypatch.setattr(pipeline, "build_loss", no_model)
     before = snapshot(folder)
-    code = run([folder / "clip.mp4", "-s", folder / "style.png", "-o", folder / "out", "-q",
-                *FAST])
+    code = run([folder / "clip.mp4", "-s", folder / "style.png", "-o", folder / "out", "-q", *FAST])
     line = one_line(capsys.readouterr().err)
     assert code == 1
     assert "clip.mp4" in line and "48x36" in line and "--size 32" in line

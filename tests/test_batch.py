@@ -25,10 +25,9 @@ from vidstyle.config import RenderSettings
 from vidstyle.errors import ConfigError
 from vidstyle.media import probe
 
-SETTINGS = RenderSettings(features="random", size=48, first_iterations=2, iterations=1,
-                          encoder_preset="ultrafast")
-
-
+SETTINGS = RenderSettings(
+    features="random", size=48, first_iterations=2, iterations=1, encoder_preset="ultrafast"
+)
 
 
 def tree(folder: Path) -> set[str]:
@@ -54,8 +53,9 @@ def library(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def test_folders_are_searched_by_extension_and_mirrored_under_the_output_folder(
     library: Path, tmp_path: Path
 ) -> None:
-    plan = plan_batch([library / "in"], [library / "a.png"], SETTINGS, output=tmp_path / "out",
-                      recursive=True)
+    plan = plan_batch(
+        [library / "in"], [library / "a.png"], SETTINGS, output=tmp_path / "out", recursive=True
+    )
     assert [(job.input.name, job.output, job.action) for job in plan.jobs] == [
         ("beach.mp4", tmp_path / "out" / "beach.a.mp4", "render"),
         ("hill.mkv", tmp_path / "out" / "trip" / "hill.a.mp4", "render"),
@@ -68,24 +68,42 @@ def test_folders_are_searched_by_extension_and_mirrored_under_the_output_folder(
 
 
 def test_several_styles_render_every_input_in_every_style(library: Path, tmp_path: Path) -> None:
-    plan = plan_batch([library / "in"], [library / "a.png", library / "b.png"], SETTINGS,
-                      output=tmp_path, recursive=True)
+    plan = plan_batch(
+        [library / "in"],
+        [library / "a.png", library / "b.png"],
+        SETTINGS,
+        output=tmp_path,
+        recursive=True,
+    )
     assert [(job.input.stem, job.style_name) for job in plan.jobs] == [
-        ("beach", "a"), ("beach", "b"), ("hill", "a"), ("hill", "b")]
-    blended = plan_batch([library / "in"], [library / "a.png", library / "b.png"],
-                         SETTINGS.replace(style_blend=(0.5, 0.5)), output=tmp_path)
-    assert [(job.style_name, job.output.name) for job in blended.jobs] == [
-        ("a+b", "beach.a+b.mp4")]
+        ("beach", "a"),
+        ("beach", "b"),
+        ("hill", "a"),
+        ("hill", "b"),
+    ]
+    blended = plan_batch(
+        [library / "in"],
+        [library / "a.png", library / "b.png"],
+        SETTINGS.replace(style_blend=(0.5, 0.5)),
+        output=tmp_path,
+    )
+    assert [(job.style_name, job.output.name) for job in blended.jobs] == [("a+b", "beach.a+b.mp4")]
 
 
 def test_name_template_fields_and_subfolders(library: Path, tmp_path: Path) -> None:
-    plan = plan_batch([library / "in" / "trip" / "hill.mkv"], [library / "a.png"], SETTINGS,
-                      output=tmp_path, name_template="{style}/{stem}{input_ext}")
+    plan = plan_batch(
+        [library / "in" / "trip" / "hill.mkv"],
+        [library / "a.png"],
+        SETTINGS,
+        output=tmp_path,
+        name_template="{style}/{stem}{input_ext}",
+    )
     assert plan.jobs[0].output == tmp_path / "a" / "hill.mkv"
     for bad in ("{stem}.{colour}{ext}", "{stem}.txt", "../{stem}{ext}"):
         with pytest.raises(ConfigError, match="--name"):
-            plan_batch([library / "in"], [library / "a.png"], SETTINGS, output=tmp_path,
-                       name_template=bad)
+            plan_batch(
+                [library / "in"], [library / "a.png"], SETTINGS, output=tmp_path, name_template=bad
+            )
 
 
 def test_o_is_a_file_for_one_input_and_one_style_and_a_folder_otherwise(
@@ -101,8 +119,9 @@ def test_o_is_a_file_for_one_input_and_one_style_and_a_folder_otherwise(
     two = plan_batch([clip], [library / "a.png", library / "b.png"], SETTINGS, output=tmp_path)
     assert [job.output.parent for job in two.jobs] == [tmp_path, tmp_path]
     with pytest.raises(ConfigError, match="looks like a file name"):
-        plan_batch([clip], [library / "a.png", library / "b.png"], SETTINGS,
-                   output=tmp_path / "both.mp4")
+        plan_batch(
+            [clip], [library / "a.png", library / "b.png"], SETTINGS, output=tmp_path / "both.mp4"
+        )
     beside = plan_batch([clip], [library / "a.png"], SETTINGS)
     assert beside.jobs[0].output == clip.with_name("beach.a.mp4")
 
@@ -117,15 +136,25 @@ def test_colliding_outputs_are_a_usage_error(tmp_path: Path, library: Path) -> N
         (tmp_path / sub).mkdir()
         shutil.copy(library / "in" / "beach.mp4", tmp_path / sub / "clip.mp4")
     with pytest.raises(ConfigError, match="would both render to"):
-        plan_batch([tmp_path / "x" / "clip.mp4", tmp_path / "y" / "clip.mp4"],
-                   [library / "a.png"], SETTINGS, output=tmp_path / "out")
+        plan_batch(
+            [tmp_path / "x" / "clip.mp4", tmp_path / "y" / "clip.mp4"],
+            [library / "a.png"],
+            SETTINGS,
+            output=tmp_path / "out",
+        )
 
 
 def test_discovery_skips_hidden_files_work_folders_and_the_output_folder(tmp_path: Path) -> None:
     (tmp_path / "styled").mkdir()
     (tmp_path / ".clip.a.mp4.vidstyle-work").mkdir()
-    for name in ("clip.mp4", "CLIP2.MOV", ".hidden.mp4", "styled/clip.a.mp4",
-                 ".clip.a.mp4.vidstyle-work/seg-000000.mp4", "notes.txt"):
+    for name in (
+        "clip.mp4",
+        "CLIP2.MOV",
+        ".hidden.mp4",
+        "styled/clip.a.mp4",
+        ".clip.a.mp4.vidstyle-work/seg-000000.mp4",
+        "notes.txt",
+    ):
         (tmp_path / name).write_bytes(b"x")
     found, problems = discover([tmp_path], recursive=True, exclude=tmp_path / "styled")
     assert [f.path.name for f in found] == ["CLIP2.MOV", "clip.mp4"] and problems == []
@@ -150,8 +179,19 @@ def test_dry_run_prints_the_plan_and_writes_nothing(
 ) -> None:
     out = tmp_path / "out"
     before = tree(library)
-    code = run([library / "in", library / "in" / "notes.txt", "-r", "-s", library / "a.png",
-                "-o", out, "--dry-run", *FAST])
+    code = run(
+        [
+            library / "in",
+            library / "in" / "notes.txt",
+            "-r",
+            "-s",
+            library / "a.png",
+            "-o",
+            out,
+            "--dry-run",
+            *FAST,
+        ]
+    )
     assert code == 1  # the text file will fail
     lines = capsys.readouterr().out.splitlines()
     assert lines[0].split() == ["INPUT", "OUTPUT", "FRAMES", "ACTION"]
@@ -193,12 +233,33 @@ def test_jobs_2_renders_every_file_in_worker_processes(
 ) -> None:
     out = tmp_path / "out"
     # Two "devices" (both the CPU) taken in turn by the two workers.
-    code = run([library / "in", "-r", "-s", library / "a.png", "-s", library / "b.png",
-                "-o", out, "--jobs", "2", "--device", "cpu,cpu", "--max-frames", "2", *FAST])
+    code = run(
+        [
+            library / "in",
+            "-r",
+            "-s",
+            library / "a.png",
+            "-s",
+            library / "b.png",
+            "-o",
+            out,
+            "--jobs",
+            "2",
+            "--device",
+            "cpu,cpu",
+            "--max-frames",
+            "2",
+            *FAST,
+        ]
+    )
     captured = capsys.readouterr()
     assert code == 0, captured.err
-    expected = {out / "beach.a.mp4", out / "beach.b.mp4", out / "trip" / "hill.a.mp4",
-                out / "trip" / "hill.b.mp4"}
+    expected = {
+        out / "beach.a.mp4",
+        out / "beach.b.mp4",
+        out / "trip" / "hill.a.mp4",
+        out / "trip" / "hill.b.mp4",
+    }
     assert {Path(line) for line in captured.out.split()} == expected
     assert all(frame_count(path) == 2 for path in expected)
     assert "4 rendered" in " ".join(captured.err.split())
@@ -206,7 +267,9 @@ def test_jobs_2_renders_every_file_in_worker_processes(
 
 
 def test_ctrl_c_stops_the_batch_saves_progress_and_exits_130(
-    library: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+    library: Path,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
     capsys: pytest.CaptureFixture[str],
 ) -> None:
     from vidstyle.stylize import quality
@@ -222,8 +285,9 @@ def test_ctrl_c_stops_the_batch_saves_progress_and_exits_130(
 
     monkeypatch.setattr(quality, "optimize_image", optimize)
     out = tmp_path / "out"
-    code = run([library / "in", "-r", "-s", library / "a.png", "-o", out,
-                "--segment-frames", "2", *FAST])
+    code = run(
+        [library / "in", "-r", "-s", library / "a.png", "-o", out, "--segment-frames", "2", *FAST]
+    )
     captured = capsys.readouterr()
     assert code == 130
     assert captured.out.split() == [str(out / "beach.a.mp4")]
@@ -253,13 +317,15 @@ def test_run_batch_reports_in_plan_order_and_counts(tmp_path: Path) -> None:
     assert [(r.job.number, r.status) for r in summary.results] == [(1, "failed"), (2, "skipped")]
     assert (summary.failed, summary.count("skipped"), summary.frames) == (1, 1, 0)
     assert len(seen) == 2
-    assert plan_table(BatchPlan(jobs, tmp_path))[-1].startswith("0 to render (0 frames), 1 to "
-                                                                "skip, 1 failing")
+    assert plan_table(BatchPlan(jobs, tmp_path))[-1].startswith(
+        "0 to render (0 frames), 1 to skip, 1 failing"
+    )
 
 
 def test_device_lists_are_checked_before_any_work(library: Path, tmp_path: Path) -> None:
-    plan = plan_batch([library / "in" / "beach.mp4"], [library / "a.png"], SETTINGS,
-                      output=tmp_path)
+    plan = plan_batch(
+        [library / "in" / "beach.mp4"], [library / "a.png"], SETTINGS, output=tmp_path
+    )
     with pytest.raises(ConfigError, match="device"):
         run_batch(plan, SETTINGS.replace(device="cpu,tpu:3"), jobs=2)
     assert list(tmp_path.iterdir()) == []
@@ -276,8 +342,19 @@ def test_one_input_into_a_new_output_folder(
     library: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     out = tmp_path / "new" / "renders"
-    code = run([library / "in" / "beach.mp4", "-s", library / "a.png", "-o", f"{out}/",
-                "--max-frames", "1", "-q", *FAST])
+    code = run(
+        [
+            library / "in" / "beach.mp4",
+            "-s",
+            library / "a.png",
+            "-o",
+            f"{out}/",
+            "--max-frames",
+            "1",
+            "-q",
+            *FAST,
+        ]
+    )
     assert code == 0
     assert capsys.readouterr().out.split() == [str(out / "beach.a.mp4")]
     assert frame_count(out / "beach.a.mp4") == 1

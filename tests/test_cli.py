@@ -22,7 +22,6 @@ def audio_packets(path: Path) -> list[tuple[int | None, bytes]]:
         return [(p.pts, bytes(p)) for p in container.demux(stream) if p.size]
 
 
-
 def files_in(folder: Path) -> set[str]:
     return {p.name for p in folder.iterdir()}
 
@@ -61,8 +60,19 @@ def test_ntsc_rate_survives_into_mkv(tmp_path: Path, clip_ntsc: Path, style_imag
 
 def test_max_frames_previews_trim_audio_to_match(workdir: Path) -> None:
     out = workdir / "preview.mp4"
-    code = run([workdir / "clip.mp4", "-s", workdir / "style.png", "-o", out, "--max-frames",
-                "6", "-q", *FAST])
+    code = run(
+        [
+            workdir / "clip.mp4",
+            "-s",
+            workdir / "style.png",
+            "-o",
+            out,
+            "--max-frames",
+            "6",
+            "-q",
+            *FAST,
+        ]
+    )
     assert code == 0
     assert len(decoded(out)) == 6
     with av.open(str(out)) as container:
@@ -98,8 +108,10 @@ def test_same_command_same_output(workdir: Path) -> None:
     args = [workdir / "clip.mp4", "-s", workdir / "style.png", "-q", "--max-frames", "3", *FAST]
     assert run([*args, "-o", workdir / "a.mp4"]) == 0
     assert run([*args, "-o", workdir / "b.mp4"]) == 0
-    assert all(np.array_equal(a, b) for a, b in
-               zip(decoded(workdir / "a.mp4"), decoded(workdir / "b.mp4"), strict=True))
+    assert all(
+        np.array_equal(a, b)
+        for a, b in zip(decoded(workdir / "a.mp4"), decoded(workdir / "b.mp4"), strict=True)
+    )
 
 
 def test_existing_output_is_skipped_unless_overwrite(
@@ -109,8 +121,21 @@ def test_existing_output_is_skipped_unless_overwrite(
     out.write_bytes(b"earlier render")
     assert run([workdir / "clip.mp4", "-s", workdir / "style.png", *FAST]) == 0
     assert out.read_bytes() == b"earlier render"
-    assert run([workdir / "clip.mp4", "-s", workdir / "style.png", "--overwrite", "-q",
-                "--max-frames", "2", *FAST]) == 0
+    assert (
+        run(
+            [
+                workdir / "clip.mp4",
+                "-s",
+                workdir / "style.png",
+                "--overwrite",
+                "-q",
+                "--max-frames",
+                "2",
+                *FAST,
+            ]
+        )
+        == 0
+    )
     assert len(decoded(out)) == 2
 
 
@@ -151,8 +176,9 @@ def test_unwritable_output_folder(workdir: Path, capsys: pytest.CaptureFixture[s
     assert "out.mp4" in capsys.readouterr().err or "dir" in capsys.readouterr().err
 
 
-def test_bad_option_value_names_the_setting(workdir: Path,
-                                            capsys: pytest.CaptureFixture[str]) -> None:
+def test_bad_option_value_names_the_setting(
+    workdir: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     assert run([workdir / "clip.mp4", "-s", workdir / "style.png", "--optimizer", "sgd"]) == 2
     assert "optimizer" in capsys.readouterr().err
 

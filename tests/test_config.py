@@ -51,7 +51,8 @@ def test_reference_lists_every_key_with_its_default() -> None:
     # Keys whose default is None are documented as commented-out lines.
     documented = set(values) | {
         line.lstrip("# ").split("=")[0].strip().replace("-", "_")
-        for line in text.splitlines() if line.startswith("# ") and "=" in line
+        for line in text.splitlines()
+        if line.startswith("# ") and "=" in line
     }
     missing = {f for f in defaults.__dataclass_fields__ if f not in documented}
     assert not missing, f"reference.toml lacks {missing}"
@@ -59,7 +60,7 @@ def test_reference_lists_every_key_with_its_default() -> None:
 
 def test_precedence_cli_over_config_over_preset(tmp_path: Path) -> None:
     config = tmp_path / "mine.toml"
-    config.write_text('size = 200\ncrf = 30\niterations = 7\n')
+    config.write_text("size = 200\ncrf = 30\niterations = 7\n")
     settings = resolve_settings("preview", config, {"crf": 12, "iterations": None})
     assert settings.crf == 12  # CLI wins
     assert settings.size == 200  # config file beats preset (preview has 256)

@@ -253,8 +253,10 @@ def test_rendered_video_keeps_the_source_chroma(
         out = tmp_path / f"{preserve}.mkv"
         stylize_video(still_clip, styles, replace(settings, preserve_colors=preserve), output=out)
         errors[preserve] = float(
-            sum((chroma(a) - chroma(b)).abs().mean() for a, b in zip(
-                decoded(out), decoded(still_clip), strict=True))
+            sum(
+                (chroma(a) - chroma(b)).abs().mean()
+                for a, b in zip(decoded(out), decoded(still_clip), strict=True)
+            )
             / 3
         )
     # What is left is the encoder's 4:2:0 chroma subsampling of the output.
@@ -397,8 +399,14 @@ def test_layer_defaults_are_the_losses_and_config_knows_vggs_layers() -> None:
 
 def test_reference_writes_out_the_new_keys() -> None:
     data = tomllib.loads((CONFIGS / "reference.toml").read_text())
-    for key in ("style-layers", "content-layers", "style-layer-weights", "preserve-colors",
-                "coarse-to-fine", "coarse-min-size"):
+    for key in (
+        "style-layers",
+        "content-layers",
+        "style-layer-weights",
+        "preserve-colors",
+        "coarse-to-fine",
+        "coarse-min-size",
+    ):
         assert key in data, key
     assert "# style-blend = " in (CONFIGS / "reference.toml").read_text()
 
@@ -435,7 +443,7 @@ def test_every_control_is_settable_from_a_config_file_and_the_command_line(
     config.write_text(
         'preserve-colors = "histogram"\nstyle-blend = [2, 1]\ncoarse-to-fine = true\n'
         'coarse-min-size = 96\nstyle-layers = ["relu1_1", "relu3_1"]\n'
-        "style-layer-weights = [3, 1]\ncontent-layers = [\"relu3_1\"]\n"
+        'style-layer-weights = [3, 1]\ncontent-layers = ["relu3_1"]\n'
     )
     settings = resolve_settings("balanced", config)
     assert settings.preserve_colors == "histogram" and settings.style_blend == (2.0, 1.0)
@@ -445,8 +453,11 @@ def test_every_control_is_settable_from_a_config_file_and_the_command_line(
     assert settings.content_layers == ("relu3_1",)
     # The command line overrides the file; new style layers without weights weigh equally
     # instead of inheriting the file's weights for other layers.
-    cli = resolve_settings("balanced", config, {"style_layers": "relu1_1,relu2_1,relu4_1",
-                                                "preserve_colors": "luminance"})
+    cli = resolve_settings(
+        "balanced",
+        config,
+        {"style_layers": "relu1_1,relu2_1,relu4_1", "preserve_colors": "luminance"},
+    )
     assert cli.style_layer_weights == (1.0, 1.0, 1.0) and cli.preserve_colors == "luminance"
 
 
@@ -467,7 +478,9 @@ def test_weights_that_do_not_fit_the_layers_name_both_keys(tmp_path: Path) -> No
 
 def test_loss_uses_the_configured_layers_and_weights() -> None:
     settings = replace(
-        SMALL, style_layers=("relu1_1", "relu2_1"), style_layer_weights=(3.0, 1.0),
+        SMALL,
+        style_layers=("relu1_1", "relu2_1"),
+        style_layer_weights=(3.0, 1.0),
         content_layers=("relu2_1",),
     )
     loss = build_loss(settings, CPU)
@@ -480,19 +493,39 @@ def test_loss_uses_the_configured_layers_and_weights() -> None:
 # ----------------------------------------------------------------------- command line
 
 
-
 @pytest.mark.parametrize(
     ("blend", "message"),
-    [("0.7,0.2,0.1", "--style-blend has 3 weight"), ("0.7,abc", "style-blend"),
-     ("0,0", "style-blend")],
+    [
+        ("0.7,0.2,0.1", "--style-blend has 3 weight"),
+        ("0.7,abc", "style-blend"),
+        ("0,0", "style-blend"),
+    ],
 )
 def test_bad_style_blend_is_a_usage_error_naming_the_option(
-    blend: str, message: str, still_clip: Path, style_files: tuple[Path, Path], tmp_path: Path,
+    blend: str,
+    message: str,
+    still_clip: Path,
+    style_files: tuple[Path, Path],
+    tmp_path: Path,
     capsys: pytest.CaptureFixture[str],
 ) -> None:
     out = tmp_path / "out.mp4"
-    code = run([still_clip, "--style", style_files[0], "--style", style_files[1],
-                "--style-blend", blend, "-o", out, "--features", "random", "-q"])
+    code = run(
+        [
+            still_clip,
+            "--style",
+            style_files[0],
+            "--style",
+            style_files[1],
+            "--style-blend",
+            blend,
+            "-o",
+            out,
+            "--features",
+            "random",
+            "-q",
+        ]
+    )
     assert code == 2
     assert message in capsys.readouterr().err
     assert not out.exists()
@@ -501,36 +534,72 @@ def test_bad_style_blend_is_a_usage_error_naming_the_option(
 def test_help_explains_several_styles(capsys: pytest.CaptureFixture[str]) -> None:
     assert run(["render", "--help"]) == 0
     text = " ".join(capsys.readouterr().out.split())
-    for option in ("--preserve-colors", "--style-blend", "--coarse-to-fine", "--style-layers",
-                   "--content-layers"):
+    for option in (
+        "--preserve-colors",
+        "--style-blend",
+        "--coarse-to-fine",
+        "--style-layers",
+        "--content-layers",
+    ):
         assert option in text
     assert "every style" in text or "each style" in text
 
 
 def test_several_styles_mean_one_render_each_unless_blended(
-    still_clip: Path, style_files: tuple[Path, Path], tmp_path: Path,
+    still_clip: Path,
+    style_files: tuple[Path, Path],
+    tmp_path: Path,
     capsys: pytest.CaptureFixture[str],
 ) -> None:
     clip = tmp_path / "clip.mkv"
     clip.write_bytes(still_clip.read_bytes())
-    quick = ["--features", "random", "--size", "32", "--first-iterations", "2", "--iterations",
-             "1", "--encoder-preset", "ultrafast", "--no-audio", "-q"]
+    quick = [
+        "--features",
+        "random",
+        "--size",
+        "32",
+        "--first-iterations",
+        "2",
+        "--iterations",
+        "1",
+        "--encoder-preset",
+        "ultrafast",
+        "--no-audio",
+        "-q",
+    ]
     a, b = style_files
     assert run([clip, "-s", a, "-s", b, *quick]) == 0
-    assert capsys.readouterr().out.split() == [str(tmp_path / "clip.waves.mp4"),
-                                               str(tmp_path / "clip.strokes.mp4")]
+    assert capsys.readouterr().out.split() == [
+        str(tmp_path / "clip.waves.mp4"),
+        str(tmp_path / "clip.strokes.mp4"),
+    ]
     assert run([clip, "-s", a, "-s", b, "--style-blend", "3,1", *quick]) == 0
     assert capsys.readouterr().out.split() == [str(tmp_path / "clip.waves+strokes.mp4")]
 
 
 def test_bad_style_blend_with_several_inputs_is_still_a_usage_error(
-    still_clip: Path, style_files: tuple[Path, Path], tmp_path: Path,
+    still_clip: Path,
+    style_files: tuple[Path, Path],
+    tmp_path: Path,
     capsys: pytest.CaptureFixture[str],
 ) -> None:
     second = tmp_path / "second.mkv"
     second.write_bytes(still_clip.read_bytes())
-    code = run([still_clip, second, "--style", style_files[0], "--style", style_files[1],
-                "--style-blend", "1", "--features", "random", "-q"])
+    code = run(
+        [
+            still_clip,
+            second,
+            "--style",
+            style_files[0],
+            "--style",
+            style_files[1],
+            "--style-blend",
+            "1",
+            "--features",
+            "random",
+            "-q",
+        ]
+    )
     assert code == 2
     assert "--style-blend has 1 weight" in capsys.readouterr().err
     assert {p.name for p in tmp_path.iterdir()} == {"second.mkv"}

@@ -20,7 +20,6 @@ from vidstyle.pipeline import stylize_video
 SIZE = (96, 64)
 
 
-
 def write_frames(path: Path, frames: list[np.ndarray], fps: int = 24) -> Path:
     """Encode arbitrary RGB frames (near-)losslessly, as mediagen does for its own."""
     with av.open(str(path), "w") as out:

@@ -57,8 +57,6 @@ def seeded_net(arch: str = "small", seed: int = 0) -> TransformerNet:
     return net
 
 
-
-
 @pytest.fixture(scope="module")
 def model_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
     path = tmp_path_factory.mktemp("models") / "mosaic.pth"
@@ -302,12 +300,19 @@ def test_fast_render_matches_the_network_frame_by_frame(
     # A still, losslessly encoded clip: what comes out must be the network's output, up to the
     # yuv420p round trip (and the temporal smoothing of a still scene changes nothing).
     clip = mediagen.make_video(
-        tmp_path / "still.mkv", frames=5, size=(48, 32), motion="static", audio=False,
+        tmp_path / "still.mkv",
+        frames=5,
+        size=(48, 32),
+        motion="static",
+        audio=False,
         pix_fmt="yuv444p",
     )
     out = tmp_path / "out.mkv"
-    settings = resolve_settings("fast", None, {"model": str(model_file), "crf": 0,
-                                               "encoder_preset": "ultrafast", "batch_size": 2})
+    settings = resolve_settings(
+        "fast",
+        None,
+        {"model": str(model_file), "crf": 0, "encoder_preset": "ultrafast", "batch_size": 2},
+    )
     result = stylize_video(clip, [], settings, output=out)
     assert result.frames == 5 and result.size == (48, 32)
     source = decoded(clip)[0]
@@ -327,8 +332,23 @@ def test_odd_and_portrait_sizes(
 ) -> None:
     clip = mediagen.make_video(tmp_path / "odd.mp4", frames=6, size=size, audio=False)
     out = tmp_path / "out.mp4"
-    assert run([clip, "--model", model_file, "-o", out, "--size", "64", "-q",
-                "--encoder-preset", "ultrafast"]) == 0
+    assert (
+        run(
+            [
+                clip,
+                "--model",
+                model_file,
+                "-o",
+                out,
+                "--size",
+                "64",
+                "-q",
+                "--encoder-preset",
+                "ultrafast",
+            ]
+        )
+        == 0
+    )
     assert probe(out).size == rendered
     assert len(decoded(out)) == 6
 
@@ -344,13 +364,31 @@ def test_fast_mode_with_flow_smoothing(clip: Path, model_file: Path, tmp_path: P
     # The fast preset leaves smoothing off; asked for, the flow stage and smoother run around
     # the batched stage and every frame still comes out once, in order.
     out = tmp_path / "smooth.mkv"
-    assert run([clip, "--model", model_file, "-o", out, "--smooth", "0.5", "--batch-size", "3",
-                *RENDER]) == 0
+    assert (
+        run(
+            [
+                clip,
+                "--model",
+                model_file,
+                "-o",
+                out,
+                "--smooth",
+                "0.5",
+                "--batch-size",
+                "3",
+                *RENDER,
+            ]
+        )
+        == 0
+    )
     assert len(decoded(out)) == 24 and probe(out).fps == Fraction(24)
 
 
 def test_model_name_from_models_dir_and_default_output_name(
-    clip: Path, model_file: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+    clip: Path,
+    model_file: Path,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
     capsys: pytest.CaptureFixture[str],
 ) -> None:
     zoo = tmp_path / "zoo"
@@ -379,8 +417,12 @@ def test_model_name_from_models_dir_and_default_output_name(
     ],
 )
 def test_fast_mode_usage_errors_are_one_line_exit_2(
-    clip: Path, model_file: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str],
-    extra: list[str], words: str,
+    clip: Path,
+    model_file: Path,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    extra: list[str],
+    words: str,
 ) -> None:
     bad = tmp_path / "bad.pth"
     bad.write_bytes(model_file.read_bytes()[:1000])

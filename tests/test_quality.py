@@ -51,15 +51,22 @@ def test_gram_matrix_is_size_independent_for_a_repeated_pattern() -> None:
 @pytest.mark.parametrize("optimizer", ["lbfgs", "adam"])
 def test_loss_goes_down(loss: PerceptualLoss, frames: list[torch.Tensor], optimizer: str) -> None:
     loss.set_content(frames[0])
-    result = optimize_image(lambda x: loss(x).total, frames[0], iterations=25,
-                            optimizer=optimizer, learning_rate=0.05, stop_tolerance=0)
+    result = optimize_image(
+        lambda x: loss(x).total,
+        frames[0],
+        iterations=25,
+        optimizer=optimizer,
+        learning_rate=0.05,
+        stop_tolerance=0,
+    )
     assert result.iterations == 25
     assert result.final_loss < 0.5 * result.losses[0]
     assert result.image.min() >= 0 and result.image.max() <= 1
 
 
-def test_optimiser_does_not_modify_its_start_image(loss: PerceptualLoss,
-                                                   frames: list[torch.Tensor]) -> None:
+def test_optimiser_does_not_modify_its_start_image(
+    loss: PerceptualLoss, frames: list[torch.Tensor]
+) -> None:
     start = frames[0].clone()
     loss.set_content(frames[0])
     optimize_image(lambda x: loss(x).total, frames[0], iterations=3)
@@ -69,8 +76,14 @@ def test_optimiser_does_not_modify_its_start_image(loss: PerceptualLoss,
 def test_early_stop_when_loss_stalls() -> None:
     # A loss already at its minimum: relative change is 0 from the start.
     flat = torch.zeros(1, 3, 4, 4)
-    result = optimize_image(lambda x: (x * 0).sum() + 1.0, flat, iterations=100,
-                            optimizer="adam", stop_tolerance=1e-4, stop_window=5)
+    result = optimize_image(
+        lambda x: (x * 0).sum() + 1.0,
+        flat,
+        iterations=100,
+        optimizer="adam",
+        stop_tolerance=1e-4,
+        stop_window=5,
+    )
     assert result.stopped_early
     assert result.iterations == 6
 
@@ -82,15 +95,13 @@ def test_warm_start_reaches_the_cold_start_loss_in_fewer_iterations(
     budget = 20
     loss.set_content(frames[0])
     # Frame 1 gets the larger first-frame budget, as in a render.
-    first = optimize_image(lambda x: loss(x).total, frames[0], iterations=2 * budget,
-                           stop_tolerance=0)
+    first = optimize_image(
+        lambda x: loss(x).total, frames[0], iterations=2 * budget, stop_tolerance=0
+    )
     loss.set_content(frames[1])
-    cold = optimize_image(lambda x: loss(x).total, frames[1], iterations=budget,
-                          stop_tolerance=0)
-    warm = optimize_image(lambda x: loss(x).total, first.image, iterations=budget,
-                          stop_tolerance=0)
-    reached = next((i for i, value in enumerate(warm.losses, 1) if value <= cold.final_loss),
-                   None)
+    cold = optimize_image(lambda x: loss(x).total, frames[1], iterations=budget, stop_tolerance=0)
+    warm = optimize_image(lambda x: loss(x).total, first.image, iterations=budget, stop_tolerance=0)
+    reached = next((i for i, value in enumerate(warm.losses, 1) if value <= cold.final_loss), None)
     assert reached is not None and reached <= 0.75 * budget, (reached, cold.final_loss)
     assert warm.losses[0] < 0.25 * cold.losses[0]
 
@@ -106,7 +117,10 @@ def test_stylizer_warm_starts_later_frames_with_the_smaller_budget(
     assert [r.index for r in out] == [0, 1, 2]
     assert all(r.styled is not None and r.styled.shape == r.content.shape for r in out)
     assert [(s.warm_started, s.iterations) for s in stylizer.stats] == [
-        (False, 6), (True, 2), (True, 2)]
+        (False, 6),
+        (True, 2),
+        (True, 2),
+    ]
     # -v shows what every frame cost.
     messages = [r.getMessage() for r in caplog.records]
     assert any(m.startswith("frame 0: 6 iterations from scratch, loss ") for m in messages)
@@ -123,8 +137,10 @@ def test_noise_first_init_is_seeded(loss: PerceptualLoss, frames: list[torch.Ten
     assert not torch.equal(a, c)
 
 
-@pytest.mark.parametrize(("mode", "suffix"), [("RGB", ".png"), ("RGBA", ".png"), ("P", ".png"),
-                                               ("L", ".png"), ("CMYK", ".jpg")])
+@pytest.mark.parametrize(
+    ("mode", "suffix"),
+    [("RGB", ".png"), ("RGBA", ".png"), ("P", ".png"), ("L", ".png"), ("CMYK", ".jpg")],
+)
 def test_style_images_of_any_mode_load_as_rgb(tmp_path: Path, mode: str, suffix: str) -> None:
     path = mediagen.make_image(tmp_path / f"style{suffix}", (40, 30), mode=mode)
     image = load_style_image(path)
@@ -135,8 +151,7 @@ def test_style_images_of_any_mode_load_as_rgb(tmp_path: Path, mode: str, suffix:
 
 
 @pytest.mark.parametrize("name", ["missing.png", "notes.txt", "clip.mp4", "folder"])
-def test_unusable_style_paths_fail_with_the_path_in_the_message(tmp_path: Path,
-                                                                name: str) -> None:
+def test_unusable_style_paths_fail_with_the_path_in_the_message(tmp_path: Path, name: str) -> None:
     path = tmp_path / name
     if name == "notes.txt":
         path.write_text("not an image")
@@ -161,8 +176,14 @@ def test_optimiser_returns_the_best_image_it_evaluated() -> None:
         penalty = 0.0 if calls["n"] <= 3 else float(calls["n"])
         return (x - 0.5).pow(2).sum() * (1.0 / calls["n"]) + penalty
 
-    result = optimize_image(loss_fn, torch.zeros(1, 3, 2, 2), iterations=6, optimizer="adam",
-                            learning_rate=0.1, stop_tolerance=0)
+    result = optimize_image(
+        loss_fn,
+        torch.zeros(1, 3, 2, 2),
+        iterations=6,
+        optimizer="adam",
+        learning_rate=0.1,
+        stop_tolerance=0,
+    )
     best = min(range(len(result.losses)), key=result.losses.__getitem__)
     assert best == 2
     assert result.final_loss == result.losses[2]

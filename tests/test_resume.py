@@ -70,8 +70,16 @@ def test_ctrl_c_saves_progress_exits_130_and_the_rerun_matches_an_uninterrupted_
 ) -> None:
     # crf 0: x264 is lossless in YUV, so the comparison sees the stylized frames themselves
     # (the segment Ctrl-C cut short puts a keyframe where the uninterrupted render has none).
-    args = [folder / "clip.mp4", "-s", folder / "style.png", "--segment-frames", "3",
-            "--crf", "0", *FAST]
+    args = [
+        folder / "clip.mp4",
+        "-s",
+        folder / "style.png",
+        "--segment-frames",
+        "3",
+        "--crf",
+        "0",
+        *FAST,
+    ]
     assert run([*args, "-o", folder / "whole.mp4"]) == 0
 
     out = folder / "out.mp4"
@@ -90,15 +98,32 @@ def test_ctrl_c_saves_progress_exits_130_and_the_rerun_matches_an_uninterrupted_
     assert "resuming after frame 5" in capsys.readouterr().err
     assert not work.exists()
     same_video(out, folder / "whole.mp4")
-    assert all(np.array_equal(a, b) for a, b in
-               zip(decoded(out), decoded(folder / "whole.mp4"), strict=True))
+    assert all(
+        np.array_equal(a, b)
+        for a, b in zip(decoded(out), decoded(folder / "whole.mp4"), strict=True)
+    )
     assert sorted(p.name for p in folder.iterdir()) == [
-        "clip.mp4", "out.mp4", "style.png", "whole.mp4"]
+        "clip.mp4",
+        "out.mp4",
+        "style.png",
+        "whole.mp4",
+    ]
 
 
 def _render_cmd(folder: Path, output: Path) -> list[str]:
-    return [sys.executable, "-m", "vidstyle", str(folder / "clip.mp4"), "-s",
-            str(folder / "style.png"), "-o", str(output), "--segment-frames", "2", *FAST]
+    return [
+        sys.executable,
+        "-m",
+        "vidstyle",
+        str(folder / "clip.mp4"),
+        "-s",
+        str(folder / "style.png"),
+        "-o",
+        str(output),
+        "--segment-frames",
+        "2",
+        *FAST,
+    ]
 
 
 def test_sigkill_mid_render_then_rerun_gives_the_uninterrupted_result(folder: Path) -> None:
@@ -107,8 +132,9 @@ def test_sigkill_mid_render_then_rerun_gives_the_uninterrupted_result(folder: Pa
 
     out = folder / "out.mp4"
     state = work_dir_for(out) / STATE_FILE
-    process = subprocess.Popen(_render_cmd(folder, out), stdout=subprocess.PIPE,
-                               stderr=subprocess.PIPE)
+    process = subprocess.Popen(
+        _render_cmd(folder, out), stdout=subprocess.PIPE, stderr=subprocess.PIPE
+    )
     try:
         deadline = time.monotonic() + 240
         while not state.exists():  # the first segment is saved: kill it mid-way
@@ -123,8 +149,9 @@ def test_sigkill_mid_render_then_rerun_gives_the_uninterrupted_result(folder: Pa
     saved = sum(s["frames"] for s in json.loads(state.read_text())["segments"])
     assert 2 <= saved < 8
 
-    rerun = subprocess.run([*_render_cmd(folder, out), "-v"], capture_output=True, text=True,
-                           timeout=300)
+    rerun = subprocess.run(
+        [*_render_cmd(folder, out), "-v"], capture_output=True, text=True, timeout=300
+    )
     assert rerun.returncode == 0, rerun.stderr
     assert "resuming after frame" in rerun.stderr
     assert not work_dir_for(out).exists()
@@ -137,8 +164,16 @@ def test_a_changed_command_starts_over_and_says_why(
     folder: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
     out = folder / "out.mp4"
-    args = [folder / "clip.mp4", "-s", folder / "style.png", "-o", out,
-            "--segment-frames", "2", *FAST]
+    args = [
+        folder / "clip.mp4",
+        "-s",
+        folder / "style.png",
+        "-o",
+        out,
+        "--segment-frames",
+        "2",
+        *FAST,
+    ]
     interrupt_after(monkeypatch, 3)
     assert run(args) == 130
     monkeypatch.undo()
@@ -154,8 +189,18 @@ def test_changed_style_image_content_is_a_changed_command(
     folder: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
     out = folder / "out.mp4"
-    args = [folder / "clip.mp4", "-s", folder / "style.png", "-o", out,
-            "--segment-frames", "2", "--max-frames", "4", *FAST]
+    args = [
+        folder / "clip.mp4",
+        "-s",
+        folder / "style.png",
+        "-o",
+        out,
+        "--segment-frames",
+        "2",
+        "--max-frames",
+        "4",
+        *FAST,
+    ]
     interrupt_after(monkeypatch, 3)
     assert run(args) == 130
     monkeypatch.undo()
@@ -169,8 +214,18 @@ def test_no_resume_discards_earlier_progress(
     folder: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
     out = folder / "out.mp4"
-    args = [folder / "clip.mp4", "-s", folder / "style.png", "-o", out,
-            "--segment-frames", "2", "--max-frames", "4", *FAST]
+    args = [
+        folder / "clip.mp4",
+        "-s",
+        folder / "style.png",
+        "-o",
+        out,
+        "--segment-frames",
+        "2",
+        "--max-frames",
+        "4",
+        *FAST,
+    ]
     interrupt_after(monkeypatch, 3)
     assert run(args) == 130
     assert work_dir_for(out).exists()
@@ -254,15 +309,19 @@ def test_segment_writer_keeps_committed_segments_on_an_error(tmp_path: Path, cli
     settings = RenderSettings(encoder_preset="ultrafast", segment_frames=3)
     work = WorkDir(tmp_path / "out.mp4", {"test": "1"})
     frames = list(read_frames(info, max_frames=5))
-    with pytest.raises(RuntimeError, match="boom"), SegmentedWriter(
-        work, info, info.size, settings, snapshot=lambda: {"n": 1}
-    ) as segments:
+    with (
+        pytest.raises(RuntimeError, match="boom"),
+        SegmentedWriter(work, info, info.size, settings, snapshot=lambda: {"n": 1}) as segments,
+    ):
         for frame in frames:
             segments.write(image_to_tensor(frame.image), frame.pts)
         raise RuntimeError("boom")
     assert [s.frames for s in work.segments] == [3]
     assert sorted(p.name for p in work.path.iterdir()) == [
-        "carry-000000.pt", "seg-000000.mp4", STATE_FILE]
+        "carry-000000.pt",
+        "seg-000000.mp4",
+        STATE_FILE,
+    ]
     reopened = WorkDir.open(work.output, {"test": "1"})
     assert reopened.next_index == 3 and reopened.carry == {"n": 1}
     assert reopened.last_pts == frames[2].pts

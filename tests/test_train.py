@@ -60,9 +60,11 @@ def test_a_few_steps_lower_the_loss(images: Path, style: Path, tmp_path: Path) -
     settings = replace(TINY, steps=15, checkpoint_every=0)
     loss = build_loss(settings, CPU)
     loss.set_style([style_tensor(load_style_image(style), (32, 32), 1.0, CPU)])
-    held_out = [TrainingSet.from_sources(find_data([images]), 32, 1).sample(
-        4, torch.Generator().manual_seed(123)
-    )]
+    held_out = [
+        TrainingSet.from_sources(find_data([images]), 32, 1).sample(
+            4, torch.Generator().manual_seed(123)
+        )
+    ]
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(settings.seed)  # the network train() starts from
         before = evaluate_loss(TransformerNet("small"), loss, held_out)
@@ -93,8 +95,9 @@ def test_data_discovery(images: Path, tmp_path: Path, clip: Path) -> None:
 
 
 def test_video_frames_are_sampled_across_the_clip(tmp_path: Path) -> None:
-    clip = mediagen.make_video(tmp_path / "cut.mp4", frames=20, size=(64, 48), motion="cut",
-                               audio=False)
+    clip = mediagen.make_video(
+        tmp_path / "cut.mp4", frames=20, size=(64, 48), motion="cut", audio=False
+    )
     frames, pairs = load_video_frames(clip, 32, 5)
     assert len(frames) == 5 and pairs == []
     assert all(f.shape == (32, 43, 3) for f in frames)  # short side scaled to the crop size
@@ -188,15 +191,34 @@ def test_damaged_checkpoint_is_a_clean_error(images: Path, style: Path, tmp_path
         train(style, [images], out, TINY)
 
 
-
 def test_train_command_then_render_by_name(
-    images: Path, style: Path, clip: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+    images: Path,
+    style: Path,
+    clip: Path,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
     capsys: pytest.CaptureFixture[str],
 ) -> None:
     zoo = tmp_path / "zoo"
     monkeypatch.setenv(MODELS_ENV, str(zoo))
-    args = ["train", "--style", style, "--data", images, "--arch", "small", "--size", "32",
-            "--batch-size", "2", "--steps", "2", "--features", "random", "-q"]
+    args = [
+        "train",
+        "--style",
+        style,
+        "--data",
+        images,
+        "--arch",
+        "small",
+        "--size",
+        "32",
+        "--batch-size",
+        "2",
+        "--steps",
+        "2",
+        "--features",
+        "random",
+        "-q",
+    ]
     assert run(args) == 0
     model = zoo / "waves.pth"  # default --out: <models dir>/<style stem>.pth
     assert capsys.readouterr().out.strip() == str(model)
@@ -204,8 +226,25 @@ def test_train_command_then_render_by_name(
     assert run(["models"]) == 0
     assert "waves" in capsys.readouterr().out
     out = tmp_path / "styled.mp4"
-    assert run([clip, "--model", "waves", "-o", out, "--size", "32", "--max-frames", "4", "-q",
-                "--encoder-preset", "ultrafast"]) == 0
+    assert (
+        run(
+            [
+                clip,
+                "--model",
+                "waves",
+                "-o",
+                out,
+                "--size",
+                "32",
+                "--max-frames",
+                "4",
+                "-q",
+                "--encoder-preset",
+                "ultrafast",
+            ]
+        )
+        == 0
+    )
     assert out.is_file()
 
 
@@ -219,11 +258,27 @@ def test_train_command_then_render_by_name(
     ],
 )
 def test_train_command_errors_are_one_line(
-    images: Path, style: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str],
-    extra: list[str], code: int, words: str,
+    images: Path,
+    style: Path,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    extra: list[str],
+    code: int,
+    words: str,
 ) -> None:
-    args = ["train", "--style", style, "--data", images, "--out", tmp_path / "m.pth",
-            "--features", "random", "-q", *[a.format(tmp=tmp_path) for a in extra]]
+    args = [
+        "train",
+        "--style",
+        style,
+        "--data",
+        images,
+        "--out",
+        tmp_path / "m.pth",
+        "--features",
+        "random",
+        "-q",
+        *[a.format(tmp=tmp_path) for a in extra],
+    ]
     assert run(args) == code
     err = capsys.readouterr().err.strip()
     assert words in err and len(err.splitlines()) == 1 and "Traceback" not in err

@@ -106,7 +106,6 @@ class BackgroundConsumer(CloseOrAbort, Generic[T]):
         self._error = None
 
 
-
 class Output(Generic[T]):
     """What a producer running under `produce_in_background` hands its items to."""
 

@@ -39,8 +39,20 @@ log = logging.getLogger(__name__)
 
 #: Extensions taken for videos when a folder is searched (`--ext` replaces the list).
 VIDEO_EXTENSIONS: tuple[str, ...] = (
-    ".mp4", ".m4v", ".mov", ".mkv", ".webm", ".avi", ".mpg", ".mpeg", ".ts", ".mts", ".m2ts",
-    ".flv", ".wmv", ".3gp",
+    ".mp4",
+    ".m4v",
+    ".mov",
+    ".mkv",
+    ".webm",
+    ".avi",
+    ".mpg",
+    ".mpeg",
+    ".ts",
+    ".mts",
+    ".m2ts",
+    ".flv",
+    ".wmv",
+    ".3gp",
 )
 #: Output name template; fields: {stem} (input name without extension), {style} (style image
 #: stem, styles joined by '+' for a blend, or the fast-mode model's name), {ext} (the output
@@ -141,11 +153,16 @@ def discover(
             ]
             if not files:
                 where = "this folder" if recursive else "this folder (add -r for subfolders)"
-                problems.append((path, InputError(
-                    f"no video files ({', '.join(extensions[:4])}, ...) in {where}; "
-                    "give video files, or --ext to match other extensions",
-                    path,
-                )))
+                problems.append(
+                    (
+                        path,
+                        InputError(
+                            f"no video files ({', '.join(extensions[:4])}, ...) in {where}; "
+                            "give video files, or --ext to match other extensions",
+                            path,
+                        ),
+                    )
+                )
             for item in files:
                 add(item, path)
         else:
@@ -624,9 +641,18 @@ class _Pool:
         device = self.device_of[slot]
         process = self.context.Process(
             target=_worker_main,
-            args=(slot, self.settings.replace(device=device), self.jobs, self.tasks,
-                  self.results, self.level, self.threads, self.sharing[device], os.getpid(),
-                  self.output_dir),
+            args=(
+                slot,
+                self.settings.replace(device=device),
+                self.jobs,
+                self.tasks,
+                self.results,
+                self.level,
+                self.threads,
+                self.sharing[device],
+                os.getpid(),
+                self.output_dir,
+            ),
             name=f"vidstyle-worker-{slot}",
             daemon=True,
         )
@@ -665,8 +691,11 @@ class _Pool:
         for number, job in self.jobs.items():
             if number not in self.done:
                 status = "interrupted" if self.interrupts else "failed"
-                text = "not started" if self.stopping else (
-                    f"{job.input}: not rendered (the worker processes stopped unexpectedly)")
+                text = (
+                    "not started"
+                    if self.stopping
+                    else (f"{job.input}: not rendered (the worker processes stopped unexpectedly)")
+                )
                 self._finish(JobResult(job, status, message=text, exit_code=1))
 
     def _step(self) -> None:
@@ -690,8 +719,7 @@ class _Pool:
             _, slot, number, status, frames, seconds, resumed_from, text, code = message
             self.running.pop(slot, None)
             self.started.add(slot)
-            result = JobResult(self.jobs[number], status, frames, seconds, resumed_from, text,
-                               code)
+            result = JobResult(self.jobs[number], status, frames, seconds, resumed_from, text, code)
             if status == "failed" and code == EXIT_USAGE and self.stop_error is None:
                 # About the command, not this input: start no more renders.
                 self.stop_error = ConfigError(text)
@@ -707,8 +735,10 @@ class _Pool:
             number = self.running.pop(slot, None)
             if number is not None:
                 job = self.jobs[number]
-                text = (f"{job.input}: the worker process rendering it died (exit code "
-                        f"{process.exitcode}: killed, or out of memory?); run again to resume")
+                text = (
+                    f"{job.input}: the worker process rendering it died (exit code "
+                    f"{process.exitcode}: killed, or out of memory?); run again to resume"
+                )
                 log.error("%s", text)
                 self._finish(JobResult(job, "failed", message=text, exit_code=1))
             if slot in self.started and not self.stopping and _has_items(self.tasks):
@@ -813,11 +843,18 @@ def _worker_main(
                     output=job.output,
                     progress=_WorkerProgress(results, slot, number, parent),
                 )
-                outcome = (rendered.status, rendered.frames, rendered.seconds,
-                           rendered.resumed_from, "", 0)
+                outcome = (
+                    rendered.status,
+                    rendered.frames,
+                    rendered.seconds,
+                    rendered.resumed_from,
+                    "",
+                    0,
+                )
             except RenderInterrupted as err:
-                results.put(("result", slot, number, "interrupted", 0, 0.0, 0, str(err),
-                             err.exit_code))
+                results.put(
+                    ("result", slot, number, "interrupted", 0, 0.0, 0, str(err), err.exit_code)
+                )
                 return
             except VidstyleError as err:
                 logger.error("%s", err)
@@ -838,4 +875,3 @@ class _QueueHandler(logging.handlers.QueueHandler):
 
     def enqueue(self, record: logging.LogRecord) -> None:
         self.queue.put(("log", record))
-

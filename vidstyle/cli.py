@@ -80,8 +80,9 @@ def _user_errors() -> Iterator[None]:
         # soft_wrap: rich would otherwise break a long message (a deep path) into several
         # lines at the console width; the terminal wraps it for display anyway.
         # Text, not markup: a path like "take[2].mp4" must print as it is.
-        stderr_console.print(Text.assemble(("error: ", "bold red"), str(err)),
-                             highlight=False, soft_wrap=True)
+        stderr_console.print(
+            Text.assemble(("error: ", "bold red"), str(err)), highlight=False, soft_wrap=True
+        )
         raise typer.Exit(err.exit_code) from None
     except KeyboardInterrupt:
         stderr_console.print("[bold red]interrupted[/]", markup=True)
@@ -607,14 +608,10 @@ def render(
                 check_output_writable(ready[0].output)
         single = len(plan.jobs) == 1  # `vidstyle clip.mp4 -s s.png`: errors as they are
         progress = _BatchDisplay(
-            BatchProgress(
-                enabled=not quiet, files=len(plan.jobs), frames=plan.frames_to_render
-            )
+            BatchProgress(enabled=not quiet, files=len(plan.jobs), frames=plan.frames_to_render)
         )
         try:
-            summary = run_batch(
-                plan, settings, jobs=jobs, events=progress, raise_errors=single
-            )
+            summary = run_batch(plan, settings, jobs=jobs, events=progress, raise_errors=single)
         finally:
             progress.bar.finish()
         if not single and not quiet:
@@ -650,8 +647,14 @@ class _BatchDisplay:
 def _print_summary(summary: Any) -> None:
     """The batch's summary table on stderr (summary: vidstyle.batch.BatchSummary)."""
     table = Table(title="vidstyle batch", title_justify="left", box=None, pad_edge=False)
-    for column, justify in (("input", "left"), ("style", "left"), ("result", "left"),
-                            ("frames", "right"), ("time", "right"), ("frames/s", "right")):
+    for column, justify in (
+        ("input", "left"),
+        ("style", "left"),
+        ("result", "left"),
+        ("frames", "right"),
+        ("time", "right"),
+        ("frames/s", "right"),
+    ):
         table.add_column(column, justify=justify, overflow="fold")  # type: ignore[arg-type]
     colours = {"rendered": "green", "skipped": "dim", "failed": "red", "interrupted": "yellow"}
     for result in summary.results:
@@ -672,8 +675,11 @@ def _print_summary(summary: Any) -> None:
     stderr_console.print(table)
     for result in summary.results:
         if result.status == "failed":  # one unbroken line each, the reason in full
-            stderr_console.print(Text.assemble(("failed: ", "bold red"), result.message),
-                                 highlight=False, soft_wrap=True)
+            stderr_console.print(
+                Text.assemble(("failed: ", "bold red"), result.message),
+                highlight=False,
+                soft_wrap=True,
+            )
     counts = ", ".join(
         f"{summary.count(status)} {status}"
         for status in ("rendered", "skipped", "failed", "interrupted")

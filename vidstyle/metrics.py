@@ -41,7 +41,6 @@ log = logging.getLogger(__name__)
 _ASPECT_TOLERANCE = 0.03
 
 
-
 def pair_warping_error(
     frame_t: np.ndarray, frame_next: np.ndarray, flow: np.ndarray, mask: np.ndarray
 ) -> float:

@@ -61,8 +61,17 @@ _SEGMENT_SUFFIX = ".mp4"
 # where it runs, how it is scheduled, and what happens only when the segments are joined (audio).
 # Files named by settings (model, VGG weights) enter the fingerprint by identity instead.
 _NOT_IN_FINGERPRINT = frozenset(
-    {"device", "overwrite", "resume", "segment_frames", "audio", "batch_size", "models_dir",
-     "model", "vgg_weights"}
+    {
+        "device",
+        "overwrite",
+        "resume",
+        "segment_frames",
+        "audio",
+        "batch_size",
+        "models_dir",
+        "model",
+        "vgg_weights",
+    }
 )
 
 
@@ -361,8 +370,12 @@ class WorkDir:
         if old_carry and old_carry != carry_file:
             with contextlib.suppress(OSError):
                 (self.path / old_carry).unlink()
-        log.debug("%s: saved frames %d-%d", self.output.name, segment.first_index,
-                  segment.first_index + segment.frames - 1)
+        log.debug(
+            "%s: saved frames %d-%d",
+            self.output.name,
+            segment.first_index,
+            segment.first_index + segment.frames - 1,
+        )
 
     def remove_if_empty(self) -> None:
         """After a failure: drop the folder unless it holds a saved segment."""
@@ -381,8 +394,9 @@ class WorkDir:
         (copied, cut at `end_pts` if given); renamed into place when complete. Returns the
         number of frames. The work folder is removed afterwards."""
         if not self.segments:
-            raise OutputError("no frames were written (the input gave none); check the input",
-                              self.output)
+            raise OutputError(
+                "no frames were written (the input gave none); check the input", self.output
+            )
         first_path = self.path / self.segments[0].file
         try:
             with av.open(str(first_path)) as first:
@@ -556,8 +570,9 @@ class SegmentedWriter(CloseOrAbort):
         def encode(item: tuple[torch.Tensor, int]) -> None:
             writer.write(tensor_to_image(item[0]), item[1])
 
-        self._encoder = BackgroundConsumer(encode, queue_size=self._queue_size,
-                                           name="vidstyle-encode")
+        self._encoder = BackgroundConsumer(
+            encode, queue_size=self._queue_size, name="vidstyle-encode"
+        )
         self._first_index = self.work.next_index
         self._first_pts = pts
         self._submitted = 0

@@ -28,6 +28,7 @@ log = logging.getLogger(__name__)
 
 _AVCOL_SPC_UNSPECIFIED = 2  # FFmpeg's AVColorSpace value for "no tag"
 
+
 @dataclass(frozen=True)
 class DecodedFrame:
     """One decoded frame, ready for the models."""

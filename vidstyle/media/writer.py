@@ -501,7 +501,6 @@ class VideoWriter(CloseOrAbort):
         self._end_pts = value
         self._end = None if value is None else value * self.source.time_base
 
-
     def __del__(self) -> None:
         # A writer dropped without close/abort (e.g. a generator pipeline torn down) must not
         # leave its temporary file behind.
