@@ -121,8 +121,11 @@ def frame(seed: int = 0, batch: int = 1) -> torch.Tensor:
     return torch.rand(batch, 3, 32, 40, generator=torch.Generator().manual_seed(seed))
 
 
-def tv_reference_outputs(features: nn.Sequential, x: torch.Tensor) -> dict[str, torch.Tensor]:
-    """torchvision's own features on (x - mean) / std, read at the TAPS layers."""
+def tv_reference_outputs(
+    features: nn.Sequential, x: torch.Tensor, names: tuple[str, ...] = VGG_LAYER_NAMES
+) -> dict[str, torch.Tensor]:
+    """torchvision's own features on (x - mean) / std, read at the TAPS layers (`names`: the
+    network's layer names in `features` order)."""
     mean = torch.tensor(IMAGENET_MEAN_RGB).view(1, 3, 1, 1)
     std = torch.tensor(IMAGENET_STD_RGB).view(1, 3, 1, 1)
     h = (x - mean) / std
@@ -130,8 +133,8 @@ def tv_reference_outputs(features: nn.Sequential, x: torch.Tensor) -> dict[str, 
     with torch.no_grad():
         for index, layer in enumerate(features):
             h = layer(h)
-            if VGG_LAYER_NAMES[index] in TAPS:
-                out[VGG_LAYER_NAMES[index]] = h.clone()  # its ReLUs are in place
+            if names[index] in TAPS:
+                out[names[index]] = h.clone()  # its ReLUs are in place
     return out
 
 
@@ -232,8 +235,8 @@ def test_to_moves_normalisation_buffers() -> None:
 @pytest.mark.parametrize(
     ("kwargs", "message"),
     [
-        ({"layers": ["relu9_9"]}, "unknown VGG-19 layer"),
-        ({"layers": []}, "no VGG-19 layers"),
+        ({"layers": ["relu9_9"]}, "unknown VGG layer"),
+        ({"layers": []}, "no VGG layers"),
         ({"layers": SHALLOW, "pooling": "min"}, "pooling"),
         ({"layers": SHALLOW, "weights": "imagenet"}, "features must be"),
     ],
@@ -262,19 +265,66 @@ def test_torchvision_checkpoint_matches_torchvision_model(reference: Reference) 
     assert_close(ours, tv_reference_outputs(reference.features, x), tol=1e-5)
 
 
+@pytest.fixture(scope="session")
+def vgg16_features() -> nn.Sequential:
+    """A seeded random-init torchvision VGG-16 `features` (no classifier: seconds cheaper)."""
+    with torch.random.fork_rng():
+        torch.manual_seed(16)
+        features = torchvision.models.vgg16().features
+    return features.requires_grad_(False).eval()
+
+
+def test_vgg16_checkpoint_under_any_name_is_read_as_vgg16(
+    vgg16_features: nn.Sequential, tmp_path: Path
+) -> None:
+    state = {k: v.clone() for k, v in vgg16_features.state_dict().items()}
+    # A neutral name and the torchvision name: the network is read from the convolutions.
+    for name in ("my-weights.pth", vgg.TORCHVISION_VGG16_FILE):
+        path = save_features(state, tmp_path / name)
+        net = VGGFeatures(TAPS, weights="pretrained", weights_path=path, layout="torchvision")
+        assert (net.source.arch, net.arch.name) == ("VGG-16", "VGG-16")
+        assert "VGG-16" in net.source.describe()
+        x = frame(3)
+        with torch.no_grad():
+            expected = tv_reference_outputs(vgg16_features, x, vgg.VGG16.layer_names)
+            assert_close(net(x), expected, tol=1e-5)
+
+
+def test_a_layer_vgg16_lacks_is_a_one_line_error_naming_it(
+    vgg16_features: nn.Sequential, tmp_path: Path
+) -> None:
+    path = save_features(vgg16_features.state_dict(), tmp_path / "w.pth")
+    with pytest.raises(ConfigError, match=r"layer 'relu3_4' is not in VGG-16") as info:
+        VGGFeatures(["relu1_1", "relu3_4"], weights="pretrained", weights_path=path)
+    assert "relu3_1-relu3_3" in str(info.value) and "\n" not in str(info.value)
+
+
+def test_auto_prefers_vgg19_then_vgg16_in_the_cache(
+    reference: Reference, vgg16_features: nn.Sequential
+) -> None:
+    vgg16 = save_features(vgg16_features.state_dict(), cache_checkpoints() / "vgg16-397923af.pth")
+    assert find_weights(allow_download=False) == (vgg16, vgg._cache_origin())
+    assert VGGFeatures(SHALLOW).source.arch == "VGG-16"
+    vgg19 = save_features(reference.state, cache_checkpoints() / CAFFE_FILE)
+    assert find_weights(allow_download=False) == (vgg19, vgg._cache_origin())
+
+
 @pytest.fixture(scope="module")
 def tv_net(reference: Reference, tmp_path_factory: pytest.TempPathFactory) -> VGGFeatures:
     path = save_features(reference.state, tmp_path_factory.mktemp("tvf") / TORCHVISION_FILE)
     return VGGFeatures(TAPS, weights="pretrained", weights_path=path)
 
 
-@pytest.mark.parametrize("name", [CAFFE_FILE, "my-converted-vgg.pth"])
+@pytest.mark.parametrize(
+    ("name", "layout"), [(CAFFE_FILE, "auto"), ("my-converted-vgg.pth", "caffe")]
+)
 def test_caffe_checkpoint_gives_same_features(
-    reference: Reference, tv_net: VGGFeatures, tmp_path: Path, name: str
+    reference: Reference, tv_net: VGGFeatures, tmp_path: Path, name: str, layout: str
 ) -> None:
-    # The neutral name makes the loader decide by the magnitude of conv1_1's weights.
+    # The known name says "caffe"; a neutral one is told by --vgg-layout (a random-init
+    # network's conv1_1 biases say nothing of its layout).
     path = save_features(to_caffe(reference.state), tmp_path / name)
-    net = VGGFeatures(TAPS, weights="pretrained", weights_path=path)
+    net = VGGFeatures(TAPS, weights="pretrained", weights_path=path, layout=layout)
     assert net.source.layout == "caffe"
     x = frame(7)
     with torch.no_grad():
@@ -290,17 +340,80 @@ def test_caffe_checkpoint_gives_same_features(
     assert_close(ours, theirs, tol=5e-3)
 
 
-def test_layout_detection_by_name_and_magnitude(reference: Reference) -> None:
-    tv, caffe = reference.state, to_caffe(reference.state)
-    full = {f"features.{k}": v for k, v in tv.items()} | {"classifier.0.weight": torch.ones(2, 2)}
-    assert detect_layout(tv, Path("some.pth")) == "torchvision"  # bare features dict
-    assert detect_layout(full, None) == "torchvision"
+REAL_CONV1_1 = Path(__file__).parent / "data" / "vgg16_conv1_1.pt"
+
+
+@pytest.fixture(scope="session")
+def real_conv1_1() -> dict[str, torch.Tensor]:
+    """conv1_1 of the real Caffe-layout VGG-16 and torchvision's VGG-16 biases (tests/data)."""
+    return torch.load(REAL_CONV1_1, weights_only=True)
+
+
+def with_first_layer(
+    state: dict[str, torch.Tensor], weight: torch.Tensor | None, bias: torch.Tensor
+) -> dict[str, torch.Tensor]:
+    out = dict(state)
+    if weight is not None:
+        out["0.weight"] = weight
+    out["0.bias"] = bias
+    return out
+
+
+def test_layout_detection_on_real_first_layers(
+    reference: Reference, real_conv1_1: dict[str, torch.Tensor]
+) -> None:
+    caffe_w, caffe_b = real_conv1_1["caffe_vgg16.0.weight"], real_conv1_1["caffe_vgg16.0.bias"]
+    tv_b = real_conv1_1["torchvision_vgg16.0.bias"]
+    caffe = with_first_layer(reference.state, caffe_w, caffe_b)
+    tv = with_first_layer(reference.state, None, tv_b)
+    # The rule the previous loader used (weight magnitude) reads the real Caffe file as
+    # torchvision: its conv1_1 weights are as large as torchvision's.
+    assert caffe_w.abs().mean() > 0.1
+    assert detect_layout(caffe, Path("renamed.pth")) == "caffe"
     assert detect_layout({f"features.{k}": v for k, v in caffe.items()}) == "caffe"
-    # A known file name wins over the magnitude.
+    assert detect_layout(tv, Path("renamed.pth")) == "torchvision"
+    full = {f"features.{k}": v for k, v in tv.items()} | {"classifier.0.weight": torch.ones(2, 2)}
+    assert detect_layout(full, None) == "torchvision"
+    # A known file name wins over the biases.
     assert detect_layout(tv, Path(CAFFE_FILE)) == "caffe"
     assert detect_layout(caffe, Path("x") / TORCHVISION_FILE) == "torchvision"
+    assert detect_layout(tv, Path("vgg16-00b39a1b.pth")) == "caffe"
     with pytest.raises(WeightsError, match="no first convolution"):
         detect_layout({"classifier.0.weight": torch.ones(2, 2)}, Path("odd.pth"))
+
+
+def test_layout_decision_is_logged_and_can_be_overridden(
+    reference: Reference, real_conv1_1: dict[str, torch.Tensor], tmp_path: Path, caplog
+) -> None:
+    caffe = with_first_layer(
+        reference.state, real_conv1_1["caffe_vgg16.0.weight"], real_conv1_1["caffe_vgg16.0.bias"]
+    )
+    path = save_features(caffe, tmp_path / "weights.pth")
+    with caplog.at_level(logging.INFO, logger="vidstyle.nets.vgg"):
+        net = VGGFeatures(SHALLOW, weights="pretrained", weights_path=path)
+    assert net.source.layout == "caffe"
+    assert any(
+        "caffe layout" in r.getMessage() and "polarity" in r.getMessage() for r in caplog.records
+    )
+    forced = VGGFeatures(SHALLOW, weights="pretrained", weights_path=path, layout="torchvision")
+    assert forced.source.layout == "torchvision"
+    with pytest.raises(ConfigError, match="vgg-layout"):
+        VGGFeatures(SHALLOW, weights_path=path, layout="keras")
+
+
+def test_real_vgg16_file_under_a_neutral_name(tmp_path: Path) -> None:
+    """The shared real VGG-16, when a developer points VIDSTYLE_TEST_REAL_VGG16 at it (never
+    downloaded by the tests)."""
+    import os
+    import shutil
+
+    real = os.environ.get("VIDSTYLE_TEST_REAL_VGG16")
+    if not real:
+        pytest.skip("set VIDSTYLE_TEST_REAL_VGG16 to ../shared/tools/vgg16_imagenet.py's output")
+    path = tmp_path / "features.pth"
+    shutil.copy(real, path)
+    net = VGGFeatures(["relu5_1"], weights="pretrained", weights_path=path)
+    assert (net.source.arch, net.source.layout) == ("VGG-16", "caffe")
 
 
 def test_neutral_name_torchvision_checkpoint_and_bare_features(
@@ -370,7 +483,7 @@ def test_corrupt_file_names_the_file(small_checkpoint: Path, tmp_path: Path) -> 
     for path in (truncated, tmp_path / "garbage.pth"):
         if not path.exists():
             path.write_bytes(b"this is not a checkpoint\n" * 10)
-        with pytest.raises(WeightsError, match="cannot read VGG-19 weights") as info:
+        with pytest.raises(WeightsError, match="cannot read VGG weights") as info:
             VGGFeatures(SHALLOW, weights_path=path)
         assert info.value.path == path
         assert str(path) in str(info.value) and "\n" not in str(info.value)
@@ -378,11 +491,17 @@ def test_corrupt_file_names_the_file(small_checkpoint: Path, tmp_path: Path) -> 
 
 def test_wrong_or_missing_conv_keys_name_the_file(reference: Reference, tmp_path: Path) -> None:
     missing = dict(reference.state)
-    del missing["16.weight"]  # conv3_4: what a VGG-16 checkpoint lacks
+    del missing["16.weight"]  # conv3_4: neither a VGG-19 nor (with the rest) a VGG-16
     path = save_features(missing, tmp_path / "vgg16ish.pth")
-    with pytest.raises(WeightsError, match=r"features\.16\.weight \(conv3_4\) is missing") as info:
+    with pytest.raises(WeightsError, match="not a VGG-16 or VGG-19 checkpoint: it has 15") as info:
         VGGFeatures(SHALLOW, weights_path=path)  # even when conv3_4 itself is not needed
     assert info.value.path == path
+
+    no_bias = dict(reference.state)
+    del no_bias["16.bias"]
+    path = save_features(no_bias, tmp_path / "nobias.pth")
+    with pytest.raises(WeightsError, match=r"features\.16\.bias \(conv3_4\) is missing"):
+        VGGFeatures(SHALLOW, weights_path=path)
 
     misshaped = dict(reference.state)
     misshaped["2.weight"] = torch.zeros(64, 32, 3, 3)
@@ -392,7 +511,7 @@ def test_wrong_or_missing_conv_keys_name_the_file(reference: Reference, tmp_path
 
     path = tmp_path / "list.pth"
     torch.save([torch.zeros(1)], path)
-    with pytest.raises(WeightsError, match="not a VGG-19 state dict"):
+    with pytest.raises(WeightsError, match="not a VGG state dict"):
         VGGFeatures(SHALLOW, weights_path=path)
 
 
@@ -404,14 +523,10 @@ def test_auto_without_weights_falls_back_to_random_with_warning(
     assert net.source == vgg.WeightSource("random", None, None, "random init (seed 9)")
     assert [url for url, _ in offline.calls] == [vgg.TORCHVISION_URL]
     assert offline.calls[0][1] == cache_checkpoints() / TORCHVISION_FILE
-    warnings = [r for r in caplog.records if r.levelno == logging.WARNING]
-    assert len(warnings) == 1
-    text = warnings[0].getMessage()
-    assert "weaker" in text and TORCHVISION_FILE in text and str(cache_checkpoints()) in text
-    # The failed download is reported, but only at INFO: the warning above says what matters.
-    assert any(
-        "Could not download" in r.getMessage() and r.levelno == logging.INFO for r in caplog.records
-    )
+    warnings = [r for r in caplog.records if r.levelno >= logging.WARNING]
+    # One line, which an offline user sees on every run.
+    assert len(warnings) == 1 and "\n" not in warnings[0].getMessage()
+    assert "weaker" in warnings[0].getMessage() and "vidstyle weights" in warnings[0].getMessage()
     # Same weights as asking for random directly.
     assert torch.equal(
         net.features[0].weight, VGGFeatures(SHALLOW, weights="random", seed=9).features[0].weight
@@ -489,10 +604,20 @@ def test_describe_weights_names_found_file_and_cache(reference: Reference) -> No
     path = save_features(reference.state, cache_checkpoints() / TORCHVISION_FILE)
     lines = describe_weights()
     text = "\n".join(lines)
-    assert lines[0].startswith(f"VGG-19 weights: {path}")
-    assert "layout: torchvision" in text
+    assert lines[0].startswith(f"VGG weights: {path}")
+    assert "network: VGG-19" in text and "layout: torchvision (known file name)" in text
     assert str(cache_checkpoints()) in text and WEIGHTS_ENV in text
     assert f"use {path}" in text
+
+
+def test_a_failed_download_is_not_retried_on_every_run(offline: Downloads) -> None:
+    VGGFeatures(SHALLOW)
+    VGGFeatures(SHALLOW)
+    assert len(offline.calls) == 1  # the second render did not wait for the network again
+    text = "\n".join(describe_weights())
+    assert "failed" in text and "vidstyle weights --download" in text
+    assert find_weights(force_download=True) is None  # `vidstyle weights --download` tries now
+    assert len(offline.calls) == 2
 
 
 def test_describe_weights_when_nothing_is_found(offline: Downloads) -> None:
@@ -508,5 +633,5 @@ def test_describe_weights_reports_problems_instead_of_raising(tmp_path: Path) ->
     bad = tmp_path / "bad.pth"
     bad.write_bytes(b"nope")
     lines = describe_weights(bad)
-    assert lines[0] == f"VGG-19 weights: {bad} (from --vgg-weights)"
+    assert lines[0] == f"VGG weights: {bad} (from --vgg-weights)"
     assert "cannot be used" in lines[1]

@@ -27,7 +27,7 @@ from vidstyle.console import (
     setup_logging,
     stderr_console,
 )
-from vidstyle.errors import EXIT_INPUT_FAILED, EXIT_INTERRUPTED, VidstyleError
+from vidstyle.errors import EXIT_INPUT_FAILED, EXIT_INTERRUPTED, VidstyleError, WeightsError
 
 log = logging.getLogger("vidstyle.cli")
 
@@ -47,7 +47,7 @@ PANEL_QUALITY = "Quality mode"
 PANEL_ARTISTIC = "Artistic controls"
 PANEL_FAST = "Fast mode"
 PANEL_TEMPORAL = "Temporal coherence"
-PANEL_FEATURES = "VGG-19 features"
+PANEL_FEATURES = "VGG features"
 PANEL_ENCODE = "Encoding"
 PANEL_LOG = "Logging"
 PANEL_BATCH = "Batch and resume"
@@ -263,7 +263,7 @@ def render(
     style_layers: Annotated[
         str | None,
         typer.Option(
-            help="VGG-19 style layers, comma-separated (e.g. relu1_1,relu2_1,relu3_1); "
+            help="VGG style layers, comma-separated (e.g. relu1_1,relu2_1,relu3_1); "
             "weighted equally unless the config sets style-layer-weights.",
             rich_help_panel=PANEL_ARTISTIC,
             show_default=False,
@@ -280,7 +280,7 @@ def render(
     content_layers: Annotated[
         str | None,
         typer.Option(
-            help="VGG-19 content layers, comma-separated (default relu4_2).",
+            help="VGG content layers, comma-separated (default relu4_2).",
             rich_help_panel=PANEL_ARTISTIC,
             show_default=False,
         ),
@@ -416,7 +416,16 @@ def render(
     vgg_weights: Annotated[
         Path | None,
         typer.Option(
-            help="VGG-19 checkpoint (torchvision or Caffe layout).",
+            help="VGG-19 or VGG-16 checkpoint (torchvision or Caffe layout).",
+            rich_help_panel=PANEL_FEATURES,
+            show_default=False,
+        ),
+    ] = None,
+    vgg_layout: Annotated[
+        str | None,
+        typer.Option(
+            help="Input normalisation of the checkpoint: auto (read from the file) | "
+            "torchvision | caffe.",
             rich_help_panel=PANEL_FEATURES,
             show_default=False,
         ),
@@ -563,6 +572,7 @@ def render(
         "scene_cut_threshold": scene_cut_threshold,
         "features": features,
         "vgg_weights": vgg_weights,
+        "vgg_layout": vgg_layout,
         "pooling": pooling,
         "model": model,
         "models_dir": models_dir,
@@ -707,13 +717,30 @@ def weights(
         Path | None,
         typer.Option(help="Check this checkpoint instead of the usual places.", show_default=False),
     ] = None,
+    vgg_layout: Annotated[
+        str, typer.Option(help="auto (read from the file) | torchvision | caffe.")
+    ] = "auto",
+    download: Annotated[
+        bool,
+        typer.Option(
+            "--download",
+            help="Download torchvision's VGG-19 now if none is found (even if it failed lately).",
+        ),
+    ] = False,
 ) -> None:
-    """Show which VGG-19 weights would be used and where they are looked for."""
+    """Show which VGG weights (VGG-19 or VGG-16) would be used and where they are looked for."""
     setup_logging(0)
     with _user_errors():
-        from vidstyle.nets.vgg import describe_weights
+        from vidstyle.nets.vgg import describe_weights, find_weights
 
-        for line in describe_weights(vgg_weights):
+        if download:
+            found = find_weights(vgg_weights, force_download=True)
+            if found is None:
+                raise WeightsError(
+                    "could not download VGG-19 weights; check the network, or copy a checkpoint "
+                    "into the cache `vidstyle weights` names"
+                )
+        for line in describe_weights(vgg_weights, layout=vgg_layout):
             typer.echo(line)
 
 
@@ -821,11 +848,18 @@ def train(
     vgg_weights: Annotated[
         Path | None,
         typer.Option(
-            help="VGG-19 checkpoint (torchvision or Caffe layout).",
+            help="VGG-19 or VGG-16 checkpoint (torchvision or Caffe layout).",
             rich_help_panel=PANEL_FEATURES,
             show_default=False,
         ),
     ] = None,
+    vgg_layout: Annotated[
+        str,
+        typer.Option(
+            help="auto (read from the file) | torchvision | caffe.",
+            rich_help_panel=PANEL_FEATURES,
+        ),
+    ] = _TRAIN.vgg_layout,
     pooling: Annotated[
         str, typer.Option(help="max | avg.", rich_help_panel=PANEL_FEATURES)
     ] = _TRAIN.pooling,
@@ -857,6 +891,7 @@ def train(
             seed=seed,
             features=features,
             vgg_weights=str(vgg_weights) if vgg_weights else None,
+            vgg_layout=vgg_layout,
             pooling=pooling,
             frames_per_video=frames_per_video,
             checkpoint_every=checkpoint_every,
@@ -893,7 +928,7 @@ def models(
             )
             return
         typer.echo(f"Models in {folder}:")
-        rows = [("NAME", "ARCH", "STYLE", "STEPS", "CROP", "VGG-19", "CREATED")]
+        rows = [("NAME", "ARCH", "STYLE", "STEPS", "CROP", "LOSS NETWORK", "CREATED")]
         problems: list[str] = []
         for item in found:
             if isinstance(item, VidstyleError):
@@ -956,7 +991,11 @@ def evaluate(
     ] = None,
     vgg_weights: Annotated[
         Path | None,
-        typer.Option(help="VGG-19 checkpoint (as rendered).", show_default=False),
+        typer.Option(help="VGG-19 or VGG-16 checkpoint (as rendered).", show_default=False),
+    ] = None,
+    vgg_layout: Annotated[
+        str | None,
+        typer.Option(help="auto | torchvision | caffe (as rendered).", show_default=False),
     ] = None,
     flow_preset: Annotated[
         str | None,
@@ -974,6 +1013,7 @@ def evaluate(
     overrides: dict[str, Any] = {
         "features": features,
         "vgg_weights": vgg_weights,
+        "vgg_layout": vgg_layout,
         "flow_preset": flow_preset,
         "device": device,
     }
@@ -1016,7 +1056,7 @@ def _eval_table(result: Any) -> list[str]:
         f"{result.cuts} scene cut(s) skipped; flow {result.flow_preset}",
     ]
     if result.features is not None:
-        lines.append(f"features  VGG-19, {result.features}")
+        lines.append(f"features  {result.features}")
     lines.append("")
     for name, a, b, note in rows:
         cells = f"{name.ljust(widths[0])}  {a.rjust(widths[1])}  {b.rjust(widths[2])}"

@@ -66,6 +66,8 @@ class RenderSettings:
     # VGG-19 features (loss network for quality mode and for training)
     features: str = field(default="auto", metadata=_choice("auto", "pretrained", "random"))
     vgg_weights: str | None = None
+    # Input normalisation the checkpoint expects; auto reads it from the file (vidstyle.nets.vgg).
+    vgg_layout: str = field(default="auto", metadata=_choice("auto", "torchvision", "caffe"))
     pooling: str = field(default="max", metadata=_choice("max", "avg"))
 
     # Losses
@@ -314,6 +316,7 @@ class TrainSettings:
     seed: int = 0
     features: str = RenderSettings.features
     vgg_weights: str | None = None
+    vgg_layout: str = RenderSettings.vgg_layout
     pooling: str = RenderSettings.pooling
     frames_per_video: int = 100  # sampled evenly across each training clip
     checkpoint_every: int = 500  # steps; 0: only at the end
@@ -345,6 +348,7 @@ class TrainSettings:
                 raise ConfigError(f"--{name} must be {rule} (got {value!r})")
         for name, value, choices in (
             ("features", self.features, ("auto", "pretrained", "random")),
+            ("vgg-layout", self.vgg_layout, ("auto", "torchvision", "caffe")),
             ("pooling", self.pooling, ("max", "avg")),
         ):
             if value not in choices:

@@ -65,7 +65,7 @@ class ModelInfo:
         if "steps" in t:
             parts.append(f"{t['steps']} steps at {t.get('size', '?')} px")
         if "loss_network" in t:
-            parts.append(f"VGG-19 {t['loss_network']}")
+            parts.append(f"loss network {t['loss_network']}")
         return f"{self.name} ({', '.join(parts)})"
 
 

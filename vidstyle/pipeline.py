@@ -201,7 +201,6 @@ def stylize_video(
         stylizer = FeedForwardStylizer.from_settings(settings, device)
     else:
         loss = build_loss(settings, device, luminance_only=settings.preserve_colors == "luminance")
-        log.info("VGG-19 features: %s", loss.features.source.origin)
         # Several styles are one blended style here (weights from style_blend, else equal).
         targets = StyleTargets(
             loss,
@@ -215,7 +214,7 @@ def stylize_video(
 
     # Earlier progress of this same command, if it was interrupted (vidstyle.resume); the
     # stages that carry state from frame to frame continue from the last saved frame.
-    features = loss.features.source.origin if settings.mode == "quality" else None
+    features = loss.features.source.describe() if settings.mode == "quality" else None
     identity = fingerprint(
         input_path, styles, settings, files=settings_files(settings), features=features
     )

@@ -1,12 +1,17 @@
-"""VGG-19 feature extractor and where its weights come from.
+"""VGG-19 / VGG-16 feature extractor and where its weights come from.
 
 `VGGFeatures` is the loss network of quality mode (Gatys et al. 2016) and of fast-mode training
 (Johnson et al. 2016). It takes RGB frames in [0, 1] and normalises them itself, for whichever
 checkpoint layout it loaded, so no caller ever needs to know about ImageNet means or BGR order.
 
 Weights are looked for, in order: an explicit path (`--vgg-weights`), `$VIDSTYLE_VGG_WEIGHTS`,
-torchvision's hub cache (`$TORCH_HOME/hub/checkpoints`), then a download of torchvision's
-IMAGENET1K_V1 checkpoint into that cache. Offline with none of these, `weights="auto"` falls back
+torchvision's hub cache (`$TORCH_HOME/hub/checkpoints`: VGG-19 files first, then VGG-16), then a
+download of torchvision's VGG-19 IMAGENET1K_V1 checkpoint into that cache (not retried for a
+day after it failed). Which network a file holds (VGG-16 or VGG-19) is read from its
+convolutions, never from its name; its layout (torchvision or Caffe input normalisation) from
+a known file name, else from its first layer (`detect_layout`), unless `--vgg-layout` says.
+
+Offline with none of these, `weights="auto"` falls back
 to seeded random weights with a warning: random multi-scale features still carry colour and
 texture statistics (Ustyuzhaninov et al. 2016, "Texture synthesis using shallow convolutional
 networks with random filters"; He et al. 2016, "A powerful generative model using random
@@ -15,13 +20,15 @@ weights for the deep image representation"), so a render still works, only weake
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import math
 import os
 import re
 import socket
+import time
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import torch
@@ -33,17 +40,27 @@ log = logging.getLogger(__name__)
 
 TORCHVISION_FILE = "vgg19-dcbb9e9d.pth"  # torchvision's VGG19_Weights.IMAGENET1K_V1
 CAFFE_FILE = "vgg19-d01eb7cb.pth"  # jcjohnson/pytorch-vgg conversion of the original Caffe model
+TORCHVISION_VGG16_FILE = "vgg16-397923af.pth"  # torchvision's VGG16_Weights.IMAGENET1K_V1
+CAFFE_VGG16_FILE = "vgg16-00b39a1b.pth"  # the Caffe VGG-16 conversion neural-style ports use
 TORCHVISION_URL = f"https://download.pytorch.org/models/{TORCHVISION_FILE}"
+# The cache is searched in this order: VGG-19 before VGG-16 (Gatys et al. used VGG-19), the
+# torchvision file before the Caffe one.
+CACHE_FILES = (TORCHVISION_FILE, CAFFE_FILE, TORCHVISION_VGG16_FILE, CAFFE_VGG16_FILE)
 # File names end in the first 8 hex digits of the file's sha256 (torch.hub's convention); a file
 # still carrying one of these names says its layout without being inspected.
-_TORCHVISION_TAG = "dcbb9e9d"
-_CAFFE_TAG = "d01eb7cb"
+_LAYOUT_TAGS = {"dcbb9e9d": "torchvision", "397923af": "torchvision", "d01eb7cb": "caffe"}
+_LAYOUT_TAGS["00b39a1b"] = "caffe"
 _HASH_SUFFIX = re.compile(r"-([0-9a-f]{8,64})$")
 WEIGHTS_ENV = "VIDSTYLE_VGG_WEIGHTS"
 
 # Per socket operation, not for the whole 548 MB: an offline machine (DNS fails, or packets are
 # dropped) gives up within this time instead of urllib's default of waiting forever.
 DOWNLOAD_TIMEOUT_S = 15.0
+# After a failed download, renders do not try again for this long (an offline machine would
+# otherwise wait for the timeout and log the failure on every run); `vidstyle weights
+# --download` tries at once.
+DOWNLOAD_RETRY_AFTER_S = 24 * 3600
+_FAILED_DOWNLOAD_MARK = ".vidstyle-download-failed"
 
 # torchvision layout: RGB in [0, 1], then (x - mean) / std.
 IMAGENET_MEAN_RGB = (0.485, 0.456, 0.406)
@@ -51,26 +68,46 @@ IMAGENET_STD_RGB = (0.229, 0.224, 0.225)
 # Caffe layout: BGR in [0, 255] minus this per-channel mean (Simonyan & Zisserman's ILSVRC mean).
 CAFFE_MEAN_BGR = (103.939, 116.779, 123.68)
 
-# Threshold on mean |w| of conv1_1 that tells the two layouts apart when the file name does not.
-# The Caffe model reads input about 255 * 0.226 ~ 58 times larger than torchvision's normalised
-# input, so a first layer computing the same responses has weights ~58x smaller. torchvision's
-# own init (Kaiming normal, fan_out = 64 * 9) gives mean |w| = sqrt(2 / 576) * sqrt(2 / pi) ~ 0.047
-# and trained torchvision filters are larger still (entries of 0.1-0.7), while 58x smaller
-# weights sit around 0.001-0.005. 0.01 is roughly the geometric middle of the two ranges, with a
-# margin of ~5x on either side. The file name is checked first, so this only decides for renamed
-# files; the choice is logged so a wrong guess can be fixed by restoring the file name.
-_CAFFE_MAX_MEAN_ABS = 0.01
+LAYOUTS = ("torchvision", "caffe")
 
-# (output channels, convolutions) per block of configuration "E" in Simonyan & Zisserman 2015.
-_BLOCKS = ((64, 2), (128, 2), (256, 4), (512, 4), (512, 4))
+# How a renamed checkpoint's layout is told from its first layer: the "polarity" of conv1_1's
+# 64 biases, mean(b) / mean(|b|), from -1 (all negative) to 1 (all positive). Measured, not
+# derived: the real Caffe VGG-16 (the weights of vgg16-00b39a1b.pth and of Keras' VGG-16) has
+# 63 of 64 biases positive, polarity +0.999; torchvision's trained VGG-16 has 27 of 64 negative,
+# polarity -0.154 (its published conv1_1 biases; tests/data holds both vectors). The weights
+# themselves cannot tell: mean |w| is 0.169 in the Caffe file and about 0.2-0.3 in torchvision's,
+# so the earlier rule on weight magnitude read the Caffe file as torchvision. The threshold sits
+# in the middle of the two measurements (margins 0.50 and 0.65). The VGG-19 files could not be
+# measured here (no download); their names carry a layout tag, which is checked first, and
+# --vgg-layout overrides any guess.
+_CAFFE_MIN_BIAS_POLARITY = 0.5
 
 
-def _layer_table() -> tuple[tuple[str, ...], dict[int, tuple[int, int]]]:
-    """Layer names in `torchvision.models.vgg19().features` order, and each conv's (in, out)."""
+@dataclass(frozen=True)
+class VGGArch:
+    """One VGG configuration: its conv blocks and the layer names in torchvision's order."""
+
+    name: str  # "VGG-19" | "VGG-16"
+    blocks: tuple[tuple[int, int], ...]  # (output channels, convolutions) per block
+
+    @property
+    def layer_names(self) -> tuple[str, ...]:
+        """conv1_1, relu1_1, ..., pool5, indexed as `torchvision.models.vggNN().features`."""
+        return _layer_table(self.blocks)[0]
+
+    @property
+    def convs(self) -> dict[int, tuple[int, int]]:
+        """Each conv's index in `features` and its (in, out) channels."""
+        return _layer_table(self.blocks)[1]
+
+
+def _layer_table(
+    blocks: tuple[tuple[int, int], ...],
+) -> tuple[tuple[str, ...], dict[int, tuple[int, int]]]:
     names: list[str] = []
     convs: dict[int, tuple[int, int]] = {}
     channels = 3
-    for block, (width, count) in enumerate(_BLOCKS, start=1):
+    for block, (width, count) in enumerate(blocks, start=1):
         for j in range(1, count + 1):
             convs[len(names)] = (channels, width)
             names += [f"conv{block}_{j}", f"relu{block}_{j}"]
@@ -79,18 +116,30 @@ def _layer_table() -> tuple[tuple[str, ...], dict[int, tuple[int, int]]]:
     return tuple(names), convs
 
 
-VGG_LAYER_NAMES, _CONVS = _layer_table()
+# Configurations "E" and "D" of Simonyan & Zisserman 2015.
+VGG19 = VGGArch("VGG-19", ((64, 2), (128, 2), (256, 4), (512, 4), (512, 4)))
+VGG16 = VGGArch("VGG-16", ((64, 2), (128, 2), (256, 3), (512, 3), (512, 3)))
+ARCHS = (VGG19, VGG16)
+VGG_LAYER_NAMES = VGG19.layer_names  # every name either network has (VGG-16's are a subset)
 _PARAM_KEY = re.compile(r"\d+\.(?:weight|bias)")
 
 
 @dataclass(frozen=True)
 class WeightSource:
-    """What a `VGGFeatures` was built from, for logs and render metadata."""
+    """What a `VGGFeatures` was built from, for logs, render metadata and fingerprints."""
 
     kind: str  # "pretrained" | "random"
     layout: str | None  # "torchvision" | "caffe"; None for random weights
     path: Path | None  # checkpoint file used; None for random weights
     origin: str  # where it came from, in words
+    arch: str = VGG19.name  # "VGG-19" | "VGG-16"
+
+    def describe(self) -> str:
+        """One line naming network, weights and layout, e.g. "pretrained VGG-16 (caffe layout)
+        from vgg16.pth (--vgg-weights)"."""
+        if self.kind == "random":
+            return f"random {self.arch} ({self.origin})"
+        return f"pretrained {self.arch} ({self.layout} layout) from {self.path} ({self.origin})"
 
 
 def cache_dir() -> Path:
@@ -113,9 +162,9 @@ def _one_line(exc: BaseException, limit: int = 160) -> str:
 
 def _require_file(path: Path, what_to_do: str) -> None:
     if not path.exists():
-        raise WeightsError(f"VGG-19 weights file not found; {what_to_do}", path)
+        raise WeightsError(f"VGG weights file not found; {what_to_do}", path)
     if not path.is_file():
-        raise WeightsError(f"VGG-19 weights path is not a file; {what_to_do}", path)
+        raise WeightsError(f"VGG weights path is not a file; {what_to_do}", path)
 
 
 def _download(url: str, dst: Path) -> None:
@@ -139,14 +188,34 @@ def _download(url: str, dst: Path) -> None:
         socket.setdefaulttimeout(previous)
 
 
+def _recent_download_failure() -> float | None:
+    """Seconds since the last failed download, if it is recent enough to not try again."""
+    mark = cache_dir() / _FAILED_DOWNLOAD_MARK
+    try:
+        age = time.time() - mark.stat().st_mtime
+    except OSError:
+        return None
+    return age if 0 <= age < DOWNLOAD_RETRY_AFTER_S else None
+
+
+def _remember_download_failure(reason: str) -> None:
+    try:
+        mark = cache_dir() / _FAILED_DOWNLOAD_MARK
+        mark.parent.mkdir(parents=True, exist_ok=True)
+        mark.write_text(f"{TORCHVISION_URL}: {reason}\n")
+    except OSError:  # a read-only cache only means the next run tries again
+        pass
+
+
 def find_weights(
-    explicit: Path | None = None, *, allow_download: bool = True
+    explicit: Path | None = None, *, allow_download: bool = True, force_download: bool = False
 ) -> tuple[Path, str] | None:
-    """Locate a VGG-19 checkpoint; returns (path, origin in words) or None if there is none.
+    """Locate a VGG checkpoint; returns (path, origin in words) or None if there is none.
 
     A path the user named (argument or environment variable) that does not exist raises
     WeightsError: silently falling back to other weights would hide their mistake. A failed
-    download is not an error here (offline machines are normal); it is logged and gives None.
+    download is not an error here (offline machines are normal); it is remembered for
+    `DOWNLOAD_RETRY_AFTER_S` (unless `force_download`) and gives None.
     """
     if explicit is not None:
         path = Path(explicit).expanduser()
@@ -160,76 +229,105 @@ def find_weights(
         return path, f"${WEIGHTS_ENV}"
 
     cache = cache_dir()
-    for name in (TORCHVISION_FILE, CAFFE_FILE):
+    for name in CACHE_FILES:
         if (cache / name).is_file():
             return cache / name, _cache_origin()
 
     if not allow_download:
+        return None
+    if not force_download and _recent_download_failure() is not None:
+        log.debug("Not downloading VGG-19 weights: the last attempt failed less than a day ago")
         return None
     dst = cache / TORCHVISION_FILE
     log.info("Downloading VGG-19 weights (548 MB) from %s to %s", TORCHVISION_URL, dst)
     try:
         _download(TORCHVISION_URL, dst)
     except Exception as exc:  # any failure means "no weights from here"; the caller decides
-        log.info("Could not download VGG-19 weights from %s: %s", TORCHVISION_URL, _one_line(exc))
+        _remember_download_failure(_one_line(exc))
+        log.debug("Could not download %s: %s", TORCHVISION_URL, _one_line(exc))
         return None
     if not dst.is_file():
-        log.info("Download of %s left no file at %s", TORCHVISION_URL, dst)
+        _remember_download_failure("no file after download")
         return None
+    with contextlib.suppress(OSError):
+        (cache / _FAILED_DOWNLOAD_MARK).unlink()
     return dst, "downloaded from torchvision"
 
 
-def _first_conv_weight(state_dict: Mapping[str, object]) -> torch.Tensor | None:
-    for key in ("features.0.weight", "0.weight", "module.features.0.weight"):
-        value = state_dict.get(key)
+def _first_layer(state: Mapping[str, object], name: str) -> torch.Tensor | None:
+    for key in (f"features.0.{name}", f"0.{name}", f"module.features.0.{name}"):
+        value = state.get(key)
         if isinstance(value, torch.Tensor):
             return value
     return None
 
 
+def bias_polarity(bias: torch.Tensor) -> float:
+    """mean(b) / mean(|b|) of conv1_1's biases: +1 all positive, -1 all negative."""
+    bias = bias.detach().float()
+    return float(bias.mean() / bias.abs().mean().clamp_min(1e-12))
+
+
 def detect_layout(state_dict: Mapping[str, object], path: Path | str | None = None) -> str:
-    """ "torchvision" or "caffe": by file name when it is one of the known files, else by the
-    magnitude of conv1_1's weights (see `_CAFFE_MAX_MEAN_ABS`).
+    """ "torchvision" or "caffe": by file name when it carries a known hash tag, else by the
+    polarity of conv1_1's biases (see `_CAFFE_MIN_BIAS_POLARITY`). The decision is logged.
 
     Accepts full-model dicts ("features.N.weight", classifier keys ignored) and bare features
     dicts ("N.weight").
     """
+    where = path if path is not None else "VGG weights"
     if path is not None:
-        name = Path(path).name
-        if _CAFFE_TAG in name:
-            return "caffe"
-        if _TORCHVISION_TAG in name:
-            return "torchvision"
-    weight = _first_conv_weight(state_dict)
-    if weight is None:
+        match = _HASH_SUFFIX.search(Path(path).stem)
+        tag = match.group(1)[:8] if match else None
+        if tag in _LAYOUT_TAGS:
+            log.info("%s: %s layout (known file name)", where, _LAYOUT_TAGS[tag])
+            return _LAYOUT_TAGS[tag]
+    bias = _first_layer(state_dict, "bias")
+    if bias is None or bias.numel() == 0:
         raise WeightsError(
-            "not a VGG-19 checkpoint: no first convolution (features.0.weight); "
+            "not a VGG checkpoint: no first convolution bias (features.0.bias); "
             f"use torchvision's {TORCHVISION_FILE}",
             path,
         )
-    mean_abs = weight.detach().float().abs().mean().item()
-    layout = "caffe" if mean_abs < _CAFFE_MAX_MEAN_ABS else "torchvision"
+    polarity = bias_polarity(bias)
+    layout = "caffe" if polarity >= _CAFFE_MIN_BIAS_POLARITY else "torchvision"
     log.info(
-        "%s: guessed %s layout from conv1_1 mean |w| = %.4g (threshold %g); name the file "
-        "%s or %s to make the layout explicit",
-        path if path is not None else "VGG-19 weights",
+        "%s: %s layout, from conv1_1's bias polarity %+.3f (Caffe files measure +1.0, "
+        "torchvision's -0.15; --vgg-layout overrides)",
+        where,
         layout,
-        mean_abs,
-        _CAFFE_MAX_MEAN_ABS,
-        TORCHVISION_FILE,
-        CAFFE_FILE,
+        polarity,
     )
     return layout
 
 
-def _features_state(obj: object, path: Path) -> dict[str, torch.Tensor]:
-    """The 16 conv layers' tensors as float32, keyed "N.weight"/"N.bias"; checks every shape."""
+def detect_arch(found: Mapping[str, torch.Tensor], path: Path | None = None) -> VGGArch:
+    """VGG-19 or VGG-16, from which convolution keys the state dict has (never its name)."""
+    conv_indices = {
+        int(key.split(".")[0])
+        for key, value in found.items()
+        if key.endswith(".weight") and value.ndim == 4
+    }
+    for arch in ARCHS:
+        if conv_indices == set(arch.convs):
+            return arch
+    raise WeightsError(
+        f"not a VGG-16 or VGG-19 checkpoint: it has {len(conv_indices)} convolutions at "
+        f"features indices {sorted(conv_indices)[:20]} (VGG-16 has 13, VGG-19 16); "
+        f"use torchvision's {TORCHVISION_FILE} or {TORCHVISION_VGG16_FILE}",
+        path,
+    )
+
+
+def _features_state(obj: object, path: Path) -> tuple[dict[str, torch.Tensor], VGGArch]:
+    """The conv layers' tensors as float32, keyed "N.weight"/"N.bias", and the network they
+    make; checks every shape."""
     hint = f"use torchvision's {TORCHVISION_FILE} or the Caffe conversion {CAFFE_FILE}"
     if isinstance(obj, Mapping) and isinstance(obj.get("state_dict"), Mapping):
         obj = obj["state_dict"]  # training checkpoints often wrap the state dict
     if not isinstance(obj, Mapping):
         raise WeightsError(
-            f"not a VGG-19 state dict (the file holds a {type(obj).__name__}); {hint}", path
+            f"not a VGG state dict (the file holds a {type(obj).__name__}); {hint}", path
         )
     found: dict[str, torch.Tensor] = {}
     for key, value in obj.items():
@@ -239,22 +337,24 @@ def _features_state(obj: object, path: Path) -> dict[str, torch.Tensor]:
         key = key.removeprefix("features.")  # full torchvision model; classifier.* is dropped
         if _PARAM_KEY.fullmatch(key):
             found[key] = value
+    arch = detect_arch(found, path)
 
     state: dict[str, torch.Tensor] = {}
-    for index, (c_in, c_out) in _CONVS.items():
+    for index, (c_in, c_out) in arch.convs.items():
         expected = {"weight": (c_out, c_in, 3, 3), "bias": (c_out,)}
         for kind, shape in expected.items():
             key = f"{index}.{kind}"
-            layer = VGG_LAYER_NAMES[index]
+            layer = arch.layer_names[index]
             if key not in found:
                 raise WeightsError(
-                    f"not a VGG-19 checkpoint: features.{key} ({layer}) is missing; {hint}", path
+                    f"not a {arch.name} checkpoint: features.{key} ({layer}) is missing; {hint}",
+                    path,
                 )
             tensor = found[key]
             if tuple(tensor.shape) != shape:
                 raise WeightsError(
-                    f"not a VGG-19 checkpoint: features.{key} ({layer}) has shape "
-                    f"{tuple(tensor.shape)}, VGG-19 has {shape}; {hint}",
+                    f"not a {arch.name} checkpoint: features.{key} ({layer}) has shape "
+                    f"{tuple(tensor.shape)}, {arch.name} has {shape}; {hint}",
                     path,
                 )
             if not tensor.is_floating_point() or not bool(torch.isfinite(tensor).all()):
@@ -264,13 +364,16 @@ def _features_state(obj: object, path: Path) -> dict[str, torch.Tensor]:
                     path,
                 )
             state[key] = tensor.detach().to(torch.float32).contiguous()
-    return state
+    return state, arch
 
 
-def load_features_state(path: Path) -> tuple[dict[str, torch.Tensor], str]:
-    """Read a VGG-19 checkpoint: (conv tensors keyed "N.weight"/"N.bias", layout).
+def load_features_state(
+    path: Path, layout: str = "auto"
+) -> tuple[dict[str, torch.Tensor], VGGArch, str]:
+    """Read a VGG-16 or VGG-19 checkpoint: (conv tensors keyed "N.weight"/"N.bias", network,
+    layout). `layout` "auto" detects it; "torchvision"/"caffe" are taken as given.
 
-    Raises WeightsError naming the file if it cannot be read or is not a VGG-19.
+    Raises WeightsError naming the file if it cannot be read or is not a VGG.
     """
     path = Path(path)
     try:
@@ -278,35 +381,52 @@ def load_features_state(path: Path) -> tuple[dict[str, torch.Tensor], str]:
         obj = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # torch.load raises many types for damaged files
         raise WeightsError(
-            f"cannot read VGG-19 weights ({_one_line(exc)}); the file may be truncated or "
+            f"cannot read VGG weights ({_one_line(exc)}); the file may be truncated or "
             "corrupt: download it again or pass another --vgg-weights",
             path,
         ) from exc
-    state = _features_state(obj, path)
+    state, arch = _features_state(obj, path)
     del obj  # the classifier (~400 MB) is not needed; let it go before building the module
-    return state, detect_layout(state, path)
+    if layout == "auto":
+        layout = detect_layout(state, path)
+    elif layout not in LAYOUTS:
+        raise ConfigError(f"--vgg-layout must be auto, torchvision or caffe, not {layout!r}")
+    else:
+        log.info("%s: %s layout (--vgg-layout)", path, layout)
+    return state, arch, layout
 
 
-def _check_layers(layers: Sequence[str]) -> tuple[str, ...]:
+def _check_layers(layers: Sequence[str], arch: VGGArch, source: str) -> tuple[str, ...]:
     if isinstance(layers, str):  # a bare "relu4_1" would otherwise be iterated per character
         layers = (layers,)
     unique = tuple(dict.fromkeys(layers))
     if not unique:
-        raise ConfigError("no VGG-19 layers requested; name at least one, e.g. relu4_1")
+        raise ConfigError("no VGG layers requested; name at least one, e.g. relu4_1")
     for name in unique:
-        if name not in VGG_LAYER_NAMES:
+        if name in arch.layer_names:
+            continue
+        if name in VGG_LAYER_NAMES:
             raise ConfigError(
-                f"unknown VGG-19 layer {name!r}; use names like conv1_1, relu4_1, pool5"
+                f"layer {name!r} is not in {arch.name} ({source}), which has "
+                f"{_relu_ranges(arch)}; choose other --style-layers/--content-layers"
             )
+        raise ConfigError(f"unknown VGG layer {name!r}; use names like conv1_1, relu4_1, pool5")
     return unique
 
 
-def _make_features(depth: int, pooling: str) -> nn.Sequential:
-    """torchvision's `vgg19().features[:depth]`, with avg pools if asked, params uninitialised."""
+def _relu_ranges(arch: VGGArch) -> str:
+    """ "relu1_1-relu1_2, relu2_1-relu2_2, ..." for error messages."""
+    return ", ".join(
+        f"relu{block}_1-relu{block}_{count}" for block, (_, count) in enumerate(arch.blocks, 1)
+    )
+
+
+def _make_features(arch: VGGArch, depth: int, pooling: str) -> nn.Sequential:
+    """torchvision's `vggNN().features[:depth]`, with avg pools if asked, params uninitialised."""
     modules: list[nn.Module] = []
-    for index, name in enumerate(VGG_LAYER_NAMES[:depth]):
+    for index, name in enumerate(arch.layer_names[:depth]):
         if name.startswith("conv"):
-            c_in, c_out = _CONVS[index]
+            c_in, c_out = arch.convs[index]
             # skip_init: no default init, which would draw from (and so disturb) the global RNG
             # and be thrown away anyway.
             modules.append(nn.utils.skip_init(nn.Conv2d, c_in, c_out, kernel_size=3, padding=1))
@@ -341,16 +461,17 @@ def _random_init(features: nn.Sequential, seed: int) -> None:
 
 def _weights_not_found_message() -> str:
     return (
-        f"VGG-19 weights not found; put {TORCHVISION_FILE} (from {TORCHVISION_URL}) in "
+        f"VGG weights not found; put {TORCHVISION_FILE} (from {TORCHVISION_URL}) in "
         f"{cache_dir()} or pass --vgg-weights PATH / set {WEIGHTS_ENV}"
     )
 
 
 class VGGFeatures(nn.Module):
-    """Frozen VGG-19 activations at the requested layers, for RGB [0, 1] input.
+    """Frozen VGG-19 or VGG-16 activations at the requested layers, for RGB [0, 1] input.
 
-    Truncated after the deepest requested layer. Parameters never require grad, so a backward
-    pass computes gradients for the input image only.
+    The network is the one the checkpoint holds (VGG-19 for random weights). Truncated after
+    the deepest requested layer. Parameters never require grad, so a backward pass computes
+    gradients for the input image only.
     """
 
     def __init__(
@@ -360,6 +481,7 @@ class VGGFeatures(nn.Module):
         pooling: str = "max",
         weights: str = "auto",
         weights_path: Path | None = None,
+        layout: str = "auto",
         seed: int = 0,
         allow_download: bool = True,
     ) -> None:
@@ -368,12 +490,22 @@ class VGGFeatures(nn.Module):
             raise ConfigError(f"pooling must be 'max' or 'avg', not {pooling!r}")
         if weights not in ("auto", "pretrained", "random"):
             raise ConfigError(f"features must be auto, pretrained or random, not {weights!r}")
-        self.layers = _check_layers(layers)
-        depth = max(VGG_LAYER_NAMES.index(name) for name in self.layers) + 1
-        self._taps = {VGG_LAYER_NAMES.index(name): name for name in self.layers}
-        self.features = _make_features(depth, pooling)
-
-        self.source = self._load_weights(weights, weights_path, seed, allow_download)
+        if layout not in ("auto", *LAYOUTS):
+            raise ConfigError(f"--vgg-layout must be auto, torchvision or caffe, not {layout!r}")
+        _check_layers(layers, VGG19, "any VGG")  # a misspelt name fails before any loading
+        state, self.source = self._find_weights(weights, weights_path, layout, allow_download)
+        self.arch = VGG16 if self.source.arch == VGG16.name else VGG19
+        self.layers = _check_layers(layers, self.arch, self.source.describe())
+        depth = max(self.arch.layer_names.index(name) for name in self.layers) + 1
+        self._taps = {self.arch.layer_names.index(name): name for name in self.layers}
+        self.features = _make_features(self.arch, depth, pooling)
+        if state is None:
+            _random_init(self.features, seed)
+            self.source = replace(self.source, origin=f"random init (seed {seed})")
+        else:
+            own = self.features.state_dict()
+            self.features.load_state_dict({key: state[key] for key in own}, strict=True)
+            log.info("VGG features: %s", self.source.describe())
 
         if self.source.layout == "caffe":
             # BGR, 0-255, minus the Caffe mean: (x*255 - m) == (x - m/255) / (1/255).
@@ -390,34 +522,28 @@ class VGGFeatures(nn.Module):
         self.requires_grad_(False)
         self.eval()
 
-    def _load_weights(
-        self, weights: str, weights_path: Path | None, seed: int, allow_download: bool
-    ) -> WeightSource:
+    @staticmethod
+    def _find_weights(
+        weights: str, weights_path: Path | None, layout: str, allow_download: bool
+    ) -> tuple[dict[str, torch.Tensor] | None, WeightSource]:
+        """The pretrained state and its source, or (None, a random source)."""
         if weights == "random" and weights_path is not None:
-            log.info("Random VGG-19 features requested; ignoring weights file %s", weights_path)
+            log.info("Random VGG features requested; ignoring weights file %s", weights_path)
         if weights != "random":
             found = find_weights(weights_path, allow_download=allow_download)
             if found is not None:
                 path, origin = found
-                state, layout = load_features_state(path)
-                own = self.features.state_dict()
-                self.features.load_state_dict({key: state[key] for key in own}, strict=True)
-                log.info("VGG-19 weights: %s (%s, %s layout)", path, origin, layout)
-                return WeightSource("pretrained", layout, path, origin)
+                state, arch, layout = load_features_state(path, layout)
+                return state, WeightSource("pretrained", layout, path, origin, arch.name)
             if weights == "pretrained":
                 raise WeightsError(_weights_not_found_message())
+            # One line: it is printed on every offline run.
             log.warning(
-                "Pretrained VGG-19 weights not found, so features use random weights (seed %d): "
-                "results will be weaker (colour and texture carry over, shapes less so). To fix: "
-                "put %s (from %s) in %s, or pass --vgg-weights PATH / set %s",
-                seed,
-                TORCHVISION_FILE,
-                TORCHVISION_URL,
-                cache_dir(),
+                "No pretrained VGG weights (see `vidstyle weights`): using random features, "
+                "weaker results; pass --vgg-weights PATH or set %s",
                 WEIGHTS_ENV,
             )
-        _random_init(self.features, seed)
-        return WeightSource("random", None, None, f"random init (seed {seed})")
+        return None, WeightSource("random", None, None, "random init", VGG19.name)
 
     def forward(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
         """Activations keyed by requested layer name, in the order the layers were requested."""
@@ -435,10 +561,12 @@ class VGGFeatures(nn.Module):
         return {name: taps[name] for name in self.layers}
 
     def extra_repr(self) -> str:
-        return f"layers={list(self.layers)}, source={self.source.origin}"
+        return f"layers={list(self.layers)}, source={self.source.describe()}"
 
 
-def describe_weights(explicit: Path | None = None, *, check: bool = True) -> list[str]:
+def describe_weights(
+    explicit: Path | None = None, *, check: bool = True, layout: str = "auto"
+) -> list[str]:
     """Lines for `vidstyle weights`: which checkpoint would be used, from where, and what the
     feature modes would do. Never downloads; with `check`, loads the file to validate it."""
     lines: list[str] = []
@@ -453,28 +581,32 @@ def describe_weights(explicit: Path | None = None, *, check: bool = True) -> lis
     usable = False
     if found is not None:
         path, origin = found
-        lines.append(f"VGG-19 weights: {path} (from {origin})")
+        lines.append(f"VGG weights: {path} (from {origin})")
         if check:
             try:
-                _, layout = load_features_state(path)
+                state, arch, chosen = load_features_state(path, layout)
             except WeightsError as exc:
                 problem = str(exc)
                 lines.append(f"  cannot be used: {problem}")
             else:
                 usable = True
-                lines.append(f"  layout: {layout}; all 16 conv layers present and well-formed")
+                how = "--vgg-layout" if layout != "auto" else _layout_reason(state, path)
+                lines.append(
+                    f"  network: {arch.name}, all {len(arch.convs)} conv layers present and "
+                    f"well-formed; layout: {chosen} ({how})"
+                )
         else:
             usable = True
     elif problem is not None:
-        lines.append(f"VGG-19 weights: {problem}")
+        lines.append(f"VGG weights: {problem}")
     else:
-        lines.append("VGG-19 weights: none found")
+        lines.append("VGG weights: none found")
 
     lines.append(f"--vgg-weights: {explicit if explicit is not None else 'not given'}")
     env_value = os.environ.get(WEIGHTS_ENV, "").strip()
     lines.append(f"${WEIGHTS_ENV}: {env_value or 'not set'}")
     lines.append(
-        f"torchvision cache searched: {cache} (for {TORCHVISION_FILE}, then {CAFFE_FILE}; "
+        f"torchvision cache searched: {cache} (for {', '.join(CACHE_FILES)}, in that order; "
         "set TORCH_HOME to move it)"
     )
     if usable and found is not None:
@@ -482,14 +614,30 @@ def describe_weights(explicit: Path | None = None, *, check: bool = True) -> lis
     elif problem is not None:
         lines.append("--features auto / pretrained: fail with the error above")
     else:
+        failed = _recent_download_failure()
+        if failed is not None:
+            retry = (DOWNLOAD_RETRY_AFTER_S - failed) / 3600
+            lines.append(
+                f"last download of {TORCHVISION_URL} failed {failed / 60:.0f} min ago: renders "
+                f"do not try again for {retry:.1f} h (`vidstyle weights --download` tries now)"
+            )
         lines.append(
             f"--features auto: try to download {TORCHVISION_URL} into {cache} "
-            f"(gives up after {DOWNLOAD_TIMEOUT_S:g} s without network), else use random-init "
-            "features with a warning (weaker results); --features pretrained: same download, "
-            "else fail"
+            f"(gives up after {DOWNLOAD_TIMEOUT_S:g} s without network; not again for a day "
+            "after a failure), else use random-init features with a warning (weaker results); "
+            "--features pretrained: same download, else fail"
         )
         lines.append(
-            f"offline: copy {TORCHVISION_FILE} from {TORCHVISION_URL} into {cache}, "
-            f"or point --vgg-weights / ${WEIGHTS_ENV} at it"
+            f"offline: copy {TORCHVISION_FILE} from {TORCHVISION_URL} (or a VGG-16 checkpoint) "
+            f"into {cache}, or point --vgg-weights / ${WEIGHTS_ENV} at it"
         )
     return lines
+
+
+def _layout_reason(state: Mapping[str, object], path: Path) -> str:
+    match = _HASH_SUFFIX.search(path.stem)
+    if match and match.group(1)[:8] in _LAYOUT_TAGS:
+        return "known file name"
+    bias = _first_layer(state, "bias")
+    polarity = bias_polarity(bias) if bias is not None else float("nan")
+    return f"conv1_1 bias polarity {polarity:+.3f}; --vgg-layout overrides"

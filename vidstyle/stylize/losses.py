@@ -160,7 +160,7 @@ def perceptual_loss(
     style_layer_weights: Sequence[float] | None = None,
     adapt_features: Callable[[nn.Module], nn.Module] | None = None,
 ) -> PerceptualLoss:
-    """The loss on the frozen VGG-19 the settings choose (pooling, weight source, seed), cut
+    """The loss on the frozen VGG the settings choose (pooling, weight source, layout, seed), cut
     after the deepest layer used, with the settings' content/style/TV weights.
 
     Quality mode and `vidstyle train` both build their loss here, so a network is trained
@@ -173,6 +173,7 @@ def perceptual_loss(
         pooling=settings.pooling,
         weights=settings.features,
         weights_path=Path(settings.vgg_weights) if settings.vgg_weights else None,
+        layout=settings.vgg_layout,
         seed=settings.seed,
     ).to(device)
     if adapt_features is not None:
