@@ -33,7 +33,7 @@ from vidstyle.device import resolve_device
 from vidstyle.errors import InputError
 from vidstyle.media import image_to_tensor, probe, read_frames
 from vidstyle.stylize.losses import PerceptualLoss, gram_matrix
-from vidstyle.temporal.flow import FlowEstimator, sample_along_flow, to_gray
+from vidstyle.temporal.flow import FlowEstimator, sample_along_flow
 
 log = logging.getLogger(__name__)
 
@@ -66,7 +66,7 @@ class WarpingError:
         self.count = count
         self.scene_cut_threshold = scene_cut_threshold
         self._estimator = FlowEstimator(preset)
-        self._previous: tuple[np.ndarray, np.ndarray, tuple[np.ndarray, ...]] | None = None
+        self._previous: tuple[np.ndarray, tuple[np.ndarray, ...]] | None = None
         self._sums = [0.0] * (count + 1)
         self.pairs = 0
         self.cuts = 0
@@ -77,10 +77,9 @@ class WarpingError:
         for frame in styled:
             if frame.shape != original.shape:
                 raise ValueError(f"styled frame {frame.shape} vs original {original.shape}")
-        gray = to_gray(original)
         if self._previous is not None:
-            prev_gray, prev_original, prev_styled = self._previous
-            flow, mask = self._estimator.flow_and_mask(prev_gray, gray)
+            prev_original, prev_styled = self._previous
+            flow, mask = self._estimator.flow_and_mask(prev_original, original)
             if mask.mean() < self.scene_cut_threshold:
                 self.cuts += 1
             else:
@@ -88,7 +87,7 @@ class WarpingError:
                 frames = zip((prev_original, *prev_styled), (original, *styled), strict=True)
                 for i, (then, now) in enumerate(frames):
                     self._sums[i] += pair_warping_error(then, now, flow, mask)
-        self._previous = (gray, original, styled)
+        self._previous = (original, styled)
 
     def values(self) -> list[float | None]:
         return [s / self.pairs if self.pairs else None for s in self._sums]
@@ -150,7 +149,7 @@ class EvalResult:
     warping_error_original: float | None  # the floor
     warping_error_styled: float | None
     style_distance: float | None = None  # with styles only
-    features: str | None = None  # where the VGG-19 weights came from, with styles only
+    features: str | None = None  # which VGG and weights measured the style, with styles only
 
     @property
     def warping_error_ratio(self) -> float | None:
@@ -211,7 +210,7 @@ def evaluate_videos(
 
         images = [load_style_image(path) for path in styles]
         loss = build_loss(settings, device)
-        features = loss.features.source.origin
+        features = loss.features.source.describe()
         distance = StyleDistance(
             loss,
             [style_tensor(image, size, settings.style_scale, device) for image in images],

@@ -44,7 +44,7 @@ from vidstyle.nets.transformer import TransformerNet
 from vidstyle.resume import file_digest
 from vidstyle.stylize.losses import PerceptualLoss, perceptual_loss
 from vidstyle.stylize.style_image import load_style_image, style_tensor
-from vidstyle.temporal.flow import FlowEstimator, to_gray, warp
+from vidstyle.temporal.flow import FlowEstimator, warp
 from vidstyle.temporal.losses import temporal_loss
 
 log = logging.getLogger(__name__)
@@ -184,7 +184,7 @@ def load_video_frames(
         if frame.index in keep:
             frames.append(frame.image)
             if estimator is not None and previous is not None:
-                flow, mask = estimator.flow_and_mask(to_gray(frame.image), to_gray(previous))
+                flow, mask = estimator.flow_and_mask(frame.image, previous)
                 if mask.mean() >= _MIN_RELIABLE:
                     found_pairs.append(FramePair(previous, frame.image, flow, mask))
         previous = frame.image
@@ -307,7 +307,7 @@ def _to_batch(crops: Sequence[np.ndarray]) -> torch.Tensor:
 
 
 def build_loss(settings: TrainSettings, device: torch.device) -> PerceptualLoss:
-    """The perceptual loss with the same VGG-19 module and weight sources as quality mode."""
+    """The perceptual loss with the same VGG module and weight sources as quality mode."""
     return perceptual_loss(settings, device)
 
 
@@ -328,7 +328,7 @@ def _fingerprint(
 
 def _loss_network(loss: PerceptualLoss) -> str:
     source = loss.features.source
-    return f"{source.kind} ({source.layout} layout)" if source.layout else source.origin
+    return f"{source.kind} {source.arch}" + (f" ({source.layout} layout)" if source.layout else "")
 
 
 def _load_checkpoint(path: Path, fingerprint: Mapping[str, Any]) -> dict[str, Any]:
@@ -382,7 +382,7 @@ def train(
     ckpt_path = checkpoint_path(out)
 
     loss = build_loss(settings, device)
-    log.info("VGG-19 features: %s", loss.features.source.origin)
+    log.info("Loss network: %s", loss.features.source.describe())
     fingerprint = _fingerprint(settings, style, data, _loss_network(loss))
     resumed = None
     if restart and ckpt_path.exists():

@@ -9,7 +9,10 @@ Conventions (used everywhere in `vidstyle.temporal` and `vidstyle.metrics`):
   ("backward warping"). The pipeline uses the flow from frame t to frame t−1 to carry the
   previous output onto frame t.
 - The reliability mask of a flow is 1 where the warped value can be trusted and 0 where it
-  cannot: disoccluded pixels, motion boundaries, and points that leave the frame.
+  cannot: disoccluded pixels, motion boundaries, points that leave the frame, and pixels where
+  the previous source frame carried along the flow does not look like the current one (the
+  flow missed something there). Every user of the previous output (warm start, temporal loss,
+  smoothing) uses this one mask: carrying a pixel that fails any test is how ghosts are made.
 
 Flow is computed with OpenCV's DIS optical flow (Kroeger et al. 2016) on the *source* frames at
 the rendering size. `FlowStage` runs it on a background thread: OpenCV and numpy release the GIL
@@ -49,6 +52,21 @@ FLOW_PRESETS: dict[str, int] = {
 # quality mode's default 512 px at full resolution.
 FLOW_MAX_SIDE = 640
 
+# Photometric check (ReCoNet, Gao et al. 2018; Lai et al. 2018): a pixel whose previous *source*
+# colour, carried along the flow, differs from its current source colour by more than this
+# (max over RGB channels, 0-255) is not carried. Forward-backward consistency cannot see a
+# small fast object the flow missed: both directions agree on "no motion" and the object's old
+# colour would be carried forever. Both frames are blurred first (Gaussian, PHOTO_BLUR_SIGMA px)
+# so that resampling a fine texture (tens of levels at sub-pixel shifts) does not fail the
+# check; objects are larger than that. 24 levels (~9%) is above compression noise and below
+# the difference of any object worth seeing.
+PHOTO_MAX_DIFFERENCE = 24.0
+PHOTO_BLUR_SIGMA = 1.0
+# Unreliable regions are grown by this many pixels (at flow resolution): bicubic resampling of
+# the previous output reaches two pixels across, so the rim of an object that left would
+# otherwise be carried as a halo.
+MASK_GROW_PX = 2
+
 
 # --------------------------------------------------------------------------------------------
 # Flow and mask (numpy, CPU; safe to call from a worker thread)
@@ -59,26 +77,23 @@ def to_gray(image: np.ndarray) -> np.ndarray:
     return cv2.cvtColor(image, cv2.COLOR_RGB2GRAY)
 
 
-def tensor_to_gray(frame: Tensor) -> np.ndarray:
-    """1×3×H×W float tensor in [0, 1] (any device) -> H×W uint8 luma."""
+def tensor_to_rgb8(frame: Tensor) -> np.ndarray:
+    """1×3×H×W float tensor in [0, 1] (any device) -> H×W×3 uint8 RGB on the host."""
     if frame.device.type == "cpu":
-        # On the CPU with OpenCV, not torch: this runs on the flow thread, where a torch op
-        # would start a second OpenMP thread team competing with the stylizer's for the cores.
+        # With numpy, not torch: this runs on the flow thread, where a torch op would start a
+        # second OpenMP thread team competing with the stylizer's for the cores.
         rgb = frame.detach()[0].permute(1, 2, 0).numpy()
-        luma = cv2.cvtColor(np.ascontiguousarray(rgb), cv2.COLOR_RGB2GRAY)
-        return np.clip(np.rint(luma * 255.0), 0, 255).astype(np.uint8)
-    # BT.601 weights, as cv2.COLOR_RGB2GRAY; computed on the device so only one plane of uint8
-    # crosses back to the host.
-    weights = frame.new_tensor([0.299, 0.587, 0.114]).view(1, 3, 1, 1)
-    luma = (frame.detach() * weights).sum(1)[0].clamp(0.0, 1.0).mul(255.0).round()
-    return luma.to(torch.uint8).cpu().numpy()
+        return np.clip(np.rint(rgb * 255.0), 0, 255).astype(np.uint8)
+    # Quantised on the device so only uint8 crosses back to the host.
+    rgb = frame.detach()[0].clamp(0.0, 1.0).mul(255.0).round().to(torch.uint8)
+    return rgb.permute(1, 2, 0).contiguous().cpu().numpy()
 
 
 class FlowEstimator:
     """DIS optical flow with one OpenCV object (not thread-safe: one estimator per thread).
 
-    `flow_and_mask` works at most `max_side` pixels on the long side (None: always at full size)
-    and returns full-size results.
+    `flow_and_mask` takes H×W×3 uint8 RGB frames, works at most `max_side` pixels on the long
+    side (None: always at full size) and returns full-size results.
     """
 
     def __init__(self, preset: str = "medium", *, max_side: int | None = FLOW_MAX_SIDE) -> None:
@@ -93,26 +108,29 @@ class FlowEstimator:
         # calc(I0, I1) returns the flow with I0(x) ≈ I1(x + w(x)), i.e. from I0 to I1.
         return self._dis.calc(gray_a, gray_b, None)
 
-    def flow_and_mask(
-        self, gray_a: np.ndarray, gray_b: np.ndarray
-    ) -> tuple[np.ndarray, np.ndarray]:
+    def flow_and_mask(self, rgb_a: np.ndarray, rgb_b: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Flow from a to b and its reliability mask on a's grid (H×W float32 in {0, 1})."""
-        h, w = gray_a.shape[:2]
+        h, w = rgb_a.shape[:2]
         if self.max_side is None or max(h, w) <= self.max_side:
-            a_to_b = self(gray_a, gray_b)
-            return a_to_b, reliability_mask(a_to_b, self(gray_b, gray_a))
+            return self._flow_and_mask(rgb_a, rgb_b)
         scale = self.max_side / max(h, w)
         small = (max(1, round(w * scale)), max(1, round(h * scale)))
-        a = cv2.resize(gray_a, small, interpolation=cv2.INTER_AREA)
-        b = cv2.resize(gray_b, small, interpolation=cv2.INTER_AREA)
-        a_to_b = self(a, b)
+        a = cv2.resize(rgb_a, small, interpolation=cv2.INTER_AREA)
+        b = cv2.resize(rgb_b, small, interpolation=cv2.INTER_AREA)
         # The mask's thresholds are in pixels of the size it is computed at (a little stricter
         # than at full size, which errs on the safe side).
-        mask = reliability_mask(a_to_b, self(b, a))
+        a_to_b, mask = self._flow_and_mask(a, b)
         full = cv2.resize(a_to_b, (w, h), interpolation=cv2.INTER_LINEAR)
         full[..., 0] *= w / small[0]
         full[..., 1] *= h / small[1]
         return full, cv2.resize(mask, (w, h), interpolation=cv2.INTER_NEAREST)
+
+    def _flow_and_mask(self, rgb_a: np.ndarray, rgb_b: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        gray_a, gray_b = to_gray(rgb_a), to_gray(rgb_b)
+        a_to_b = self(gray_a, gray_b)
+        mask = reliability_mask(a_to_b, self(gray_b, gray_a))
+        mask *= photometric_mask(rgb_a, rgb_b, a_to_b)
+        return a_to_b, grow_unreliable(mask, MASK_GROW_PX)
 
 
 def sample_along_flow(field: np.ndarray, flow: np.ndarray) -> np.ndarray:
@@ -163,6 +181,23 @@ def reliability_mask(a_to_b: np.ndarray, b_to_a: np.ndarray) -> np.ndarray:
     outside = (xs < 0) | (xs > w - 1) | (ys < 0) | (ys > h - 1)
 
     return (~(disoccluded | boundary | outside)).astype(np.float32)
+
+
+def photometric_mask(rgb_a: np.ndarray, rgb_b: np.ndarray, a_to_b: np.ndarray) -> np.ndarray:
+    """1 where frame b carried along the flow looks like frame a (see PHOTO_MAX_DIFFERENCE)."""
+    blur_a = cv2.GaussianBlur(rgb_a, (0, 0), PHOTO_BLUR_SIGMA).astype(np.float32)
+    blur_b = cv2.GaussianBlur(rgb_b, (0, 0), PHOTO_BLUR_SIGMA).astype(np.float32)
+    difference = np.abs(sample_along_flow(blur_b, a_to_b) - blur_a).max(axis=2)
+    return (difference <= PHOTO_MAX_DIFFERENCE).astype(np.float32)
+
+
+def grow_unreliable(mask: np.ndarray, pixels: int) -> np.ndarray:
+    """`mask` with its unreliable (0) regions grown by `pixels` in every direction."""
+    if pixels <= 0:
+        return mask
+    kernel = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * pixels + 1, 2 * pixels + 1))
+    # Erosion of the reliable set; border pixels are not eroded by the outside of the frame.
+    return cv2.erode(mask, kernel, borderType=cv2.BORDER_REPLICATE)
 
 
 # --------------------------------------------------------------------------------------------
@@ -316,13 +351,13 @@ class FlowStage:
             for record in frames:
                 if output.stopped:
                     return
-                gray = tensor_to_gray(record.content)
-                if previous is None or previous.shape != gray.shape:
+                rgb = tensor_to_rgb8(record.content)
+                if previous is None or previous.shape != rgb.shape:
                     item = _FlowResult(record, None, None, 0.0)
                 else:
-                    flow, mask = estimator.flow_and_mask(gray, previous)
+                    flow, mask = estimator.flow_and_mask(rgb, previous)
                     item = _FlowResult(record, flow, mask, float(mask.mean()))
-                previous = gray
+                previous = rgb
                 if not output.put(item):
                     return
         finally:
