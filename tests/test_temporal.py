@@ -45,6 +45,37 @@ def with_flow(frames: Sequence[np.ndarray], preset: str = "medium") -> list[Fram
 # Flow, warp, mask
 
 
+def dart_frames(frames: int = 4, step: int = 12) -> tuple[list[np.ndarray], list[int]]:
+    """A small, fast red square (6 px, `step` px a frame) over a still texture: the flow misses
+    it, so forward and backward flow agree on "no motion" where it was and where it goes.
+    Returns the frames and the square's x in each."""
+    background = mediagen.texture(96, 64, seed=3)
+    xs = [10 + i * step for i in range(frames)]
+    out = []
+    for x in xs:
+        frame = background.copy()
+        frame[29:35, x : x + 6] = (230, 20, 20)
+        out.append(frame)
+    return out, xs
+
+
+def test_nothing_is_carried_where_a_small_fast_object_was_or_went() -> None:
+    frames, xs = dart_frames()
+    out = with_flow(frames)
+    for prev, record, x_then, x_now in zip(out, out[1:], xs, xs[1:], strict=False):
+        assert record.reliable is not None and record.flow is not None
+        reliable = record.reliable[0, 0].bool()
+        # Where the square was and where it is now, nothing of the previous frame is reused...
+        assert not reliable[29:35, x_then : x_then + 6].any(), "its old place would be a ghost"
+        assert not reliable[29:35, x_now : x_now + 6].any(), "its new place would be background"
+        # ...and everywhere that is carried, the carried source looks like the current source.
+        carried = warp(prev.content, record.flow)
+        difference = (carried - record.content).abs().amax(1)[0]
+        assert float(difference[reliable].max()) < 0.25
+        # The still background stays carried (the check does not throw everything away).
+        assert float(record.reliable.mean()) > 0.8
+
+
 def test_warp_follows_the_flow_convention() -> None:
     # out(x) = image(x + flow(x)): a flow of -3 px fetches from 3 px to the left, so the
     # content moves 3 px right, exactly for an integer flow.
