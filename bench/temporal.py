@@ -54,7 +54,7 @@ from vidstyle.media import (  # noqa: E402
     read_frames,
     tensor_to_image,
 )
-from vidstyle.metrics import StyleDistance, WarpingError  # noqa: E402
+from vidstyle.metrics import StyleDistance, TrailRatio, WarpingError  # noqa: E402
 from vidstyle.pipeline import build_loss  # noqa: E402
 from vidstyle.stylize.quality import QualityStylizer  # noqa: E402
 from vidstyle.stylize.style_image import load_style_image, style_tensor  # noqa: E402
@@ -68,6 +68,7 @@ class Run:
     with_flow: bool
     styled: list[torch.Tensor]  # tapped before smoothing
     smoothed: list[torch.Tensor]
+    reliable: list[Any]  # each frame's reliability mask (H×W numpy), None where a shot starts
     seconds_per_frame: float
     # CPU time of this process (all threads, flow's included) per frame: unlike wall time it
     # does not grow when other processes load a shared machine.
@@ -98,11 +99,14 @@ def render(
     """One run composed like `stylize_video` (flow → stylize → smoothing), timed end to end."""
     stylizer = QualityStylizer(loss, settings)
     styled: list[torch.Tensor] = []
+    reliable: list[Any] = []
 
     def tap(records: Iterator[FrameRecord]) -> Iterator[FrameRecord]:
         for record in records:
             assert record.styled is not None
             styled.append(record.styled)
+            mask = None if record.new_shot or record.reliable is None else record.reliable
+            reliable.append(None if mask is None else mask[0, 0].cpu().numpy())
             yield record
 
     # Tensors are made up front so decode and upload are not timed (they are the same for all).
@@ -125,6 +129,7 @@ def render(
         with_flow=with_flow,
         styled=styled,
         smoothed=smoothed,
+        reliable=reliable,
         seconds_per_frame=seconds / len(images),
         cpu_seconds_per_frame=cpu_seconds / len(images),
         iterations_per_frame=sum(s.iterations for s in stylizer.stats) / len(images),
@@ -151,6 +156,16 @@ def measure(
         meter.add(original, tensor_to_image(frame))
     style = sum(distance(f) for f in frames) / len(frames)
     return meter.values()[1], style
+
+
+def trail_ratio(
+    reliable: list[Any], frames: list[torch.Tensor], independent: list[torch.Tensor]
+) -> float | None:
+    """`TrailRatio` of `frames` against the independent per-frame render of the same frames."""
+    meter = TrailRatio()
+    for mask, frame, reference in zip(reliable, frames, independent, strict=True):
+        meter.add(mask, tensor_to_image(frame), tensor_to_image(reference))
+    return meter.value()
 
 
 def floor_of(images: list[Any], settings: RenderSettings) -> float | None:
@@ -225,11 +240,15 @@ def bench_clip(
     carried_e_warp, carried_style = measure(images, carried_frames, distance, base)
     rows = []
     baseline: dict[str, float | None] = {}
+    independent = runs[0].styled  # init content, no smoothing: every frame on its own
     for run in runs:
         for smooth, frames in ((0.0, run.styled), (run.settings.smooth, run.smoothed)):
             e_warp, style_distance = measure(images, frames, distance, base)
             if run.name == "content" and smooth == 0.0:
                 baseline = {"e_warp": e_warp, "style": style_distance}
+                trail = None  # the reference itself
+            else:
+                trail = trail_ratio(run.reliable, frames, independent)
             rows.append(
                 {
                     "init": run.settings.init,
@@ -239,6 +258,7 @@ def bench_clip(
                     "e_warp_vs_content_pct": pct(e_warp, baseline.get("e_warp")),
                     "style_distance": style_distance,
                     "style_vs_content_pct": pct(style_distance, baseline.get("style")),
+                    "trail_ratio": trail,
                     "seconds_per_frame": run.seconds_per_frame,
                     "iterations_per_frame": run.iterations_per_frame,
                 }
@@ -263,6 +283,7 @@ def bench_clip(
             }
         )
     warped_temporal = row("warped", temporal_weight, False)
+    default_path = row("warped", temporal_weight, True)  # what a render does: all of it on
     same_frames = all(
         torch.equal(a, b) for a, b in zip(without.styled, with_flow.styled, strict=True)
     )
@@ -279,6 +300,11 @@ def bench_clip(
             "smoothing_e_warp_pct_content": smoothing_effects[0]["e_warp_pct"],
             "smoothing_style_pct_content": smoothing_effects[0]["style_pct"],
             "warped_temporal_e_warp_vs_content_pct": warped_temporal["e_warp_vs_content_pct"],
+            "default_e_warp_ratio": default_path["e_warp"] / baseline["e_warp"]
+            if default_path["e_warp"] and baseline.get("e_warp")
+            else None,
+            "default_trail_ratio": default_path["trail_ratio"],
+            "default_style_vs_content_pct": default_path["style_vs_content_pct"],
             "flow_wall_time_overhead_pct": pct(
                 with_flow.seconds_per_frame, without.seconds_per_frame
             ),
@@ -304,7 +330,7 @@ def print_table(result: dict[str, Any]) -> None:
     print(f"\n## {result['clip']}: {width}x{height}, {result['frames']} frames")
     header = (
         f"{'init':<8} {'temporal':>8} {'smooth':>6} {'E_warp':>10} {'vs content':>10} "
-        f"{'style dist':>10} {'vs content':>10} {'s/frame':>8} {'iter/frame':>10}"
+        f"{'style dist':>10} {'vs content':>10} {'trail':>6} {'s/frame':>8} {'iter/frame':>10}"
     )
     print(header)
     print("-" * len(header))
@@ -313,7 +339,9 @@ def print_table(result: dict[str, Any]) -> None:
         print(
             f"{r['init']:<8} {r['temporal_weight']:>8g} {r['smooth']:>6g} {e_warp:>10} "
             f"{fmt_pct(r['e_warp_vs_content_pct']):>10} {r['style_distance']:>10.4f} "
-            f"{fmt_pct(r['style_vs_content_pct']):>10} {r['seconds_per_frame']:>8.2f} "
+            f"{fmt_pct(r['style_vs_content_pct']):>10} "
+            f"{'-' if r['trail_ratio'] is None else format(r['trail_ratio'], '.2f'):>6} "
+            f"{r['seconds_per_frame']:>8.2f} "
             f"{r['iterations_per_frame']:>10.1f}"
         )
     floor = result["floor_e_warp"]
@@ -342,6 +370,13 @@ def print_table(result: dict[str, Any]) -> None:
         f"(same frames: {flow['same_frames_with_and_without_flow']})"
     )
     print("targets:")
+    ratio, trail = t["default_e_warp_ratio"], t["default_trail_ratio"]
+    print(
+        "  default path (warped + temporal + smoothing): E_warp <= 0.3x content: "
+        f"{'-' if ratio is None else f'{ratio:.2f}x'}; trail ratio <= 1.2: "
+        f"{'-' if trail is None else f'{trail:.2f}'}; "
+        f"style distance <= +15%: {fmt_pct(t['default_style_vs_content_pct'])}"
+    )
     print(
         f"  smoothing cuts E_warp >= 50% (content): {fmt_pct(t['smoothing_e_warp_pct_content'])}, "
         f"style distance <= +10%: {fmt_pct(t['smoothing_style_pct_content'])}"

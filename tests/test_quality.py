@@ -19,9 +19,10 @@ from vidstyle.stylize.losses import (
     LossWeights,
     PerceptualLoss,
     gram_matrix,
+    region_gram_matrix,
 )
 from vidstyle.stylize.optimize import optimize_image
-from vidstyle.stylize.quality import QualityStylizer
+from vidstyle.stylize.quality import QualityStylizer, palette_start, warm_budget
 from vidstyle.stylize.style_image import load_style_image, style_tensor
 
 SIZE = (48, 40)
@@ -46,6 +47,57 @@ def test_gram_matrix_is_size_independent_for_a_repeated_pattern() -> None:
     small = torch.rand(1, 4, 8, 8)
     tiled = small.repeat(1, 1, 2, 2)
     assert torch.allclose(gram_matrix(small), gram_matrix(tiled), atol=1e-6)
+
+
+def test_region_gram_matrix_of_a_binary_region_is_the_gram_matrix_inside_it() -> None:
+    features = torch.rand(1, 6, 8, 10)
+    region = torch.zeros(1, 1, 16, 20)  # twice the feature size: pooled down by area
+    region[..., :8, :] = 1.0
+    inside = region_gram_matrix(features, region)
+    assert inside is not None
+    torch.testing.assert_close(inside, gram_matrix(features[..., :4, :]))
+    # Too small a region has no texture statistics at this layer.
+    tiny = torch.zeros(1, 1, 16, 20)
+    tiny[..., :2, :2] = 1.0
+    assert region_gram_matrix(features, tiny) is None
+
+
+def test_new_pixels_get_a_style_gradient_as_strong_as_a_fresh_frames(
+    loss: PerceptualLoss, frames: list[torch.Tensor]
+) -> None:
+    # A small patch of the frame: the whole-frame Gram term hardly pulls at it (its share of
+    # the statistics is its share of the area), which leaves wakes behind moving objects.
+    loss.set_content(frames[0])
+    region = torch.zeros(1, 1, *frames[0].shape[-2:])
+    region[..., 8:24, 8:24] = 1.0
+
+    def style_pull(with_region: bool) -> float:
+        image = frames[0].clone().requires_grad_(True)
+        terms = loss(image, region if with_region else None)
+        terms.total.backward()  # the content term is 0 here: image == content
+        assert image.grad is not None
+        return float(image.grad[..., 8:24, 8:24].abs().mean())
+
+    assert style_pull(True) > 3 * style_pull(False)
+
+
+def test_new_pixels_start_in_the_stylised_palette() -> None:
+    content = torch.rand(1, 3, 20, 30, generator=torch.Generator().manual_seed(1))
+    # A stylisation that is (here) an exact colour map of the content: swap channels, darken.
+    styled = (content[:, [2, 0, 1]] * 0.6 + 0.2).clamp(0, 1)
+    reliable = torch.ones(1, 1, 20, 30)
+    reliable[..., 5:15, 10:20] = 0.0  # the uncovered patch: not used to fit the map
+    start = palette_start(content, styled, reliable)
+    torch.testing.assert_close(start, styled, atol=2e-3, rtol=0)
+    # Too few reliable pixels to fit anything: the content as it is.
+    assert torch.equal(palette_start(content, styled, torch.zeros_like(reliable)), content)
+
+
+def test_warm_budget_grows_with_the_new_share_up_to_a_fresh_frames() -> None:
+    assert warm_budget(12, 100, 0.0) == 12
+    assert 12 < warm_budget(12, 100, 0.05) < warm_budget(12, 100, 0.2) < 100
+    assert warm_budget(12, 100, 0.5) == warm_budget(12, 100, 1.0) == 100
+    assert warm_budget(12, 10, 0.9) == 12  # never fewer than the warm budget
 
 
 @pytest.mark.parametrize("optimizer", ["lbfgs", "adam"])

@@ -21,7 +21,7 @@ from vidstyle.media import image_to_tensor, tensor_to_image
 from vidstyle.metrics import warping_error
 from vidstyle.nets.vgg import VGGFeatures
 from vidstyle.stylize.losses import LossWeights, PerceptualLoss
-from vidstyle.stylize.quality import QualityStylizer
+from vidstyle.stylize.quality import QualityStylizer, palette_start
 from vidstyle.temporal import (
     FLOW_PRESETS,
     FlowEstimator,
@@ -303,7 +303,7 @@ def stylize(loss: PerceptualLoss, frames: Sequence[FrameRecord], **changes: obje
     return list(stylizer(frames)), stylizer.stats
 
 
-def test_warped_init_is_the_warped_previous_output_with_content_where_unreliable(
+def test_warped_init_is_the_warped_previous_output_with_recoloured_content_where_unreliable(
     loss: PerceptualLoss,
 ) -> None:
     frames = with_flow(mediagen.make_frames(frames=2, size=(96, 64), motion="pan", pan_px=3))
@@ -317,7 +317,9 @@ def test_warped_init_is_the_warped_previous_output_with_content_where_unreliable
     assert (~reliable).any()
     warped, _ = warp_previous(previous, record)  # type: ignore[misc]
     torch.testing.assert_close(init[reliable], warped[reliable])
-    torch.testing.assert_close(init[~reliable], record.content[~reliable])
+    # New pixels: the content in the palette of the carried output (palette_start).
+    recoloured = palette_start(record.content, warped, record.reliable)
+    torch.testing.assert_close(init[~reliable], recoloured[~reliable])
 
     # prev keeps the raw previous output; content and a new shot start from the frame itself.
     assert QualityStylizer(loss, settings(init="prev")).initial_image(record, previous) == (

@@ -13,6 +13,14 @@
   layer weights and target normalisation, style image scaled the same way relative to the
   frame), averaged over frames. Lower is closer to the style; comparing it between renders shows
   what temporal smoothing costs in style.
+- Trail ratio (`TrailRatio`): E_warp cannot see a ghost (an object's colour left behind is
+  perfectly stable) and any global distance rewards under-stylised frames. So a temporally
+  coherent render is compared with an independent per-frame render of the same frames
+  *locally*: the mean difference between the two where something moved or was uncovered
+  earlier in the shot (every pixel the reliability mask has rejected so far), over the same
+  difference where nothing moved. About 1: the swept region is rendered like any other; well
+  above 1: a ghost (the old object carried) or a wake (the uncovered background left
+  unstylised).
 """
 
 from __future__ import annotations
@@ -103,6 +111,49 @@ def warping_error(
     for a, b in zip(original, styled, strict=True):
         meter.add(a, b)
     return meter.values()[1]
+
+
+class TrailRatio:
+    """Accumulates the trail ratio (module docstring) of a coherent render against an
+    independent one, frame by frame.
+
+    `add(reliable, coherent, independent)`: the frame's reliability mask (H×W, 1 = carried from
+    the previous frame; None for the first frame of a shot, which resets the swept region) and
+    the two renders of the frame (H×W×3, any float or uint8 scale, the same for both).
+    """
+
+    def __init__(self) -> None:
+        self._swept: np.ndarray | None = None
+        self._sums = {"swept": 0.0, "still": 0.0}
+        self._counts = {"swept": 0, "still": 0}
+
+    def add(
+        self, reliable: np.ndarray | None, coherent: np.ndarray, independent: np.ndarray
+    ) -> None:
+        if reliable is None:
+            self._swept = None  # a new shot: nothing has moved in it yet
+            return
+        rejected = reliable < 0.5
+        self._swept = rejected if self._swept is None else self._swept | rejected
+        difference = np.abs(coherent.astype(np.float32) - independent.astype(np.float32))
+        difference = difference.mean(axis=-1)
+        for name, where in (("swept", self._swept), ("still", ~self._swept)):
+            self._sums[name] += float(difference[where].sum())
+            self._counts[name] += int(where.sum())
+
+    @property
+    def swept_fraction(self) -> float:
+        total = self._counts["swept"] + self._counts["still"]
+        return self._counts["swept"] / total if total else 0.0
+
+    def value(self) -> float | None:
+        """Mean difference in the swept region over that in the still region (None if either
+        is empty)."""
+        if not self._counts["swept"] or not self._counts["still"]:
+            return None
+        swept = self._sums["swept"] / self._counts["swept"]
+        still = self._sums["still"] / self._counts["still"]
+        return swept / still if still > 0 else None
 
 
 class StyleDistance:

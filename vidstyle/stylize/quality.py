@@ -6,8 +6,12 @@ frame or noise and gets `first_iterations`; every later frame starts from the pr
 `iterations` budget. `initial_image()` is the single place that decides where a frame starts.
 
 With `init = "warped"` the previous output is first moved along the optical flow, and pixels
-the flow cannot vouch for (disocclusions, motion boundaries, points entering the frame) start
-from the content frame instead, so strokes are not dragged behind moving objects. A frame that
+the flow cannot vouch for (disocclusions, motion boundaries, points entering the frame, places
+where the source changed along the flow) start afresh, so nothing is dragged behind a moving
+object. Those new pixels would otherwise stay close to the photo for many frames (a wake): they
+start from the content frame recoloured into the frame's stylised palette (`palette_start`),
+the style is matched inside them as well as over the frame (`PerceptualLoss.region_style`), and
+the frame's budget grows with their share of it (`warm_budget`). A frame that
 starts a new shot (`FrameRecord.new_shot`) starts fresh, like frame 1. `temporal_weight` adds
 Ruder's short-term temporal loss towards the warped previous output on reliable pixels.
 
@@ -37,6 +41,38 @@ from vidstyle.temporal.flow import warp_previous
 from vidstyle.temporal.losses import temporal_loss
 
 log = logging.getLogger(__name__)
+
+# A warm frame whose new (not carried) pixels are this share of it or more gets the whole
+# first-frame budget; fewer new pixels get proportionally more than `iterations`.
+NEW_SHARE_FOR_FULL_BUDGET = 0.5
+
+
+def warm_budget(iterations: int, first_iterations: int, new_share: float) -> int:
+    """Iterations for a warm-started frame of which `new_share` (0..1) is not carried over."""
+    extra = max(first_iterations - iterations, 0) * min(new_share / NEW_SHARE_FOR_FULL_BUDGET, 1.0)
+    return iterations + round(extra)
+
+
+def palette_start(content: Tensor, carried: Tensor, reliable: Tensor) -> Tensor:
+    """`content` recoloured by the affine colour map (3×3 matrix and offset, least squares)
+    that best takes the content to the carried stylised image on reliable pixels.
+
+    New pixels then start in the palette the rest of the frame is painted in, not as a patch
+    of photo; their structure is the content's, and strokes come from the optimisation.
+    Returns `content` unchanged when too few pixels are reliable to fit the map.
+    """
+    keep = reliable.flatten() > 0.5
+    if int(keep.sum()) < 64:
+        return content
+    source = content.flatten(2)[0].T  # (H·W)×3
+    target = carried.flatten(2)[0].T
+    design = torch.cat((source, torch.ones_like(source[:, :1])), dim=1)  # (H·W)×4
+    # Normal equations with a little ridge: well-posed even for a flat-coloured frame.
+    a = design[keep]
+    gram = a.T @ a + 1e-3 * torch.eye(4, dtype=a.dtype, device=a.device)
+    mapping = torch.linalg.solve(gram, a.T @ target[keep])  # 4×3
+    mapped = (design @ mapping).T.reshape(content.shape)
+    return mapped.clamp(0.0, 1.0)
 
 
 @dataclass(frozen=True)
@@ -91,8 +127,9 @@ class QualityStylizer:
             return previous, True
         if not fresh and self.settings.init == "warped":
             warped, reliable = target or self.temporal_target(record, previous)
-            # lerp with a {0, 1} mask: warped where reliable, the content frame elsewhere.
-            return torch.lerp(record.content, warped, reliable), True
+            # lerp with a {0, 1} mask: warped where reliable, the recoloured content elsewhere.
+            start = palette_start(record.content, warped, reliable)
+            return torch.lerp(start, warped, reliable), True
         if fresh and self.settings.first_init == "noise":
             noise = torch.rand(record.content.shape, generator=self._generator)
             return noise.to(record.content.device), False
@@ -118,15 +155,20 @@ class QualityStylizer:
     def _objective(
         self, warm: bool, target: tuple[Tensor, Tensor] | None
     ) -> Callable[[Tensor], Tensor]:
-        """The loss of one frame: Gatys, plus the temporal term on warm-started frames."""
+        """The loss of one frame: Gatys, plus on warm-started frames the style inside the new
+        pixels and the temporal term on the carried ones."""
         weight = self.settings.temporal_weight
-        # Only warm starts get the temporal term: with init "content" frames are independent by
-        # design (the baseline), and a new shot has nothing to be consistent with.
-        if not warm or weight <= 0 or target is None:
+        # Only warm starts get these: with init "content" frames are independent by design (the
+        # baseline), and a new shot has nothing to be consistent with.
+        if not warm or target is None:
             return lambda image: self.loss(image).total
         warped, reliable = target
+        new = 1.0 - reliable
+        region = new if self.settings.init == "warped" and float(new.sum()) > 0 else None
+        if weight <= 0:
+            return lambda image: self.loss(image, region).total
         return lambda image: (
-            self.loss(image).total + weight * temporal_loss(image, warped, reliable)
+            self.loss(image, region).total + weight * temporal_loss(image, warped, reliable)
         )
 
     def get_resume_state(self) -> dict[str, Any]:
@@ -161,7 +203,15 @@ class QualityStylizer:
             target = self._target_if_used(record, previous)
             init, warm = self.initial_image(record, previous, target)
             fresh = previous is None or getattr(record, "new_shot", False)
-            budget = self.settings.iterations if warm else self.settings.first_iterations
+            if not warm:
+                budget = self.settings.first_iterations
+            elif target is not None and self.settings.init == "warped":
+                new_share = 1.0 - float(target[1].mean())
+                budget = warm_budget(
+                    self.settings.iterations, self.settings.first_iterations, new_share
+                )
+            else:
+                budget = self.settings.iterations
             coarse_iterations = 0
             if fresh and self.settings.coarse_to_fine:
                 # Part of the budget runs at smaller sizes first (vidstyle.stylize.multiscale).
