@@ -54,16 +54,34 @@ PANEL_BATCH = "Batch and resume"
 
 
 def _version(value: bool) -> None:
-    if value:
-        typer.echo(f"vidstyle {__version__}")
-        raise typer.Exit()
+    """`--version`: vidstyle's and the libraries' versions and the device `auto` would use
+    (what a bug report needs), as `ffmpeg -version` reports its build."""
+    if not value:
+        return
+    import av
+    import torch
+
+    from vidstyle.device import describe_auto_device
+
+    cuda = f" (CUDA {torch.version.cuda})" if torch.version.cuda else " (CPU build)"
+    typer.echo(f"vidstyle {__version__}")
+    typer.echo(f"torch {torch.__version__}{cuda}")
+    typer.echo(f"PyAV {av.__version__}, FFmpeg {av.ffmpeg_version_info}")
+    typer.echo(f"device: {describe_auto_device()}")
+    raise typer.Exit()
 
 
 @app.callback()
 def _root(
     version: Annotated[
         bool | None,
-        typer.Option("--version", callback=_version, is_eager=True, help="Show the version."),
+        typer.Option(
+            "--version",
+            "-V",
+            callback=_version,
+            is_eager=True,
+            help="Show the versions of vidstyle, torch, PyAV and FFmpeg, and the device.",
+        ),
     ] = None,
 ) -> None:
     """vidstyle: batch video stylization. `vidstyle INPUT --style IMAGE` renders one video."""
@@ -1035,6 +1053,7 @@ def _subcommands() -> set[str]:
 def main(argv: list[str] | None = None) -> None:
     """Console entry point (`vidstyle`)."""
     args = list(sys.argv[1:] if argv is None else argv)
-    if args and args[0] not in _subcommands() and args[0] not in ("-h", "--help", "--version"):
+    root_options = ("-h", "--help", "--version", "-V")
+    if args and args[0] not in _subcommands() and args[0] not in root_options:
         args.insert(0, "render")
     app(args=args, prog_name="vidstyle")

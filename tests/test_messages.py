@@ -1,0 +1,41 @@
+"""What the command says: version report, suggestions for near-miss option values, and the
+lines around errors."""
+
+from __future__ import annotations
+
+import av
+import pytest
+import torch
+from clitools import run
+
+from vidstyle import __version__
+
+
+@pytest.mark.parametrize("flag", ["--version", "-V"])
+def test_version_reports_the_libraries_and_the_device(
+    flag: str, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    assert run([flag]) == 0
+    out = capsys.readouterr().out
+    lines = out.splitlines()
+    assert lines[0] == f"vidstyle {__version__}"
+    assert f"torch {torch.__version__}" in out
+    assert f"PyAV {av.__version__}" in out
+    assert f"FFmpeg {av.ffmpeg_version_info}" in out
+    assert any(line.startswith("device: cpu") for line in lines)
+
+
+def test_version_names_the_cuda_device_auto_would_use(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    class Props:
+        name = "Test GPU 9000"
+        total_memory = 80 * 2**30
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 2)
+    monkeypatch.setattr(torch.cuda, "get_device_properties", lambda index: Props())
+    assert run(["--version"]) == 0
+    device = [line for line in capsys.readouterr().out.splitlines() if line.startswith("device")]
+    assert device == ["device: cuda:0 (Test GPU 9000, 80 GiB; 2 CUDA devices)"]
