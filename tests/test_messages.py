@@ -39,3 +39,32 @@ def test_version_names_the_cuda_device_auto_would_use(
     assert run(["--version"]) == 0
     device = [line for line in capsys.readouterr().out.splitlines() if line.startswith("device")]
     assert device == ["device: cuda:0 (Test GPU 9000, 80 GiB; 2 CUDA devices)"]
+
+
+@pytest.fixture
+def inputs(clip, style_image) -> list[object]:
+    return [clip, "-s", style_image]
+
+
+def test_an_encoder_preset_given_to_preset_points_at_encoder_preset(
+    inputs: list[object], tmp_path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert run([*inputs, "-o", tmp_path / "out.mp4", "--preset", "veryfast"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1
+    assert "unknown preset 'veryfast'" in err and "--encoder-preset veryfast" in err
+    assert not (tmp_path / "out.mp4").exists()
+
+
+@pytest.mark.parametrize(
+    ("name", "encoder"),
+    [("h264", "libx264"), ("hevc", "libx265"), ("vp9", "libvpx-vp9"), ("av1", "libsvtav1")],
+)
+def test_a_codec_name_suggests_its_encoder(
+    name: str, encoder: str, inputs: list[object], tmp_path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert run([*inputs, "-o", tmp_path / "out.mp4", "--codec", name, "--features", "random"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1
+    assert f"--codec {encoder}" in err
+    assert not (tmp_path / "out.mp4").exists()

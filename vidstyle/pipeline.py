@@ -17,6 +17,7 @@ from vidstyle.device import resolve_device
 from vidstyle.errors import ConfigError, OutputError, RenderInterrupted
 from vidstyle.frame import FrameRecord
 from vidstyle.media import (
+    CODEC_ALIASES,
     VideoInfo,
     available_codecs,
     check_output_writable,
@@ -132,6 +133,12 @@ def check_mode_inputs(settings: RenderSettings, styles: Sequence[Path]) -> None:
 
 def _check_codec(codec: str) -> None:
     codecs = available_codecs()
+    encoder = CODEC_ALIASES.get(codec.lower())
+    if encoder is not None and codecs.get(encoder, False):
+        raise ConfigError(
+            f"codec '{codec}' is not an encoder name; use --codec {encoder} (encoders: "
+            f"{', '.join(name for name, ok in codecs.items() if ok)})"
+        )
     if not codecs.get(codec, False):
         have = ", ".join(name for name, ok in codecs.items() if ok) or "none"
         missing = ", ".join(name for name, ok in codecs.items() if not ok)

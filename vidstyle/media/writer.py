@@ -38,6 +38,21 @@ log = logging.getLogger(__name__)
 
 #: Video encoders vidstyle knows how to configure.
 VIDEO_CODECS: tuple[str, ...] = ("libx264", "libx265", "libvpx-vp9", "libsvtav1")
+#: What ffmpeg users also call these codecs (`-c:v h264` picks FFmpeg's default encoder; here
+#: the encoder is named), so `--codec h264` can suggest the name vidstyle takes.
+CODEC_ALIASES: dict[str, str] = {
+    "h264": "libx264",
+    "avc": "libx264",
+    "x264": "libx264",
+    "hevc": "libx265",
+    "h265": "libx265",
+    "x265": "libx265",
+    "vp9": "libvpx-vp9",
+    "libvpx": "libvpx-vp9",
+    "av1": "libsvtav1",
+    "svtav1": "libsvtav1",
+    "libaom-av1": "libsvtav1",
+}
 #: x264/x265 preset names, fastest first; mapped onto the other encoders' speed settings.
 ENCODER_PRESETS: tuple[str, ...] = (
     "ultrafast",
