@@ -566,6 +566,14 @@ class _Retimer:
         return out
 
 
+def _quiet_svt_av1() -> None:
+    """SVT-AV1 prints a 20-line banner and its configuration to stderr, through its own logger
+    rather than FFmpeg's; its `SVT_LOG` variable (1: errors only) silences it. The library reads
+    it once per process, at the first encoder, so it is set before that; a value the user set
+    is kept."""
+    os.environ.setdefault("SVT_LOG", "1")
+
+
 def encoder_options(codec: str, crf: int, preset: str) -> dict[str, str]:
     """FFmpeg options giving constant-quality encoding at `crf` and speed `preset`.
 
@@ -582,6 +590,7 @@ def encoder_options(codec: str, crf: int, preset: str) -> dict[str, str]:
     if not low <= crf <= high:
         raise ConfigError(f"crf {crf} is out of range for {codec}; use {low}..{high}")
     if codec == "libsvtav1" and preset.isdigit():
+        _quiet_svt_av1()
         return {"crf": str(crf), "preset": preset}
     if preset not in ENCODER_PRESETS:
         raise ConfigError(
@@ -603,6 +612,7 @@ def encoder_options(codec: str, crf: int, preset: str) -> dict[str, str]:
             "row-mt": "1",
         }
     if codec == "libsvtav1":
+        _quiet_svt_av1()
         return {"crf": str(crf), "preset": str(_SVTAV1_PRESET[preset])}
     log.info("codec %s: crf and preset are not applied (unknown option names)", codec)
     return {}
