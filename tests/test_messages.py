@@ -3,6 +3,10 @@ lines around errors."""
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
+
 import av
 import pytest
 import torch
@@ -68,3 +72,49 @@ def test_a_codec_name_suggests_its_encoder(
     assert len(err.splitlines()) == 1
     assert f"--codec {encoder}" in err
     assert not (tmp_path / "out.mp4").exists()
+
+
+def test_svt_av1_prints_no_banner(clip, tmp_path) -> None:
+    # SVT-AV1 reads its log level once per process, so this runs in a fresh one, without the
+    # SVT_LOG the test session sets.
+    script = (
+        "import sys, numpy as np\n"
+        "from pathlib import Path\n"
+        "from vidstyle.media import VideoWriter, probe\n"
+        "info = probe(Path(sys.argv[1]))\n"
+        "with VideoWriter(Path(sys.argv[2]), info, (64, 48), codec='libsvtav1',\n"
+        "                 encoder_preset='ultrafast', audio=False) as writer:\n"
+        "    for i in range(3):\n"
+        "        writer.write(np.zeros((48, 64, 3), np.uint8), i * 512)\n"
+    )
+    env = {k: v for k, v in os.environ.items() if k != "SVT_LOG"}
+    out = tmp_path / "av1.mkv"
+    done = subprocess.run(
+        [sys.executable, "-c", script, str(clip), str(out)],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 0, done.stderr
+    assert out.stat().st_size > 0
+    assert "Svt[" not in done.stderr and done.stderr.strip() == ""
+
+
+def test_an_unknown_model_is_refused_before_the_render_is_announced(
+    clip, tmp_path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    args = [clip, "--model", "nosuchmodel", "--models-dir", tmp_path, "-o", tmp_path / "o.mp4"]
+    assert run(args) == 2
+    err = capsys.readouterr().err
+    # Not -q: still nothing but the error, on the first line (no blank line, no render log).
+    assert err.splitlines() == [err.strip()]
+    assert err.startswith("error: nosuchmodel: model not found")
+
+
+def test_an_error_line_is_not_preceded_by_a_blank_line(
+    tmp_path, style_image, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert run([tmp_path / "missing.mp4", "-s", style_image, "--features", "random"]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and err.count("\n") == 1

@@ -425,6 +425,9 @@ class BatchEvents(Protocol):
 
     def job_advanced(self, job: Job, frames: int) -> None: ...
 
+    def job_partial(self, job: Job, fraction: float) -> None:
+        """Share (0..1) of the job's current frame done (quality mode, during a frame)."""
+
     def job_finished(self, result: JobResult) -> None: ...
 
 
@@ -433,6 +436,9 @@ class NullEvents:
         pass
 
     def job_advanced(self, job: Job, frames: int) -> None:
+        pass
+
+    def job_partial(self, job: Job, fraction: float) -> None:
         pass
 
     def job_finished(self, result: JobResult) -> None:
@@ -539,6 +545,9 @@ class _JobProgress:
 
     def advance(self, frames: int = 1) -> None:
         self.events.job_advanced(self.job, frames)
+
+    def partial(self, fraction: float) -> None:
+        self.events.job_partial(self.job, fraction)
 
     def finish(self) -> None:
         pass
@@ -715,6 +724,8 @@ class _Pool:
             self.events.job_started(self.jobs[number], description, total)
         elif kind == "advance":
             self.events.job_advanced(self.jobs[message[1]], message[2])
+        elif kind == "partial":
+            self.events.job_partial(self.jobs[message[1]], message[2])
         elif kind == "result":
             _, slot, number, status, frames, seconds, resumed_from, text, code = message
             self.running.pop(slot, None)
@@ -789,6 +800,9 @@ class _WorkerProgress:
         if os.getppid() != self.parent:
             raise KeyboardInterrupt  # orphaned (the parent was killed): save and stop
         self.results.put(("advance", self.number, frames))
+
+    def partial(self, fraction: float) -> None:
+        self.results.put(("partial", self.number, fraction))
 
     def finish(self) -> None:
         pass

@@ -656,10 +656,17 @@ class _BatchDisplay:
     def job_advanced(self, job: Any, frames: int) -> None:
         self.bar.job_advanced(job, frames)
 
+    def job_partial(self, job: Any, fraction: float) -> None:
+        self.bar.job_partial(job, fraction)
+
     def job_finished(self, result: Any) -> None:
         self.bar.job_finished(result)
         if result.status == "rendered":
-            typer.echo(str(result.job.output))
+            if self.bar.files == 1:
+                self.bar.finish()  # its last state stays on screen, the path below it
+            # print, not typer.echo: while the display runs on this terminal sys.stdout is
+            # rich's proxy, which puts the line above the display (click would bypass it).
+            print(result.job.output, flush=True)
 
 
 def _print_summary(summary: Any) -> None:
