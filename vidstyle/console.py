@@ -24,6 +24,8 @@ from rich.progress import (
 from rich.text import Text
 
 stderr_console = Console(stderr=True)
+# For progress rows printed as lines where stderr is not a terminal (rich assumes 80 columns).
+_unbounded_console = Console(stderr=True, width=10_000, color_system=None, highlight=False)
 
 
 def debug_enabled() -> bool:
@@ -77,17 +79,32 @@ PLAIN_PROGRESS_INTERVAL_S = 15.0
 
 class _PlainProgress(Progress):
     """A rich Progress for a non-terminal stderr: prints its rows every
-    `PLAIN_PROGRESS_INTERVAL_S` seconds as it advances (rich alone prints only the final state)."""
+    `PLAIN_PROGRESS_INTERVAL_S` seconds as it advances, and once more when it stops (rich
+    alone prints only the final state, cut to the 80 columns it assumes for a file)."""
 
     def __init__(self, *columns: str | ProgressColumn, **kwargs: Any) -> None:
-        super().__init__(*columns, **kwargs)
+        # transient: rich's own final print is replaced by `_print_rows`.
+        super().__init__(*columns, **{**kwargs, "transient": True})
         self._last_print = time.monotonic()
+
+    def _print_rows(self) -> None:
+        """The rows at their natural width, through a console as wide as any row: a log file
+        has no width to fit, and a row cut short loses its ETA and losses."""
+        if self.tasks:
+            _unbounded_console.print(self.make_tasks_table(self.tasks))
 
     def _print_if_due(self) -> None:
         now = time.monotonic()
         if now - self._last_print >= PLAIN_PROGRESS_INTERVAL_S:
             self._last_print = now
-            self.console.print(self.make_tasks_table(self.tasks))
+            self._print_rows()
+
+    def stop(self) -> None:
+        # Not Progress.stop(): for a file it adds an empty line, which ended up above errors.
+        started = self.live.is_started
+        self.live.stop()
+        if started:
+            self._print_rows()
 
     def advance(self, task_id: TaskID, advance: float = 1) -> None:
         super().advance(task_id, advance)
@@ -202,6 +219,9 @@ class TrainingProgressBar(_SingleTaskDisplay):
         assert self._task is not None
         text = " ".join(f"{name} {value:.3g}" for name, value in losses.items())
         self._progress.update(self._task, completed=step, losses=text)
+        if step >= steps:
+            # Done: the bar's last state goes out now, before the log says the model is written.
+            self.finish()
 
 
 class BatchProgress:
