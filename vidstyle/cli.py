@@ -681,12 +681,20 @@ def _print_summary(summary: Any) -> None:
         ("frames/s", "right"),
     ):
         table.add_column(column, justify=justify, overflow="fold")  # type: ignore[arg-type]
-    colours = {"rendered": "green", "skipped": "dim", "failed": "red", "interrupted": "yellow"}
+    colours = {
+        "rendered": "green",
+        "skipped": "dim",
+        "stale": "yellow",
+        "failed": "red",
+        "interrupted": "yellow",
+    }
     for result in summary.results:
         job = result.job
         note = result.status
         if result.resumed_from:
             note += f" (resumed at {result.resumed_from})"
+        if result.status == "stale":
+            note += f" ({', '.join(job.stale)})"  # what differs; --overwrite renders it again
         rendered = result.status == "rendered"
         speed = result.rendered_frames / result.seconds if rendered and result.seconds else 0
         table.add_row(
@@ -707,8 +715,8 @@ def _print_summary(summary: Any) -> None:
             )
     counts = ", ".join(
         f"{summary.count(status)} {status}"
-        for status in ("rendered", "skipped", "failed", "interrupted")
-        if summary.count(status) or status != "interrupted"
+        for status in ("rendered", "skipped", "stale", "failed", "interrupted")
+        if summary.count(status) or status not in ("stale", "interrupted")
     )
     stderr_console.print(
         Text(

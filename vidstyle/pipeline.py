@@ -28,6 +28,7 @@ from vidstyle.media import (
 )
 from vidstyle.memory import check_fits
 from vidstyle.models import resolve_model
+from vidstyle.provenance import stale_reason, stale_settings
 from vidstyle.resume import (
     SegmentedWriter,
     WorkDir,
@@ -109,7 +110,7 @@ class _IterationShare:
 class RenderResult:
     input: Path
     output: Path
-    status: str  # "rendered" | "skipped"
+    status: str  # "rendered" | "skipped" | "stale" (skipped, made with other settings)
     frames: int = 0
     seconds: float = 0.0
     size: tuple[int, int] | None = None
@@ -221,6 +222,10 @@ def stylize_video(
     if output.exists() and output.resolve() == input_path.resolve():
         raise OutputError("output would overwrite the input; pass another -o", output)
     if output.exists() and not settings.overwrite:
+        stale = stale_settings(output, input_path, styles, settings)
+        if stale:
+            log.warning("%s %s", output, stale_reason(stale))
+            return RenderResult(input=input_path, output=output, status="stale")
         log.info("%s exists; skipping (pass --overwrite to render again)", output)
         return RenderResult(input=input_path, output=output, status="skipped")
     check_output_writable(output)

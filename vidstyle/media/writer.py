@@ -19,7 +19,7 @@ import logging
 import math
 import os
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
@@ -172,10 +172,13 @@ class VideoWriter(CloseOrAbort):
         audio: bool = True,
         end_pts: int | None = None,
         copy_video_from: av.video.stream.VideoStream | None = None,
+        tags: Mapping[str, str] | None = None,
     ) -> None:
         """`copy_video_from`: stream-copy mode. The video stream takes its codec parameters from
         this (already encoded) stream and `mux_packet` muxes encoded packets into it; used to
-        join a resumable render's segments (`vidstyle.resume`) without encoding them again."""
+        join a resumable render's segments (`vidstyle.resume`) without encoding them again.
+        `tags`: container metadata to write (`vidstyle.provenance` records the render's
+        settings there)."""
         self.path = Path(path)
         self.temp_path = temp_path_for(self.path)
         self._copying = copy_video_from is not None
@@ -202,8 +205,9 @@ class VideoWriter(CloseOrAbort):
         fmt = _CONTAINER_FORMATS.get(self.path.suffix.lower())
         container_options = {}
         if fmt in ("mp4", "mov"):
-            # Index at the front so players and browsers can start before the whole file loads.
-            container_options["movflags"] = "+faststart"
+            # Index at the front so players and browsers can start before the whole file loads;
+            # metadata as key/value tags, so keys beyond iTunes' fixed set (`tags`) are kept.
+            container_options["movflags"] = "+faststart+use_metadata_tags"
         if source.start_time > 0:
             # A timeline starting late (MPEG-TS, some editors) would become a leading gap, which
             # MP4 players show as a frozen or black start. Shift every stream back by the same
@@ -215,6 +219,7 @@ class VideoWriter(CloseOrAbort):
             self._out = av.open(
                 str(self.temp_path), mode="w", format=fmt, options=container_options
             )
+            self._out.metadata.update(tags or {})
         except OSError as err:  # includes PyAV's errno-based errors
             self.abort()
             raise _output_error(err, self.path) from err
