@@ -115,7 +115,7 @@ class _PlainProgress(Progress):
         self._print_if_due()
 
 
-def stdout_shares_the_display() -> bool:
+def _stdout_shares_the_display() -> bool:
     """Whether stdout is the very terminal the progress display is drawn on (`vidstyle ...`
     typed at a prompt, nothing redirected)."""
     if not stderr_console.is_terminal:
@@ -139,7 +139,7 @@ def _progress(*columns: str | ProgressColumn) -> Progress:
         *columns,
         console=stderr_console,
         transient=False,
-        redirect_stdout=stdout_shares_the_display(),
+        redirect_stdout=_stdout_shares_the_display(),
     )
 
 
