@@ -7,7 +7,6 @@ Session-scoped media are shared between tests: treat them as read-only (write ou
 from __future__ import annotations
 
 import logging
-import os
 import sys
 from collections.abc import Iterator
 from fractions import Fraction
@@ -19,9 +18,6 @@ import pytest
 sys.path.insert(0, str(Path(__file__).parent))
 
 import mediagen  # noqa: E402
-
-# SVT-AV1 prints its configuration to stderr at info level; keep test output readable.
-os.environ.setdefault("SVT_LOG", "1")
 
 
 @pytest.fixture(scope="session")

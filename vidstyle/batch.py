@@ -82,6 +82,7 @@ class Job:
     error: VidstyleError | None = None  # the planning error behind a "fail"
     frames: int | None = None  # expected frames (from the container; None if unknown)
     resume_from: int = 0  # frames saved by an earlier, interrupted run of this output
+    stale: tuple[str, ...] = ()  # a skipped output made with other settings: what differs
 
 
 @dataclass
@@ -257,6 +258,7 @@ def plan_batch(
     # Imported here: planning a dry run should not pay for more than it needs.
     from vidstyle.media import probe
     from vidstyle.pipeline import check_mode_inputs, expected_frames
+    from vidstyle.provenance import stale_reason, stale_settings
     from vidstyle.stylize.style_image import load_style_image
 
     if not paths:
@@ -311,8 +313,12 @@ def plan_batch(
                 job.error = OutputError("output would overwrite the input; change --name", target)
                 job.action, job.reason = "fail", str(job.error)
             elif target.exists() and not settings.overwrite:
-                # Not even probed: re-running a large batch only looks at what is left to do.
+                # Not even probed (only its metadata read): re-running a large batch only looks
+                # at what is left to do.
                 job.action, job.reason = "skip", "output exists (--overwrite renders it again)"
+                job.stale = tuple(stale_settings(target, item.path, group, settings))
+                if job.stale:
+                    job.reason = f"output {stale_reason(job.stale)}"
             else:
                 if not probed:  # once per input, whatever the number of styles
                     probed = True
@@ -369,9 +375,11 @@ def plan_table(plan: BatchPlan) -> list[str]:
         for row in rows
     ]
     counts = {a: sum(job.action == a for job in plan.jobs) for a in ("render", "skip", "fail")}
+    stale = sum(bool(job.stale) for job in plan.jobs)
     lines.append(
         f"{counts['render']} to render ({plan.frames_to_render} frames), {counts['skip']} to "
-        f"skip, {counts['fail']} failing; nothing was written (dry run)"
+        f"skip{f' ({stale} stale)' if stale else ''}, {counts['fail']} failing; nothing was "
+        "written (dry run)"
     )
     return lines
 
@@ -383,7 +391,7 @@ def plan_table(plan: BatchPlan) -> list[str]:
 @dataclass
 class JobResult:
     job: Job
-    status: str  # "rendered" | "skipped" | "failed" | "interrupted"
+    status: str  # "rendered" | "skipped" | "stale" (skipped, other settings) | "failed" | ...
     frames: int = 0  # in the output
     seconds: float = 0.0
     resumed_from: int = 0
@@ -425,6 +433,9 @@ class BatchEvents(Protocol):
 
     def job_advanced(self, job: Job, frames: int) -> None: ...
 
+    def job_partial(self, job: Job, fraction: float) -> None:
+        """Share (0..1) of the job's current frame done (quality mode, during a frame)."""
+
     def job_finished(self, result: JobResult) -> None: ...
 
 
@@ -433,6 +444,9 @@ class NullEvents:
         pass
 
     def job_advanced(self, job: Job, frames: int) -> None:
+        pass
+
+    def job_partial(self, job: Job, fraction: float) -> None:
         pass
 
     def job_finished(self, result: JobResult) -> None:
@@ -484,6 +498,10 @@ def run_batch(
                 raise job.error
             log.error("%s", job.reason)
             _finish(summary, events, JobResult(job, "failed", message=job.reason, exit_code=1))
+        elif job.action == "skip" and job.stale:
+            # Not what this command asks for: said even with -q.
+            log.warning("%s %s", job.output, job.reason.removeprefix("output "))
+            _finish(summary, events, JobResult(job, "stale", message=job.reason))
         elif job.action == "skip":
             log.info("%s exists; skipping (pass --overwrite to render again)", job.output)
             _finish(summary, events, JobResult(job, "skipped", message=job.reason))
@@ -539,6 +557,9 @@ class _JobProgress:
 
     def advance(self, frames: int = 1) -> None:
         self.events.job_advanced(self.job, frames)
+
+    def partial(self, fraction: float) -> None:
+        self.events.job_partial(self.job, fraction)
 
     def finish(self) -> None:
         pass
@@ -715,6 +736,8 @@ class _Pool:
             self.events.job_started(self.jobs[number], description, total)
         elif kind == "advance":
             self.events.job_advanced(self.jobs[message[1]], message[2])
+        elif kind == "partial":
+            self.events.job_partial(self.jobs[message[1]], message[2])
         elif kind == "result":
             _, slot, number, status, frames, seconds, resumed_from, text, code = message
             self.running.pop(slot, None)
@@ -789,6 +812,9 @@ class _WorkerProgress:
         if os.getppid() != self.parent:
             raise KeyboardInterrupt  # orphaned (the parent was killed): save and stop
         self.results.put(("advance", self.number, frames))
+
+    def partial(self, fraction: float) -> None:
+        self.results.put(("partial", self.number, fraction))
 
     def finish(self) -> None:
         pass

@@ -54,16 +54,34 @@ PANEL_BATCH = "Batch and resume"
 
 
 def _version(value: bool) -> None:
-    if value:
-        typer.echo(f"vidstyle {__version__}")
-        raise typer.Exit()
+    """`--version`: vidstyle's and the libraries' versions and the device `auto` would use
+    (what a bug report needs), as `ffmpeg -version` reports its build."""
+    if not value:
+        return
+    import av
+    import torch
+
+    from vidstyle.device import describe_auto_device
+
+    cuda = f" (CUDA {torch.version.cuda})" if torch.version.cuda else " (CPU build)"
+    typer.echo(f"vidstyle {__version__}")
+    typer.echo(f"torch {torch.__version__}{cuda}")
+    typer.echo(f"PyAV {av.__version__}, FFmpeg {av.ffmpeg_version_info}")
+    typer.echo(f"device: {describe_auto_device()}")
+    raise typer.Exit()
 
 
 @app.callback()
 def _root(
     version: Annotated[
         bool | None,
-        typer.Option("--version", callback=_version, is_eager=True, help="Show the version."),
+        typer.Option(
+            "--version",
+            "-V",
+            callback=_version,
+            is_eager=True,
+            help="Show the versions of vidstyle, torch, PyAV and FFmpeg, and the device.",
+        ),
     ] = None,
 ) -> None:
     """vidstyle: batch video stylization. `vidstyle INPUT --style IMAGE` renders one video."""
@@ -648,10 +666,17 @@ class _BatchDisplay:
     def job_advanced(self, job: Any, frames: int) -> None:
         self.bar.job_advanced(job, frames)
 
+    def job_partial(self, job: Any, fraction: float) -> None:
+        self.bar.job_partial(job, fraction)
+
     def job_finished(self, result: Any) -> None:
         self.bar.job_finished(result)
         if result.status == "rendered":
-            typer.echo(str(result.job.output))
+            if self.bar.files == 1:
+                self.bar.finish()  # its last state stays on screen, the path below it
+            # print, not typer.echo: while the display runs on this terminal sys.stdout is
+            # rich's proxy, which puts the line above the display (click would bypass it).
+            print(result.job.output, flush=True)
 
 
 def _print_summary(summary: Any) -> None:
@@ -666,12 +691,20 @@ def _print_summary(summary: Any) -> None:
         ("frames/s", "right"),
     ):
         table.add_column(column, justify=justify, overflow="fold")  # type: ignore[arg-type]
-    colours = {"rendered": "green", "skipped": "dim", "failed": "red", "interrupted": "yellow"}
+    colours = {
+        "rendered": "green",
+        "skipped": "dim",
+        "stale": "yellow",
+        "failed": "red",
+        "interrupted": "yellow",
+    }
     for result in summary.results:
         job = result.job
         note = result.status
         if result.resumed_from:
             note += f" (resumed at {result.resumed_from})"
+        if result.status == "stale":
+            note += f" ({', '.join(job.stale)})"  # what differs; --overwrite renders it again
         rendered = result.status == "rendered"
         speed = result.rendered_frames / result.seconds if rendered and result.seconds else 0
         table.add_row(
@@ -692,8 +725,8 @@ def _print_summary(summary: Any) -> None:
             )
     counts = ", ".join(
         f"{summary.count(status)} {status}"
-        for status in ("rendered", "skipped", "failed", "interrupted")
-        if summary.count(status) or status != "interrupted"
+        for status in ("rendered", "skipped", "stale", "failed", "interrupted")
+        if summary.count(status) or status not in ("stale", "interrupted")
     )
     stderr_console.print(
         Text(
@@ -1075,6 +1108,7 @@ def _subcommands() -> set[str]:
 def main(argv: list[str] | None = None) -> None:
     """Console entry point (`vidstyle`)."""
     args = list(sys.argv[1:] if argv is None else argv)
-    if args and args[0] not in _subcommands() and args[0] not in ("-h", "--help", "--version"):
+    root_options = ("-h", "--help", "--version", "-V")
+    if args and args[0] not in _subcommands() and args[0] not in root_options:
         args.insert(0, "render")
     app(args=args, prog_name="vidstyle")

@@ -249,7 +249,13 @@ def load_preset(name: str) -> dict[str, Any]:
     """Load a preset shipped inside the package (`vidstyle/configs/NAME.toml`)."""
     resource = resources.files("vidstyle").joinpath("configs", f"{name}.toml")
     if name == "reference" or not resource.is_file():
-        raise ConfigError(f"unknown preset '{name}'; choose one of: {', '.join(preset_names())}")
+        message = f"unknown preset '{name}'; choose one of: {', '.join(preset_names())}"
+        from vidstyle.media.writer import ENCODER_PRESETS  # only now: it imports PyAV
+
+        if name in ENCODER_PRESETS:
+            # x264's speed names are what ffmpeg users type after -preset.
+            message += f" ('{name}' is an encoder speed: --encoder-preset {name})"
+        raise ConfigError(message)
     return _parse_toml(resource.read_text(encoding="utf-8"), f"preset '{name}'")
 
 

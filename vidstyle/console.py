@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import os
+import sys
 import time
 from typing import Any
 
@@ -23,6 +24,8 @@ from rich.progress import (
 from rich.text import Text
 
 stderr_console = Console(stderr=True)
+# For progress rows printed as lines where stderr is not a terminal (rich assumes 80 columns).
+_unbounded_console = Console(stderr=True, width=10_000, color_system=None, highlight=False)
 
 
 def debug_enabled() -> bool:
@@ -56,10 +59,15 @@ def setup_logging(verbosity: int) -> None:
 
 
 class FramesPerSecondColumn(ProgressColumn):
-    """Frames/s from rich's own speed estimate (a moving window, so it follows slow-downs)."""
+    """Frames/s over the whole render so far (frames done / time since it started), so the
+    figure a finished row shows is the one the summary gives; a row may set the exact final
+    figure as its `frames_per_second` field. (The ETA column keeps rich's moving window, which
+    follows slow-downs.)"""
 
     def render(self, task: Task) -> Text:
-        speed = task.finished_speed or task.speed
+        speed = task.fields.get("frames_per_second")
+        if speed is None and task.elapsed and task.completed:
+            speed = task.completed / task.elapsed
         text = f"{speed:.2f} frames/s" if speed else "-- frames/s"
         return Text(text, style="progress.data.speed")
 
@@ -71,17 +79,32 @@ PLAIN_PROGRESS_INTERVAL_S = 15.0
 
 class _PlainProgress(Progress):
     """A rich Progress for a non-terminal stderr: prints its rows every
-    `PLAIN_PROGRESS_INTERVAL_S` seconds as it advances (rich alone prints only the final state)."""
+    `PLAIN_PROGRESS_INTERVAL_S` seconds as it advances, and once more when it stops (rich
+    alone prints only the final state, cut to the 80 columns it assumes for a file)."""
 
     def __init__(self, *columns: str | ProgressColumn, **kwargs: Any) -> None:
-        super().__init__(*columns, **kwargs)
+        # transient: rich's own final print is replaced by `_print_rows`.
+        super().__init__(*columns, **{**kwargs, "transient": True})
         self._last_print = time.monotonic()
+
+    def _print_rows(self) -> None:
+        """The rows at their natural width, through a console as wide as any row: a log file
+        has no width to fit, and a row cut short loses its ETA and losses."""
+        if self.tasks:
+            _unbounded_console.print(self.make_tasks_table(self.tasks))
 
     def _print_if_due(self) -> None:
         now = time.monotonic()
         if now - self._last_print >= PLAIN_PROGRESS_INTERVAL_S:
             self._last_print = now
-            self.console.print(self.make_tasks_table(self.tasks))
+            self._print_rows()
+
+    def stop(self) -> None:
+        # Not Progress.stop(): for a file it adds an empty line, which ended up above errors.
+        started = self.live.is_started
+        self.live.stop()
+        if started:
+            self._print_rows()
 
     def advance(self, task_id: TaskID, advance: float = 1) -> None:
         super().advance(task_id, advance)
@@ -92,10 +115,32 @@ class _PlainProgress(Progress):
         self._print_if_due()
 
 
+def _stdout_shares_the_display() -> bool:
+    """Whether stdout is the very terminal the progress display is drawn on (`vidstyle ...`
+    typed at a prompt, nothing redirected)."""
+    if not stderr_console.is_terminal:
+        return False
+    try:
+        return sys.stdout.isatty() and os.ttyname(sys.stdout.fileno()) == os.ttyname(
+            stderr_console.file.fileno()
+        )
+    except (AttributeError, OSError, ValueError):
+        return False
+
+
 def _progress(*columns: str | ProgressColumn) -> Progress:
     """A progress display on stderr: redrawn in place on a terminal, printed periodically else."""
-    kind = Progress if stderr_console.is_terminal else _PlainProgress
-    return kind(*columns, console=stderr_console, transient=False)
+    if not stderr_console.is_terminal:
+        return _PlainProgress(*columns, console=stderr_console, transient=False)
+    # On the display's own terminal, what is printed to sys.stdout meanwhile is put above the
+    # display instead of being glued to its line; stdout going elsewhere (a pipe, a file) is
+    # left alone, so what is printed there stays on stdout.
+    return Progress(
+        *columns,
+        console=stderr_console,
+        transient=False,
+        redirect_stdout=_stdout_shares_the_display(),
+    )
 
 
 class _SingleTaskDisplay:
@@ -174,14 +219,19 @@ class TrainingProgressBar(_SingleTaskDisplay):
         assert self._task is not None
         text = " ".join(f"{name} {value:.3g}" for name, value in losses.items())
         self._progress.update(self._task, completed=step, losses=text)
+        if step >= steps:
+            # Done: the bar's last state goes out now, before the log says the model is written.
+            self.finish()
 
 
 class BatchProgress:
     """One display for a batch (`vidstyle.batch.BatchEvents`) on stderr: an overall row (files
-    finished of all, frames, frames/s, ETA) above a row per video being rendered.
+    finished of all, frames, frames/s, ETA) above a row per video being rendered. A single
+    video has its row only, which stays when it finishes, at N/N with the render's frames/s.
 
     Takes `vidstyle.batch.Job`s and `JobResult`s duck-typed (number, frames, resume_from,
-    action; job, rendered_frames), so this module stays free of the pipeline's imports.
+    action; job, status, rendered_frames, seconds), so this module stays free of the
+    pipeline's imports.
     """
 
     def __init__(self, *, enabled: bool = True, files: int = 1, frames: int | None = None) -> None:
@@ -193,21 +243,26 @@ class BatchProgress:
         self._rows: dict[int, TaskID] = {}
         self._expected: dict[int, int] = {}  # job number -> frames its row expects
         self._advanced: dict[int, int] = {}
+        self._partial: dict[int, float] = {}  # job number -> share of its current frame done
         self._total = frames or None  # the overall row's total, kept here as rows come and go
         self._completed = 0
-        if not enabled:
-            return
-        self._progress = _progress(
-            TextColumn("[bold]{task.description}"),
-            BarColumn(),
-            MofNCompleteColumn(),
-            FramesPerSecondColumn(),
-            TextColumn("ETA"),
-            TimeRemainingColumn(),
-        )
-        self._progress.start()
-        if files > 1:
-            self._overall = self._progress.add_task(self._overall_text(), total=self._total)
+        if enabled and files > 1:
+            self._overall = self._display().add_task(self._overall_text(), total=self._total)
+
+    def _display(self) -> Progress:
+        """The display, started when it first has a row: one that never had any (a command
+        refused before its render began) would leave an empty line above the error."""
+        if self._progress is None:
+            self._progress = _progress(
+                TextColumn("[bold]{task.description}"),
+                BarColumn(),
+                MofNCompleteColumn(),
+                FramesPerSecondColumn(),
+                TextColumn("ETA"),
+                TimeRemainingColumn(),
+            )
+            self._progress.start()
+        return self._progress
 
     def _overall_text(self) -> str:
         return f"all: {self._done}/{self.files} files"
@@ -220,8 +275,9 @@ class BatchProgress:
         return max(0, (getattr(job, "frames", None) or 0) - getattr(job, "resume_from", 0))
 
     def job_started(self, job: object, description: str, total: int | None) -> None:
-        if self._progress is None:
+        if not self.enabled:
             return
+        progress = self._display()
         number: int = job.number  # type: ignore[attr-defined]
         planned = self._planned(job)
         expected = planned if total is None else total
@@ -229,28 +285,46 @@ class BatchProgress:
         self._advanced[number] = 0
         if self._overall is not None and self._total is not None and expected != planned:
             self._total += expected - planned
-            self._progress.update(self._overall, total=self._total)
-        self._rows[number] = self._progress.add_task(description, total=total)
+            progress.update(self._overall, total=self._total)
+        self._rows[number] = progress.add_task(description, total=total)
 
     def job_advanced(self, job: object, frames: int) -> None:
-        if self._progress is None:
-            return
         number: int = job.number  # type: ignore[attr-defined]
         self._advanced[number] = self._advanced.get(number, 0) + frames
-        if number in self._rows:
-            self._progress.advance(self._rows[number], frames)
-        if self._overall is not None:
-            self._completed += frames
-            self._progress.advance(self._overall, frames)
+        self._completed += frames
+        self._partial.pop(number, None)
+        self._show(number)
 
-    def job_finished(self, result: object) -> None:
+    def job_partial(self, job: object, fraction: float) -> None:
+        """Progress within the frame being rendered (quality mode: its iterations), so the
+        bar moves and the ETA shows during a frame that takes minutes."""
+        number: int = job.number  # type: ignore[attr-defined]
+        self._partial[number] = min(max(fraction, 0.0), 1.0)
+        self._show(number)
+
+    def _show(self, number: int) -> None:
+        # Absolute values, whole frames plus the current share: a sum of fractions would drift
+        # off the whole frame count.
         if self._progress is None:
             return
+        if number in self._rows:
+            done = self._advanced.get(number, 0) + self._partial.get(number, 0.0)
+            self._progress.update(self._rows[number], completed=done)
+        if self._overall is not None:
+            done = self._completed + sum(self._partial.values())
+            self._progress.update(self._overall, completed=done)
+
+    def job_finished(self, result: object) -> None:
         job = result.job  # type: ignore[attr-defined]
         number: int = job.number
         self._done += 1
+        self._partial.pop(number, None)
+        if self._progress is None:
+            return
         row = self._rows.pop(number, None)
-        if row is not None:
+        if row is not None and self._overall is None:
+            self._finish_row(row, result)
+        elif row is not None:
             self._progress.remove_task(row)
         if self._overall is not None:
             # Frames that will not come (a failure, a shorter video than the container said)
@@ -260,8 +334,30 @@ class BatchProgress:
             if self._total is not None:
                 self._total = max(self._completed, self._total - missing)
             self._progress.update(
-                self._overall, total=self._total, description=self._overall_text()
+                self._overall,
+                total=self._total,
+                completed=self._completed,
+                description=self._overall_text(),
             )
+
+    def _finish_row(self, row: TaskID, result: object) -> None:
+        """A single video's row stays: a finished render at N/N (a container may promise more
+        frames than it holds) with the frames/s the summary gives, a failed one where it
+        stopped."""
+        assert self._progress is not None
+        if getattr(result, "status", "") != "rendered":
+            self._progress.stop_task(row)
+            return
+        done = self._advanced.get(result.job.number, 0)  # type: ignore[attr-defined]
+        seconds: float = result.seconds  # type: ignore[attr-defined]
+        rendered: int = result.rendered_frames  # type: ignore[attr-defined]
+        self._progress.update(
+            row,
+            total=done,
+            completed=done,
+            frames_per_second=rendered / seconds if seconds > 0 else None,
+        )
+        self._progress.stop_task(row)
 
     def finish(self) -> None:
         if self._progress is not None:

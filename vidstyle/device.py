@@ -28,3 +28,14 @@ def resolve_device(name: str) -> torch.device:
     elif device.type != "cpu":
         raise ConfigError(f"device '{name}' is not supported; use auto, cpu, cuda or cuda:N")
     return device
+
+
+def describe_auto_device() -> str:
+    """The device `auto` picks, in words: `cuda:0 (NAME, 80 GiB; 2 CUDA devices)` or `cpu (...)`."""
+    if not torch.cuda.is_available():
+        return f"cpu (no CUDA device; {torch.get_num_threads()} threads)"
+    props = torch.cuda.get_device_properties(0)
+    count = torch.cuda.device_count()
+    memory = round(props.total_memory / 2**30)
+    devices = f"{count} CUDA device{'s' if count != 1 else ''}"
+    return f"cuda:0 ({props.name}, {memory} GiB; {devices})"

@@ -17,6 +17,7 @@ from vidstyle.device import resolve_device
 from vidstyle.errors import ConfigError, OutputError, RenderInterrupted
 from vidstyle.frame import FrameRecord
 from vidstyle.media import (
+    CODEC_ALIASES,
     VideoInfo,
     available_codecs,
     check_output_writable,
@@ -26,6 +27,8 @@ from vidstyle.media import (
     read_frames,
 )
 from vidstyle.memory import check_fits
+from vidstyle.models import resolve_model
+from vidstyle.provenance import stale_reason, stale_settings
 from vidstyle.resume import (
     SegmentedWriter,
     WorkDir,
@@ -53,6 +56,9 @@ class Progress(Protocol):
 
     def advance(self, frames: int = 1) -> None: ...
 
+    def partial(self, fraction: float) -> None:
+        """Share (0..1) of the frame in progress done so far; `advance` ends the frame."""
+
     def finish(self) -> None: ...
 
 
@@ -63,15 +69,48 @@ class NullProgress:
     def advance(self, frames: int = 1) -> None:
         pass
 
+    def partial(self, fraction: float) -> None:
+        pass
+
     def finish(self) -> None:
         pass
+
+
+class _IterationShare:
+    """Quality mode's progress within a frame: optimiser iterations against the frame's budget.
+
+    A fresh frame (the first of a render, the first of a shot, every frame with `init =
+    content`) gets `first_iterations`, often minutes of work, during which a bar counting whole
+    frames would sit at 0/N with no rate and no ETA. `watch` sits in front of the stylizer to
+    see which frame it takes next; the share is capped below 1 because an early stop may end
+    the frame sooner and `advance` then completes it.
+    """
+
+    def __init__(self, progress: Progress, settings: RenderSettings) -> None:
+        self.progress = progress
+        self.settings = settings
+        self.fresh_next = True  # False for a resumed render: it warm-starts from its saved output
+        self.budget = settings.first_iterations
+        self.done = 0
+
+    def watch(self, records: Iterable[FrameRecord]) -> Iterator[FrameRecord]:
+        for record in records:
+            fresh = self.fresh_next or record.new_shot or self.settings.init == "content"
+            self.fresh_next = False
+            self.budget = self.settings.first_iterations if fresh else self.settings.iterations
+            self.done = 0
+            yield record
+
+    def on_iteration(self, iteration: int, loss: float) -> None:
+        self.done += 1
+        self.progress.partial(min(self.done / max(1, self.budget), 0.99))
 
 
 @dataclass(frozen=True)
 class RenderResult:
     input: Path
     output: Path
-    status: str  # "rendered" | "skipped"
+    status: str  # "rendered" | "skipped" | "stale" (skipped, made with other settings)
     frames: int = 0
     seconds: float = 0.0
     size: tuple[int, int] | None = None
@@ -126,12 +165,20 @@ def check_mode_inputs(settings: RenderSettings, styles: Sequence[Path]) -> None:
                 "fast mode needs --model: a file from `vidstyle train` or a name that "
                 "`vidstyle models` lists"
             )
+        # A model that is not there fails the command before any render is planned or logged.
+        resolve_model(settings.model, settings.models_dir)
     elif not styles:
         raise ConfigError("quality mode needs --style IMAGE (or --mode fast with --model)")
 
 
 def _check_codec(codec: str) -> None:
     codecs = available_codecs()
+    encoder = CODEC_ALIASES.get(codec.lower())
+    if encoder is not None and codecs.get(encoder, False):
+        raise ConfigError(
+            f"codec '{codec}' is not an encoder name; use --codec {encoder} (encoders: "
+            f"{', '.join(name for name, ok in codecs.items() if ok)})"
+        )
     if not codecs.get(codec, False):
         have = ", ".join(name for name, ok in codecs.items() if ok) or "none"
         missing = ", ".join(name for name, ok in codecs.items() if not ok)
@@ -175,6 +222,10 @@ def stylize_video(
     if output.exists() and output.resolve() == input_path.resolve():
         raise OutputError("output would overwrite the input; pass another -o", output)
     if output.exists() and not settings.overwrite:
+        stale = stale_settings(output, input_path, styles, settings)
+        if stale:
+            log.warning("%s %s", output, stale_reason(stale))
+            return RenderResult(input=input_path, output=output, status="stale")
         log.info("%s exists; skipping (pass --overwrite to render again)", output)
         return RenderResult(input=input_path, output=output, status="skipped")
     check_output_writable(output)
@@ -197,6 +248,7 @@ def stylize_video(
     )
     check_fits(info.size, size, settings, device, input_path)  # before any work is wasted
     stylizer: Callable[[Iterable[FrameRecord]], Iterator[FrameRecord]]
+    share: _IterationShare | None = None
     if settings.mode == "fast":
         stylizer = FeedForwardStylizer.from_settings(settings, device)
     else:
@@ -209,7 +261,10 @@ def stylize_video(
             style_scale=settings.style_scale,
             preserve_colors=settings.preserve_colors,
         )
-        stylizer = QualityStylizer(loss, settings, style_targets=targets)
+        share = _IterationShare(progress, settings)
+        stylizer = QualityStylizer(
+            loss, settings, style_targets=targets, on_iteration=share.on_iteration
+        )
     smoother = TemporalSmoother(settings.smooth) if settings.smooth > 0 else None
 
     # Earlier progress of this same command, if it was interrupted (vidstyle.resume); the
@@ -222,6 +277,8 @@ def stylize_video(
     stages = [stylizer, smoother]
     restore(stages, work.carry)
     start = work.next_index
+    if share is not None:
+        share.fresh_next = start == 0
 
     total = expected_frames(info, settings.max_frames)
     frame_ticks = Fraction(1) / (info.fps * info.time_base) if info.fps else Fraction(1)
@@ -247,7 +304,7 @@ def stylize_video(
             threaded.append(frames)
         if start:
             frames = skip_before(frames, start)
-        records = stylizer(frames)
+        records = stylizer(frames if share is None else share.watch(frames))
         if smoother is not None:
             records = smoother(records)
         colors = preserve_colors_stage(settings.preserve_colors, settings.mode)

@@ -48,6 +48,7 @@ from vidstyle.config import RenderSettings
 from vidstyle.errors import InputError, OutputError
 from vidstyle.frame import FrameRecord
 from vidstyle.media import VideoInfo, VideoWriter, tensor_to_image
+from vidstyle.provenance import metadata_tags
 
 log = logging.getLogger(__name__)
 
@@ -410,6 +411,8 @@ class WorkDir:
                     audio=settings.audio,
                     end_pts=end_pts,
                     copy_video_from=first.streams.video[0],
+                    # What made it, so a later run with other settings can call it stale.
+                    tags=metadata_tags(self.fingerprint),
                 )
             with writer:
                 plan = _JoinPlan(self, writer, info)

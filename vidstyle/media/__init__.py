@@ -8,6 +8,7 @@ from vidstyle.media.frames import image_to_tensor, plan_size, tensor_to_image
 from vidstyle.media.probe import AudioStreamInfo, VideoInfo, probe
 from vidstyle.media.reader import DecodedFrame, read_frames
 from vidstyle.media.writer import (
+    CODEC_ALIASES,
     VIDEO_CODECS,
     VideoWriter,
     available_codecs,
@@ -15,6 +16,7 @@ from vidstyle.media.writer import (
 )
 
 __all__ = [
+    "CODEC_ALIASES",
     "VIDEO_CODECS",
     "AudioStreamInfo",
     "DecodedFrame",

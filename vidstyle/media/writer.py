@@ -19,7 +19,7 @@ import logging
 import math
 import os
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
@@ -38,6 +38,21 @@ log = logging.getLogger(__name__)
 
 #: Video encoders vidstyle knows how to configure.
 VIDEO_CODECS: tuple[str, ...] = ("libx264", "libx265", "libvpx-vp9", "libsvtav1")
+#: What ffmpeg users also call these codecs (`-c:v h264` picks FFmpeg's default encoder; here
+#: the encoder is named), so `--codec h264` can suggest the name vidstyle takes.
+CODEC_ALIASES: dict[str, str] = {
+    "h264": "libx264",
+    "avc": "libx264",
+    "x264": "libx264",
+    "hevc": "libx265",
+    "h265": "libx265",
+    "x265": "libx265",
+    "vp9": "libvpx-vp9",
+    "libvpx": "libvpx-vp9",
+    "av1": "libsvtav1",
+    "svtav1": "libsvtav1",
+    "libaom-av1": "libsvtav1",
+}
 #: x264/x265 preset names, fastest first; mapped onto the other encoders' speed settings.
 ENCODER_PRESETS: tuple[str, ...] = (
     "ultrafast",
@@ -157,10 +172,13 @@ class VideoWriter(CloseOrAbort):
         audio: bool = True,
         end_pts: int | None = None,
         copy_video_from: av.video.stream.VideoStream | None = None,
+        tags: Mapping[str, str] | None = None,
     ) -> None:
         """`copy_video_from`: stream-copy mode. The video stream takes its codec parameters from
         this (already encoded) stream and `mux_packet` muxes encoded packets into it; used to
-        join a resumable render's segments (`vidstyle.resume`) without encoding them again."""
+        join a resumable render's segments (`vidstyle.resume`) without encoding them again.
+        `tags`: container metadata to write (`vidstyle.provenance` records the render's
+        settings there)."""
         self.path = Path(path)
         self.temp_path = temp_path_for(self.path)
         self._copying = copy_video_from is not None
@@ -187,8 +205,9 @@ class VideoWriter(CloseOrAbort):
         fmt = _CONTAINER_FORMATS.get(self.path.suffix.lower())
         container_options = {}
         if fmt in ("mp4", "mov"):
-            # Index at the front so players and browsers can start before the whole file loads.
-            container_options["movflags"] = "+faststart"
+            # Index at the front so players and browsers can start before the whole file loads;
+            # metadata as key/value tags, so keys beyond iTunes' fixed set (`tags`) are kept.
+            container_options["movflags"] = "+faststart+use_metadata_tags"
         if source.start_time > 0:
             # A timeline starting late (MPEG-TS, some editors) would become a leading gap, which
             # MP4 players show as a frozen or black start. Shift every stream back by the same
@@ -200,6 +219,7 @@ class VideoWriter(CloseOrAbort):
             self._out = av.open(
                 str(self.temp_path), mode="w", format=fmt, options=container_options
             )
+            self._out.metadata.update(tags or {})
         except OSError as err:  # includes PyAV's errno-based errors
             self.abort()
             raise _output_error(err, self.path) from err
@@ -551,6 +571,14 @@ class _Retimer:
         return out
 
 
+def _quiet_svt_av1() -> None:
+    """SVT-AV1 prints a 20-line banner and its configuration to stderr, through its own logger
+    rather than FFmpeg's; its `SVT_LOG` variable (1: errors only) silences it. The library reads
+    it once per process, at the first encoder, so it is set before that; a value the user set
+    is kept."""
+    os.environ.setdefault("SVT_LOG", "1")
+
+
 def encoder_options(codec: str, crf: int, preset: str) -> dict[str, str]:
     """FFmpeg options giving constant-quality encoding at `crf` and speed `preset`.
 
@@ -567,6 +595,7 @@ def encoder_options(codec: str, crf: int, preset: str) -> dict[str, str]:
     if not low <= crf <= high:
         raise ConfigError(f"crf {crf} is out of range for {codec}; use {low}..{high}")
     if codec == "libsvtav1" and preset.isdigit():
+        _quiet_svt_av1()
         return {"crf": str(crf), "preset": preset}
     if preset not in ENCODER_PRESETS:
         raise ConfigError(
@@ -588,6 +617,7 @@ def encoder_options(codec: str, crf: int, preset: str) -> dict[str, str]:
             "row-mt": "1",
         }
     if codec == "libsvtav1":
+        _quiet_svt_av1()
         return {"crf": str(crf), "preset": str(_SVTAV1_PRESET[preset])}
     log.info("codec %s: crf and preset are not applied (unknown option names)", codec)
     return {}

@@ -1,0 +1,70 @@
+"""What an output was made with: the render's settings fingerprint (`vidstyle.resume.fingerprint`)
+is kept in the output file's metadata, so a later run can tell an output that is what it would
+render from one made with other settings (a preview, another style), which is stale.
+
+An output with no record (made by another tool or an older vidstyle) cannot be judged and counts
+as up to date, as every existing output did before.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+
+import av
+import av.error
+
+from vidstyle.config import RenderSettings
+
+#: The container metadata key (Matroska stores keys in capitals; it is read either way).
+METADATA_KEY = "vidstyle"
+
+# Recorded but not compared: a new vidstyle release does not make earlier renders wrong, and
+# which VGG-19 weights `features = auto` ends up with is known only once the network is built
+# (the `features` setting itself is compared).
+_NOT_COMPARED = frozenset({"vidstyle", "features in use"})
+
+
+def metadata_tags(fingerprint: Mapping[str, str]) -> dict[str, str]:
+    """The container metadata that records a render's fingerprint."""
+    return {METADATA_KEY: json.dumps(dict(fingerprint), sort_keys=True)}
+
+
+def recorded_settings(path: Path) -> dict[str, str] | None:
+    """The fingerprint recorded in `path`'s metadata; None if there is none or it is unreadable."""
+    try:
+        with av.open(str(path)) as container:
+            metadata = {key.lower(): value for key, value in container.metadata.items()}
+    except (av.error.FFmpegError, OSError, ValueError):
+        return None
+    try:
+        recorded = json.loads(metadata[METADATA_KEY])
+    except (KeyError, ValueError):
+        return None
+    if not isinstance(recorded, dict):
+        return None
+    return {str(key): str(value) for key, value in recorded.items()}
+
+
+def stale_settings(
+    output: Path, input_path: Path, styles: Sequence[Path], settings: RenderSettings
+) -> list[str]:
+    """What differs between the render that made `output` and this one (fingerprint keys such as
+    `size`, `max_frames`, `style 1`, `input`); empty if it is up to date or cannot be judged."""
+    from vidstyle.resume import fingerprint, settings_files  # imports torch; only when needed
+
+    recorded = recorded_settings(output)
+    if recorded is None:
+        return []
+    current = fingerprint(input_path, styles, settings, files=settings_files(settings))
+    keys = (set(recorded) | set(current)) - _NOT_COMPARED
+    return sorted(key for key in keys if recorded.get(key) != current.get(key))
+
+
+def stale_reason(differences: Sequence[str]) -> str:
+    """The skip reason for a stale output, naming what differs."""
+    return (
+        f"exists but was made with a different {', '.join(differences)} (stale; --overwrite "
+        "renders it again)"
+    )
