@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import shutil
+from dataclasses import fields
 from fractions import Fraction
 from pathlib import Path
 
@@ -13,6 +14,7 @@ from clitools import FAST, decoded, run
 
 from vidstyle import __version__
 from vidstyle.cli import main
+from vidstyle.config import RenderSettings
 from vidstyle.media import probe
 
 
@@ -233,6 +235,24 @@ def test_help_shows_defaults_written_in_brackets(
     help_text = capsys.readouterr().out
     assert "Output file [default: <stem>.<style>.mp4 beside the input]." in help_text
     assert "[default: quality]" in help_text
+
+
+def test_render_help_shows_every_setting_with_choices_ranges_and_defaults(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("COLUMNS", "400")
+    assert run(["render", "--help"]) == 0
+    help_text = capsys.readouterr().out
+    for spec in fields(RenderSettings):
+        option = f"--{spec.name.replace('_', '-')}"
+        rows = (line.lstrip("│ ") for line in help_text.splitlines())
+        line = next((row for row in rows if row.startswith(f"{option} ")), "")
+        assert spec.metadata["help"][:30] in line, option  # every option has its help
+    assert "[quality|fast]" in help_text and "[lbfgs|adam]" in help_text  # choices
+    assert "[range: 16 to 8192]" in help_text  # ranges
+    # Defaults, with each preset's value where it differs.
+    assert "[default: 512; balanced: 384; fast: 1920; preview: 256]" in help_text
+    assert "[default: 18; balanced: 20; fast: 20; preview: 23]" in help_text
 
 
 def test_weights_command_says_what_auto_would_do(
