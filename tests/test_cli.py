@@ -10,7 +10,7 @@ from pathlib import Path
 import av
 import numpy as np
 import pytest
-from clitools import FAST, decoded, run
+from clitools import FAST, decoded, interrupt_after, run
 
 from vidstyle import __version__
 from vidstyle.cli import main
@@ -188,34 +188,20 @@ def test_bad_option_value_names_the_setting(
 def test_crash_mid_render_leaves_nothing_under_the_final_name(
     workdir: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from vidstyle.stylize import quality
-
-    calls = {"n": 0}
-    real = quality.optimize_image
-
-    def failing(*args, **kwargs):
-        calls["n"] += 1
-        if calls["n"] == 4:
-            raise RuntimeError("simulated crash")
-        return real(*args, **kwargs)
-
-    monkeypatch.setattr(quality, "optimize_image", failing)
-    with pytest.raises(RuntimeError, match="simulated crash"):
+    interrupt_after(monkeypatch, 3, RuntimeError)
+    with pytest.raises(RuntimeError, match="simulated"):
         main([str(workdir / "clip.mp4"), "-s", str(workdir / "style.png"), "-q", *FAST])
     assert files_in(workdir) == {"clip.mp4", "style.png"}
 
 
 def test_ctrl_c_exits_130_and_leaves_nothing(
-    workdir: Path, monkeypatch: pytest.MonkeyPatch
+    workdir: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    from vidstyle.stylize import quality
-
-    def interrupted(*args, **kwargs):
-        raise KeyboardInterrupt
-
-    monkeypatch.setattr(quality, "optimize_image", interrupted)
+    interrupt_after(monkeypatch, 2)
     assert run([workdir / "clip.mp4", "-s", workdir / "style.png", "-q", *FAST]) == 130
-    assert files_in(workdir) == {"clip.mp4", "style.png"}
+    # Nothing under the final name: at most the hidden work folder the next run resumes from.
+    assert files_in(workdir) == {"clip.mp4", "style.png", ".clip.style.mp4.vidstyle-work"}
+    assert "2 frames are saved" in capsys.readouterr().err
 
 
 def test_version_and_help(capsys: pytest.CaptureFixture[str]) -> None:
