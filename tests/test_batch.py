@@ -229,6 +229,7 @@ def test_a_batch_with_one_broken_file_renders_the_others_and_exits_1(
     assert "0 rendered, 2 skipped, 1 failed" in " ".join(capsys.readouterr().err.split())
 
 
+@pytest.mark.slow
 def test_jobs_2_renders_every_file_in_worker_processes(
     library: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

@@ -279,6 +279,7 @@ def test_cuda_autocast_stays_close_to_fp32(precision: str) -> None:
 # ------------------------------------------------------------------------------ rendering
 
 
+@pytest.mark.slow
 def test_fast_render_keeps_frames_rate_and_audio(
     clip: Path, model_file: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

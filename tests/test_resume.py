@@ -110,6 +110,7 @@ def _render_cmd(folder: Path, output: Path) -> list[str]:
     ]
 
 
+@pytest.mark.slow
 def test_sigkill_mid_render_then_rerun_gives_the_uninterrupted_result(folder: Path) -> None:
     whole = folder / "whole.mp4"
     subprocess.run(_render_cmd(folder, whole), check=True, capture_output=True, timeout=300)
