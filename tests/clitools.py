@@ -34,6 +34,26 @@ def run(args: Sequence[object]) -> int:
     return int(exited.value.code or 0)
 
 
+def interrupt_after(
+    monkeypatch: pytest.MonkeyPatch, frames: int, error: type[BaseException] = KeyboardInterrupt
+) -> None:
+    """Ctrl-C (or `error`) once the command has rendered `frames` frames, counted over the
+    whole batch: raised from its progress display, the callback every render reports each
+    finished frame to, as a user's Ctrl-C arrives between frames."""
+    from vidstyle.console import BatchProgress
+
+    done = {"frames": 0}
+    report = BatchProgress.job_advanced
+
+    def advanced(self: BatchProgress, job: object, count: int) -> None:
+        report(self, job, count)
+        done["frames"] += count
+        if done["frames"] >= frames:
+            raise error("simulated")
+
+    monkeypatch.setattr(BatchProgress, "job_advanced", advanced)
+
+
 def decoded(path: Path) -> list[np.ndarray]:
     with av.open(str(path)) as container:
         return [f.to_ndarray(format="rgb24") for f in container.decode(video=0)]

@@ -212,6 +212,7 @@ def test_disk_full_while_rendering_leaves_no_partial_output(
 
 
 @pytest.mark.skipif(not Path("/dev/full").exists(), reason="needs /dev/full")
+@pytest.mark.slow
 def test_disk_full_when_joining_keeps_the_frames_for_the_next_run(
     folder: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

@@ -3,12 +3,13 @@ failures and the summary, worker processes."""
 
 from __future__ import annotations
 
+import logging
 import shutil
 from pathlib import Path
 
 import mediagen
 import pytest
-from clitools import FAST, frame_count, run
+from clitools import FAST, frame_count, interrupt_after, run
 
 from vidstyle.batch import (
     BatchPlan,
@@ -22,7 +23,7 @@ from vidstyle.batch import (
     worker_devices,
 )
 from vidstyle.config import RenderSettings
-from vidstyle.errors import ConfigError
+from vidstyle.errors import ConfigError, WeightsError
 from vidstyle.media import probe
 
 SETTINGS = RenderSettings(
@@ -228,6 +229,7 @@ def test_a_batch_with_one_broken_file_renders_the_others_and_exits_1(
     assert "0 rendered, 2 skipped, 1 failed" in " ".join(capsys.readouterr().err.split())
 
 
+@pytest.mark.slow
 def test_jobs_2_renders_every_file_in_worker_processes(
     library: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -272,18 +274,7 @@ def test_ctrl_c_stops_the_batch_saves_progress_and_exits_130(
     monkeypatch: pytest.MonkeyPatch,
     capsys: pytest.CaptureFixture[str],
 ) -> None:
-    from vidstyle.stylize import quality
-
-    calls = {"n": 0}
-    real = quality.optimize_image
-
-    def optimize(*args, **kwargs):
-        calls["n"] += 1
-        if calls["n"] == 6:  # the second video's second frame
-            raise KeyboardInterrupt
-        return real(*args, **kwargs)
-
-    monkeypatch.setattr(quality, "optimize_image", optimize)
+    interrupt_after(monkeypatch, 5)  # beach.mp4's 4 frames, then hill.mkv's first
     out = tmp_path / "out"
     code = run(
         [library / "in", "-r", "-s", library / "a.png", "-o", out, "--segment-frames", "2", *FAST]
@@ -294,6 +285,130 @@ def test_ctrl_c_stops_the_batch_saves_progress_and_exits_130(
     assert "run the same command to resume" in " ".join(captured.err.split())
     assert not (out / "trip" / "hill.a.mp4").exists()
     assert (out / "trip" / ".hill.a.mp4.vidstyle-work" / "state.json").exists()
+
+
+class Recorder:
+    """BatchEvents that remember which jobs started and how each ended."""
+
+    def __init__(self) -> None:
+        self.started: list[int] = []
+        self.finished: list[JobResult] = []
+
+    def job_started(self, job: Job, description: str, total: int | None) -> None:
+        self.started.append(job.number)
+
+    def job_advanced(self, job: Job, frames: int) -> None:
+        pass
+
+    def job_finished(self, result: JobResult) -> None:
+        self.finished.append(result)
+
+
+@pytest.fixture
+def four_clips(tmp_path: Path) -> Path:
+    src = tmp_path / "src"
+    src.mkdir()
+    for i in range(4):
+        mediagen.make_video(src / f"v{i}.mp4", frames=3, audio=False, seed=i)
+    return src
+
+
+def test_a_usage_error_stops_the_whole_batch(
+    four_clips: Path,
+    library: Path,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    # Weights that do not exist fail every input the same way: the first render stops the
+    # batch with one error line instead of failing each input in turn.
+    out = tmp_path / "out"
+    plan = plan_batch([four_clips], [library / "a.png"], SETTINGS, output=out)
+    events = Recorder()
+    bad = SETTINGS.replace(features="pretrained", vgg_weights=str(tmp_path / "nope.pth"))
+    caplog.set_level(logging.INFO, logger="vidstyle")
+    with pytest.raises(WeightsError, match="nope.pth"):
+        run_batch(plan, bad, events=events)
+    attempted = [r for r in caplog.records if " → " in r.getMessage()]
+    assert len(attempted) == 1 and events.finished == []  # the other three were not tried
+
+    code = run(
+        [
+            four_clips,
+            "-s",
+            library / "a.png",
+            "-o",
+            out,
+            *FAST,
+            "--features",
+            "pretrained",
+            "--vgg-weights",
+            "nope.pth",
+        ]
+    )
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 2
+    assert err[-1].startswith("error: nope.pth: ") and "--vgg-weights" in err[-1]
+    assert not any(line.startswith("failed: ") for line in err)
+    assert not list(out.rglob("*.mp4"))
+
+
+@pytest.mark.slow
+def test_a_killed_worker_fails_only_its_video_and_is_replaced(
+    four_clips: Path, library: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import multiprocessing.context
+    import os
+    import signal
+    import time
+
+    # Each worker logs "INPUT → OUTPUT: ..." as it starts a render; the record carries its pid.
+    renders: dict[str, int] = {}
+
+    class Pids(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            source, arrow, _ = record.getMessage().partition(" → ")
+            if arrow:
+                renders[source] = record.process or 0
+
+    logger = logging.getLogger("vidstyle")
+    handler = Pids()
+    logger.addHandler(handler)
+    monkeypatch.setattr(logger, "level", logging.INFO)
+    started = {"processes": 0}
+    start = multiprocessing.context.SpawnProcess.start
+
+    def counted(self: multiprocessing.context.SpawnProcess) -> None:
+        started["processes"] += 1
+        start(self)
+
+    monkeypatch.setattr(multiprocessing.context.SpawnProcess, "start", counted)
+
+    class KillFirst(Recorder):
+        def job_started(self, job: Job, description: str, total: int | None) -> None:
+            super().job_started(job, description, total)
+            if len(self.started) == 1:
+                # SIGKILL the worker rendering it, as the OOM killer would, while it optimises
+                # the first frame: a worker killed while it sends a message on the shared
+                # result queue would leave the queue's lock held (a known hazard of the pool).
+                time.sleep(0.5)
+                os.kill(renders[str(job.input)], signal.SIGKILL)
+
+    out = tmp_path / "out"
+    settings = SETTINGS.replace(first_iterations=40)  # frame 1 takes a while: no messages
+    plan = plan_batch([four_clips], [library / "a.png"], settings, output=out)
+    events = KillFirst()
+    try:
+        summary = run_batch(plan, settings, jobs=2, events=events)
+    finally:
+        logger.removeHandler(handler)
+    victim = plan.jobs[events.started[0] - 1]
+    failed = [r for r in summary.results if r.status == "failed"]
+    assert [r.job for r in failed] == [victim]
+    assert "the worker process rendering it died" in failed[0].message
+    assert summary.count("rendered") == 3 and not victim.output.exists()
+    assert all(frame_count(job.output) == 3 for job in plan.jobs if job is not victim)
+    assert started["processes"] >= 3  # the dead worker was replaced
 
 
 def test_run_batch_reports_in_plan_order_and_counts(tmp_path: Path) -> None:

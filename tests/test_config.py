@@ -15,6 +15,7 @@ from vidstyle.config import (
     validate_layer,
 )
 from vidstyle.errors import ConfigError
+from vidstyle.reference import reference_toml
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -56,6 +57,33 @@ def test_reference_lists_every_key_with_its_default() -> None:
     }
     missing = {f for f in defaults.__dataclass_fields__ if f not in documented}
     assert not missing, f"reference.toml lacks {missing}"
+
+
+def test_checked_in_reference_is_the_generated_one() -> None:
+    # After a settings change: python scripts/make_reference.py
+    assert (CONFIGS / "reference.toml").read_text() == reference_toml()
+
+
+def test_one_default_from_the_cli_a_config_file_and_the_api(tmp_path: Path) -> None:
+    # The command line starts from resolve_settings() (no preset named); a config file that
+    # sets nothing and a bare RenderSettings() must render the same way.
+    empty = tmp_path / "empty.toml"
+    empty.write_text("# nothing set\n")
+    assert resolve_settings() == RenderSettings() == resolve_settings(config_file=empty)
+    assert RenderSettings().first_iterations == load_preset("quality")["first_iterations"]
+
+
+def test_model_alone_or_fast_mode_starts_from_the_fast_preset(tmp_path: Path) -> None:
+    fast = load_preset("fast")
+    assert resolve_settings(overrides={"model": "starry"}).size == fast["size"]
+    assert resolve_settings(overrides={"mode": "fast"}).encoder_preset == fast["encoder_preset"]
+    config = tmp_path / "fast.toml"
+    config.write_text('model = "starry"\n')
+    assert resolve_settings(config_file=config).mode == "fast"
+    # A mode or preset given explicitly wins.
+    quality = resolve_settings(overrides={"model": "starry", "mode": "quality"})
+    assert (quality.mode, quality.size) == ("quality", RenderSettings().size)
+    assert resolve_settings("preview", overrides={"model": "starry"}).mode == "quality"
 
 
 def test_precedence_cli_over_config_over_preset(tmp_path: Path) -> None:

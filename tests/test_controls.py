@@ -461,10 +461,21 @@ def test_every_control_is_settable_from_a_config_file_and_the_command_line(
     assert cli.style_layer_weights == (1.0, 1.0, 1.0) and cli.preserve_colors == "luminance"
 
 
-def test_every_shipped_preset_has_consistent_layer_weights() -> None:
-    for name in preset_names():
-        settings = resolve_settings(name)
-        assert len(settings.style_layer_weights) == len(settings.style_layers), name
+@pytest.mark.parametrize("preset", preset_names())
+def test_style_layers_chosen_over_any_preset_are_weighted_equally(
+    preset: str, tmp_path: Path
+) -> None:
+    # A preset's (or the defaults') weights were written for its own layers: choosing other
+    # layers, in a file or on the command line, without weights must weight them equally.
+    config = tmp_path / "layers.toml"
+    config.write_text('style-layers = ["relu1_1", "relu3_1"]\n')
+    from_file = resolve_settings(preset, config)
+    from_cli = resolve_settings(preset, overrides={"style_layers": "relu2_1,relu3_1,relu4_1"})
+    assert from_file.style_layer_weights == (1.0, 1.0)
+    assert from_cli.style_layer_weights == (1.0, 1.0, 1.0)
+    # Weights given with the layers are kept.
+    config.write_text('style-layers = ["relu1_1", "relu3_1"]\nstyle-layer-weights = [3, 1]\n')
+    assert resolve_settings(preset, config).style_layer_weights == (3.0, 1.0)
 
 
 def test_weights_that_do_not_fit_the_layers_name_both_keys(tmp_path: Path) -> None:

@@ -122,6 +122,7 @@ def test_user_errors_are_one_line_with_exit_codes(
     assert "flow-preset" in capsys.readouterr().err
 
 
+@pytest.mark.slow
 def test_smoothing_lowers_the_warping_error_of_a_render(
     pan: Path, style_png: Path, tmp_path: Path
 ) -> None:

@@ -140,6 +140,7 @@ def test_early_stop_when_loss_stalls() -> None:
     assert result.iterations == 6
 
 
+@pytest.mark.slow
 def test_warm_start_reaches_the_cold_start_loss_in_fewer_iterations(
     loss: PerceptualLoss, frames: list[torch.Tensor]
 ) -> None:

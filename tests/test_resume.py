@@ -17,7 +17,7 @@ import av
 import mediagen
 import numpy as np
 import pytest
-from clitools import FAST, decoded, run
+from clitools import FAST, decoded, interrupt_after, run
 
 from vidstyle.config import RenderSettings
 from vidstyle.media import VideoWriter, image_to_tensor, probe, read_frames
@@ -47,22 +47,6 @@ def folder(tmp_path: Path, style_image: Path) -> Path:
     mediagen.make_video(tmp_path / "clip.mp4", frames=8)
     shutil.copy(style_image, tmp_path / "style.png")
     return tmp_path
-
-
-def interrupt_after(monkeypatch: pytest.MonkeyPatch, frames: int) -> None:
-    """Ctrl-C while frame `frames` (0-based) is being optimised."""
-    from vidstyle.stylize import quality
-
-    calls = {"n": 0}
-    real = quality.optimize_image
-
-    def optimize(*args, **kwargs):
-        calls["n"] += 1
-        if calls["n"] == frames + 1:
-            raise KeyboardInterrupt
-        return real(*args, **kwargs)
-
-    monkeypatch.setattr(quality, "optimize_image", optimize)
 
 
 def test_ctrl_c_saves_progress_exits_130_and_the_rerun_matches_an_uninterrupted_render(
@@ -126,6 +110,7 @@ def _render_cmd(folder: Path, output: Path) -> list[str]:
     ]
 
 
+@pytest.mark.slow
 def test_sigkill_mid_render_then_rerun_gives_the_uninterrupted_result(folder: Path) -> None:
     whole = folder / "whole.mp4"
     subprocess.run(_render_cmd(folder, whole), check=True, capture_output=True, timeout=300)

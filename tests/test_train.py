@@ -94,6 +94,40 @@ def test_data_discovery(images: Path, tmp_path: Path, clip: Path) -> None:
         find_data([images / "notes.txt"])
 
 
+def test_data_search_takes_what_render_takes_and_skips_hidden_folders(
+    tmp_path: Path, clip: Path
+) -> None:
+    import shutil
+
+    from vidstyle.batch import discover
+
+    data = tmp_path / "footage"
+    work = data / ".take.style.mp4.vidstyle-work"  # an interrupted render's segments
+    work.mkdir(parents=True)
+    shutil.copy(clip, work / "segment-0000.mp4")
+    shutil.copy(clip, data / "take.mts")  # AVCHD: a video to render, so a video to train on
+    assert find_data([data]).videos == (data / "take.mts",)
+    assert find_data([data / "take.mts"]).videos == (data / "take.mts",)
+    found, problems = discover([data], recursive=True)
+    assert [item.path for item in found] == [data / "take.mts"] and not problems
+
+
+@pytest.mark.parametrize(
+    ("change", "pattern"),
+    [
+        ({"arch": "huge"}, "--arch must be one of standard, small"),
+        ({"size": 8}, "--size must be at least 16"),
+        ({"learning_rate": 0.0}, "--lr must be at least"),
+        ({"checkpoint_every": -1}, "--checkpoint-every must be at least 0"),
+        ({"pooling": "min"}, "--pooling must be one of max, avg"),
+        ({"style_scale": 9.0}, "--style-scale must be at most 8"),
+    ],
+)
+def test_bad_training_settings_name_the_option(change: dict, pattern: str) -> None:
+    with pytest.raises(ConfigError, match=pattern):
+        replace(TINY, **change).validate()
+
+
 def test_video_frames_are_sampled_across_the_clip(tmp_path: Path) -> None:
     clip = mediagen.make_video(
         tmp_path / "cut.mp4", frames=20, size=(64, 48), motion="cut", audio=False
@@ -122,8 +156,13 @@ def test_training_on_a_video_with_the_temporal_loss(style: Path, tmp_path: Path)
     reports: list[StepReport] = []
     result = train(style, [clip], tmp_path / "m.pth", settings, on_step=reports.append)
     assert result.steps == 2
-    assert {"temporal", "style"} <= set(reports[-1].losses)
-    assert 0 <= reports[-1].losses["temporal"] < 1
+    # The temporal term is measured on real frame pairs and enters the objective with its weight.
+    losses = reports[-1].losses
+    assert losses["temporal"] > 0
+    assert losses["loss"] == pytest.approx(
+        losses["content"] + 5 * losses["style"] + 0.01 * losses["tv"] + 10 * losses["temporal"],
+        rel=1e-4,
+    )
     info = read_model_info(result.model)
     assert info.training["temporal_weight"] == 10.0 and info.training["data"] == [str(clip)]
 

@@ -34,26 +34,10 @@ from vidstyle.errors import (
     RenderInterrupted,
     VidstyleError,
 )
+from vidstyle.filetypes import VIDEO_EXTENSIONS
 
 log = logging.getLogger(__name__)
 
-#: Extensions taken for videos when a folder is searched (`--ext` replaces the list).
-VIDEO_EXTENSIONS: tuple[str, ...] = (
-    ".mp4",
-    ".m4v",
-    ".mov",
-    ".mkv",
-    ".webm",
-    ".avi",
-    ".mpg",
-    ".mpeg",
-    ".ts",
-    ".mts",
-    ".m2ts",
-    ".flv",
-    ".wmv",
-    ".3gp",
-)
 #: Output name template; fields: {stem} (input name without extension), {style} (style image
 #: stem, styles joined by '+' for a blend, or the fast-mode model's name), {ext} (the output
 #: extension, `OUTPUT_EXT`), {input_ext} (the input's own extension).

@@ -19,7 +19,22 @@ from rich.table import Table
 from rich.text import Text
 
 from vidstyle import __version__
-from vidstyle.config import TrainSettings, preset_names, resolve_settings
+from vidstyle.cli_options import PANEL_LOG, add_setting_options, settings_values
+from vidstyle.config import (
+    PANEL_BATCH,
+    PANEL_FEATURES,
+    PANEL_IO,
+    PANEL_LOSS,
+    PANEL_MODE,
+    PANEL_TRAIN,
+    PANEL_TRAIN_DATA,
+    RENDER_PANELS,
+    RenderSettings,
+    TrainSettings,
+    load_preset,
+    preset_names,
+    resolve_settings,
+)
 from vidstyle.console import (
     BatchProgress,
     TrainingProgressBar,
@@ -28,6 +43,7 @@ from vidstyle.console import (
     stderr_console,
 )
 from vidstyle.errors import EXIT_INPUT_FAILED, EXIT_INTERRUPTED, VidstyleError, WeightsError
+from vidstyle.filetypes import VIDEO_EXTENSIONS
 
 log = logging.getLogger("vidstyle.cli")
 
@@ -40,17 +56,6 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
     context_settings={"help_option_names": ["-h", "--help"]},
 )
-
-PANEL_IO = "Input and output"
-PANEL_MODE = "Mode and presets"
-PANEL_QUALITY = "Quality mode"
-PANEL_ARTISTIC = "Artistic controls"
-PANEL_FAST = "Fast mode"
-PANEL_TEMPORAL = "Temporal coherence"
-PANEL_FEATURES = "VGG features"
-PANEL_ENCODE = "Encoding"
-PANEL_LOG = "Logging"
-PANEL_BATCH = "Batch and resume"
 
 
 def _version(value: bool) -> None:
@@ -125,7 +130,13 @@ Verbose = Annotated[
 ]
 
 
+_PRESETS = {name: load_preset(name) for name in preset_names()}  # per-preset defaults in --help
+
+
 @app.command(short_help="Render videos with --style IMAGE or --model M (the default command).")
+@add_setting_options(
+    RenderSettings, unset_default=True, presets=_PRESETS, panel_order=RENDER_PANELS
+)
 def render(
     input_paths: Annotated[
         list[Path],
@@ -157,37 +168,14 @@ def render(
             show_default=False,
         ),
     ] = None,
-    overwrite: Annotated[
-        bool | None,
-        typer.Option(
-            "--overwrite/--no-overwrite",
-            help="Replace an existing output instead of skipping it.",
-            rich_help_panel=PANEL_IO,
-            show_default=False,
-        ),
-    ] = None,
-    max_frames: Annotated[
-        int | None,
-        typer.Option(
-            help="Render only the first N frames (audio trimmed to match), for previews.",
-            rich_help_panel=PANEL_IO,
-            show_default=False,
-        ),
-    ] = None,
-    size: Annotated[
-        int | None,
-        typer.Option(
-            help="Long side of the rendered frames in pixels (never upscaled) \\[preset].",
-            rich_help_panel=PANEL_IO,
-            show_default=False,
-        ),
-    ] = None,
     preset: Annotated[
         str | None,
         typer.Option(
-            help="Preset from configs/: " + ", ".join(preset_names()) + " \\[default: quality].",
+            help="Preset from configs/ \\[default: quality] (fast with --mode fast, or with "
+            "--model and no --mode).",
             rich_help_panel=PANEL_MODE,
             show_default=False,
+            metavar="[" + "|".join(_PRESETS) + "]",
         ),
     ] = None,
     config: Annotated[
@@ -195,293 +183,6 @@ def render(
         typer.Option(
             help="TOML file of settings (overrides the preset; options override it).",
             rich_help_panel=PANEL_MODE,
-            show_default=False,
-        ),
-    ] = None,
-    mode: Annotated[
-        str | None,
-        typer.Option(
-            help="quality | fast. With fast (or --model alone) the default preset is fast.",
-            rich_help_panel=PANEL_MODE,
-            show_default=False,
-        ),
-    ] = None,
-    device: Annotated[
-        str | None,
-        typer.Option(
-            help="auto | cpu | cuda | cuda:N; with --jobs, a comma-separated list the workers "
-            "take in turn (cuda:0,cuda:1).",
-            rich_help_panel=PANEL_MODE,
-            show_default=False,
-        ),
-    ] = None,
-    seed: Annotated[
-        int | None,
-        typer.Option(
-            help="Random seed (same command, same device → same output).",
-            rich_help_panel=PANEL_MODE,
-            show_default=False,
-        ),
-    ] = None,
-    content_weight: Annotated[
-        float | None, typer.Option(rich_help_panel=PANEL_QUALITY, show_default=False)
-    ] = None,
-    style_weight: Annotated[
-        float | None, typer.Option(rich_help_panel=PANEL_QUALITY, show_default=False)
-    ] = None,
-    tv_weight: Annotated[
-        float | None, typer.Option(rich_help_panel=PANEL_QUALITY, show_default=False)
-    ] = None,
-    style_scale: Annotated[
-        float | None,
-        typer.Option(
-            help="Style image long side relative to the frame's.",
-            rich_help_panel=PANEL_QUALITY,
-            show_default=False,
-        ),
-    ] = None,
-    preserve_colors: Annotated[
-        str | None,
-        typer.Option(
-            help="Keep the source's colours: none | luminance (transfer the style's luminance "
-            "only) | histogram (match the style's colours to the source's). Fast mode: applied "
-            "to each output frame.",
-            rich_help_panel=PANEL_ARTISTIC,
-            show_default=False,
-        ),
-    ] = None,
-    style_blend: Annotated[
-        str | None,
-        typer.Option(
-            help="Blend the --style images into ONE style with these weights, e.g. 0.7,0.3 "
-            "(one per --style, normalised). Without it, several --style values mean one "
-            "render in each style.",
-            rich_help_panel=PANEL_ARTISTIC,
-            show_default=False,
-        ),
-    ] = None,
-    coarse_to_fine: Annotated[
-        bool | None,
-        typer.Option(
-            "--coarse-to-fine/--no-coarse-to-fine",
-            help="Optimise the first frame of each shot at growing sizes up to --size "
-            "(same iteration budget).",
-            rich_help_panel=PANEL_ARTISTIC,
-            show_default=False,
-        ),
-    ] = None,
-    coarse_min_size: Annotated[
-        int | None,
-        typer.Option(
-            help="Long side of the coarsest scale.",
-            rich_help_panel=PANEL_ARTISTIC,
-            show_default=False,
-        ),
-    ] = None,
-    style_layers: Annotated[
-        str | None,
-        typer.Option(
-            help="VGG style layers, comma-separated (e.g. relu1_1,relu2_1,relu3_1); "
-            "weighted equally unless the config sets style-layer-weights.",
-            rich_help_panel=PANEL_ARTISTIC,
-            show_default=False,
-        ),
-    ] = None,
-    style_layer_weights: Annotated[
-        str | None,
-        typer.Option(
-            help="One weight per style layer, comma-separated (normalised).",
-            rich_help_panel=PANEL_ARTISTIC,
-            show_default=False,
-        ),
-    ] = None,
-    content_layers: Annotated[
-        str | None,
-        typer.Option(
-            help="VGG content layers, comma-separated (default relu4_2).",
-            rich_help_panel=PANEL_ARTISTIC,
-            show_default=False,
-        ),
-    ] = None,
-    optimizer: Annotated[
-        str | None,
-        typer.Option(help="lbfgs | adam.", rich_help_panel=PANEL_QUALITY, show_default=False),
-    ] = None,
-    learning_rate: Annotated[
-        float | None,
-        typer.Option(help="Adam step size.", rich_help_panel=PANEL_QUALITY, show_default=False),
-    ] = None,
-    first_init: Annotated[
-        str | None,
-        typer.Option(
-            help="Start of frame 1: content | noise.",
-            rich_help_panel=PANEL_QUALITY,
-            show_default=False,
-        ),
-    ] = None,
-    init: Annotated[
-        str | None,
-        typer.Option(
-            help="Start of later frames: warped (previous output moved along the optical flow) "
-            "| prev (previous output as is) | content (independent frames).",
-            rich_help_panel=PANEL_QUALITY,
-            show_default=False,
-        ),
-    ] = None,
-    first_iterations: Annotated[
-        int | None,
-        typer.Option(
-            help="Iteration budget of frame 1.", rich_help_panel=PANEL_QUALITY, show_default=False
-        ),
-    ] = None,
-    iterations: Annotated[
-        int | None,
-        typer.Option(
-            help="Iteration budget of later (warm-started) frames.",
-            rich_help_panel=PANEL_QUALITY,
-            show_default=False,
-        ),
-    ] = None,
-    stop_tolerance: Annotated[
-        float | None,
-        typer.Option(
-            help="Early stop: relative loss change below this ...",
-            rich_help_panel=PANEL_QUALITY,
-            show_default=False,
-        ),
-    ] = None,
-    stop_window: Annotated[
-        int | None,
-        typer.Option(
-            help="... over this many iterations.", rich_help_panel=PANEL_QUALITY, show_default=False
-        ),
-    ] = None,
-    temporal_weight: Annotated[
-        float | None,
-        typer.Option(
-            help="Pull each frame towards the flow-warped previous output (0: off).",
-            rich_help_panel=PANEL_QUALITY,
-            show_default=False,
-        ),
-    ] = None,
-    smooth: Annotated[
-        float | None,
-        typer.Option(
-            help="0..1: blend reliable pixels with the flow-warped previous output (0: off).",
-            rich_help_panel=PANEL_TEMPORAL,
-            show_default=False,
-        ),
-    ] = None,
-    flow_preset: Annotated[
-        str | None,
-        typer.Option(
-            help="Optical flow: ultrafast | fast | medium.",
-            rich_help_panel=PANEL_TEMPORAL,
-            show_default=False,
-        ),
-    ] = None,
-    scene_cut_threshold: Annotated[
-        float | None,
-        typer.Option(
-            help="New shot when less than this fraction of a frame follows the previous one.",
-            rich_help_panel=PANEL_TEMPORAL,
-            show_default=False,
-        ),
-    ] = None,
-    model: Annotated[
-        str | None,
-        typer.Option(
-            help="Trained model: a .pth file or a name from `vidstyle models`.",
-            rich_help_panel=PANEL_FAST,
-            show_default=False,
-        ),
-    ] = None,
-    models_dir: Annotated[
-        Path | None,
-        typer.Option(
-            help="Where model names are looked up (default: $VIDSTYLE_MODELS or "
-            "~/.cache/vidstyle/models).",
-            rich_help_panel=PANEL_FAST,
-            show_default=False,
-        ),
-    ] = None,
-    batch_size: Annotated[
-        int | None,
-        typer.Option(
-            help="Frames per network call.", rich_help_panel=PANEL_FAST, show_default=False
-        ),
-    ] = None,
-    precision: Annotated[
-        str | None,
-        typer.Option(
-            help="auto (fp16 on CUDA) | fp32 | fp16 | bf16.",
-            rich_help_panel=PANEL_FAST,
-            show_default=False,
-        ),
-    ] = None,
-    channels_last: Annotated[
-        str | None,
-        typer.Option(
-            help="auto (on for CUDA) | on | off.", rich_help_panel=PANEL_FAST, show_default=False
-        ),
-    ] = None,
-    features: Annotated[
-        str | None,
-        typer.Option(
-            help="auto | pretrained | random.", rich_help_panel=PANEL_FEATURES, show_default=False
-        ),
-    ] = None,
-    vgg_weights: Annotated[
-        Path | None,
-        typer.Option(
-            help="VGG-19 or VGG-16 checkpoint (torchvision or Caffe layout).",
-            rich_help_panel=PANEL_FEATURES,
-            show_default=False,
-        ),
-    ] = None,
-    vgg_layout: Annotated[
-        str | None,
-        typer.Option(
-            help="Input normalisation of the checkpoint: auto (read from the file) | "
-            "torchvision | caffe.",
-            rich_help_panel=PANEL_FEATURES,
-            show_default=False,
-        ),
-    ] = None,
-    pooling: Annotated[
-        str | None,
-        typer.Option(help="max | avg.", rich_help_panel=PANEL_FEATURES, show_default=False),
-    ] = None,
-    codec: Annotated[
-        str | None,
-        typer.Option(
-            help="libx264 | libx265 | libvpx-vp9 | libsvtav1.",
-            rich_help_panel=PANEL_ENCODE,
-            show_default=False,
-        ),
-    ] = None,
-    crf: Annotated[
-        int | None,
-        typer.Option(
-            help="Constant rate factor (lower is better).",
-            rich_help_panel=PANEL_ENCODE,
-            show_default=False,
-        ),
-    ] = None,
-    encoder_preset: Annotated[
-        str | None,
-        typer.Option(
-            help="Encoder speed preset (e.g. medium).",
-            rich_help_panel=PANEL_ENCODE,
-            show_default=False,
-        ),
-    ] = None,
-    audio: Annotated[
-        bool | None,
-        typer.Option(
-            "--audio/--no-audio",
-            help="Copy the source's audio streams.",
-            rich_help_panel=PANEL_ENCODE,
             show_default=False,
         ),
     ] = None,
@@ -496,7 +197,7 @@ def render(
         typer.Option(
             "--ext",
             help="Extensions taken for videos in folders, comma-separated or repeated "
-            "\\[default: mp4,m4v,mov,mkv,webm,avi,mpg,mpeg,ts,mts,m2ts,flv,wmv,3gp].",
+            f"\\[default: {','.join(e.lstrip('.') for e in VIDEO_EXTENSIONS)}].",
             rich_help_panel=PANEL_BATCH,
             show_default=False,
         ),
@@ -528,26 +229,9 @@ def render(
             rich_help_panel=PANEL_BATCH,
         ),
     ] = False,
-    resume: Annotated[
-        bool | None,
-        typer.Option(
-            "--resume/--no-resume",
-            help="Continue an interrupted render of the same command from its saved segments "
-            "(the default); --no-resume starts over.",
-            rich_help_panel=PANEL_BATCH,
-            show_default=False,
-        ),
-    ] = None,
-    segment_frames: Annotated[
-        int | None,
-        typer.Option(
-            help="Frames per saved segment: a crash loses at most this many \\[120].",
-            rich_help_panel=PANEL_BATCH,
-            show_default=False,
-        ),
-    ] = None,
     quiet: Quiet = False,
     verbose: Verbose = False,
+    **settings: Any,
 ) -> None:
     """Render videos in the style of --style, or with a trained --model (the default command:
     `render` may be left out). One INPUT file renders to <stem>.<style>.mp4 beside it, or to
@@ -555,103 +239,86 @@ def render(
     folders' subfolders), skipping outputs that exist. An interrupted render resumes when the
     same command is run again."""
     setup_logging(_verbosity(quiet, verbose))
-    if preset is None and (mode == "fast" or (model is not None and mode is None)):
-        # `vidstyle clip.mp4 --model starry` should not inherit quality's size and encoder.
-        preset = "fast"
-    overrides: dict[str, Any] = {
-        "overwrite": overwrite,
-        "max_frames": max_frames,
-        "size": size,
-        "mode": mode,
-        "device": device,
-        "seed": seed,
-        "content_weight": content_weight,
-        "style_weight": style_weight,
-        "tv_weight": tv_weight,
-        "style_scale": style_scale,
-        "preserve_colors": preserve_colors,
-        "style_blend": style_blend,
-        "coarse_to_fine": coarse_to_fine,
-        "coarse_min_size": coarse_min_size,
-        "style_layers": style_layers,
-        "style_layer_weights": style_layer_weights,
-        "content_layers": content_layers,
-        "optimizer": optimizer,
-        "learning_rate": learning_rate,
-        "first_init": first_init,
-        "init": init,
-        "first_iterations": first_iterations,
-        "iterations": iterations,
-        "stop_tolerance": stop_tolerance,
-        "stop_window": stop_window,
-        "temporal_weight": temporal_weight,
-        "smooth": smooth,
-        "flow_preset": flow_preset,
-        "scene_cut_threshold": scene_cut_threshold,
-        "features": features,
-        "vgg_weights": vgg_weights,
-        "vgg_layout": vgg_layout,
-        "pooling": pooling,
-        "model": model,
-        "models_dir": models_dir,
-        "batch_size": batch_size,
-        "precision": precision,
-        "channels_last": channels_last,
-        "codec": codec,
-        "crf": crf,
-        "encoder_preset": encoder_preset,
-        "audio": audio,
-        "resume": resume,
-        "segment_frames": segment_frames,
-    }
     with _user_errors():
-        settings = resolve_settings(preset=preset, config_file=config, overrides=overrides)
-        # Imported here so `vidstyle --help` does not pay for importing torch.
-        from vidstyle.batch import normalise_extensions, plan_batch, plan_table, run_batch
-        from vidstyle.media import check_output_writable
-        from vidstyle.stylize.targets import blend_weights
-
-        if settings.mode == "quality" and settings.style_blend is not None:
-            # A weight count that does not fit is a usage error before any file is planned,
-            # not a failure of every input.
-            blend_weights(settings.style_blend, len(style or []))
-
-        plan = plan_batch(
+        resolved = resolve_settings(
+            preset=preset,
+            config_file=config,
+            overrides=settings_values(RenderSettings, settings),
+        )
+        _render(
             input_paths,
             style or [],
-            settings,
+            resolved,
             output=output,
             recursive=recursive,
-            extensions=normalise_extensions(ext),
-            name_template=name,
+            ext=ext,
+            name=name,
+            jobs=jobs,
+            dry_run=dry_run,
+            quiet=quiet,
         )
-        if dry_run:
-            for line in plan_table(plan):
-                typer.echo(line)
-            raise typer.Exit(1 if any(job.action == "fail" for job in plan.jobs) else 0)
-        if plan.output_dir is not None:
-            # An unwritable output folder fails the command once, not every file in turn.
-            ready = [job for job in plan.to_render if job.output.parent.is_dir()]
-            if ready:
-                check_output_writable(ready[0].output)
-        single = len(plan.jobs) == 1  # `vidstyle clip.mp4 -s s.png`: errors as they are
-        progress = _BatchDisplay(
-            BatchProgress(enabled=not quiet, files=len(plan.jobs), frames=plan.frames_to_render)
+
+
+def _render(
+    input_paths: list[Path],
+    styles: list[Path],
+    settings: RenderSettings,
+    *,
+    output: Path | None,
+    recursive: bool,
+    ext: list[str] | None,
+    name: str,
+    jobs: int,
+    dry_run: bool,
+    quiet: bool,
+) -> None:
+    """Plan the batch, then render it (or print the plan); exits with the batch's code."""
+    # Imported here so `vidstyle --help` does not pay for importing torch.
+    from vidstyle.batch import normalise_extensions, plan_batch, plan_table, run_batch
+    from vidstyle.media import check_output_writable
+    from vidstyle.stylize.targets import blend_weights
+
+    if settings.mode == "quality" and settings.style_blend is not None:
+        # A weight count that does not fit is a usage error before any file is planned,
+        # not a failure of every input.
+        blend_weights(settings.style_blend, len(styles))
+
+    plan = plan_batch(
+        input_paths,
+        styles,
+        settings,
+        output=output,
+        recursive=recursive,
+        extensions=normalise_extensions(ext),
+        name_template=name,
+    )
+    if dry_run:
+        for line in plan_table(plan):
+            typer.echo(line)
+        raise typer.Exit(1 if any(job.action == "fail" for job in plan.jobs) else 0)
+    if plan.output_dir is not None:
+        # An unwritable output folder fails the command once, not every file in turn.
+        ready = [job for job in plan.to_render if job.output.parent.is_dir()]
+        if ready:
+            check_output_writable(ready[0].output)
+    single = len(plan.jobs) == 1  # `vidstyle clip.mp4 -s s.png`: errors as they are
+    progress = _BatchDisplay(
+        BatchProgress(enabled=not quiet, files=len(plan.jobs), frames=plan.frames_to_render)
+    )
+    try:
+        summary = run_batch(plan, settings, jobs=jobs, events=progress, raise_errors=single)
+    finally:
+        progress.bar.finish()
+    if not single and not quiet:
+        _print_summary(summary)
+    if summary.interrupted:
+        stderr_console.print(
+            "[bold red]interrupted[/]: progress is saved; run the same command to resume",
+            markup=True,
         )
-        try:
-            summary = run_batch(plan, settings, jobs=jobs, events=progress, raise_errors=single)
-        finally:
-            progress.bar.finish()
-        if not single and not quiet:
-            _print_summary(summary)
-        if summary.interrupted:
-            stderr_console.print(
-                "[bold red]interrupted[/]: progress is saved; run the same command to resume",
-                markup=True,
-            )
-            raise typer.Exit(EXIT_INTERRUPTED)
-        if summary.failed:
-            raise typer.Exit(EXIT_INPUT_FAILED)
+        raise typer.Exit(EXIT_INTERRUPTED)
+    if summary.failed:
+        raise typer.Exit(EXIT_INPUT_FAILED)
 
 
 class _BatchDisplay:
@@ -777,13 +444,12 @@ def weights(
             typer.echo(line)
 
 
-_TRAIN = TrainSettings()  # option defaults shown in `vidstyle train --help`
-PANEL_TRAIN_DATA = "Style, data and output"
-PANEL_TRAIN = "Training"
-PANEL_LOSS = "Loss"
-
-
 @app.command()
+@add_setting_options(
+    TrainSettings,
+    unset_default=False,
+    panel_order=(PANEL_TRAIN_DATA, PANEL_TRAIN, PANEL_LOSS, PANEL_FEATURES),
+)
 def train(
     style: Annotated[
         Path,
@@ -819,28 +485,6 @@ def train(
             show_default=False,
         ),
     ] = None,
-    arch: Annotated[
-        str,
-        typer.Option(
-            help="standard | small (half the channels, ~4x less compute; for CPUs).",
-            rich_help_panel=PANEL_TRAIN,
-        ),
-    ] = _TRAIN.arch,
-    size: Annotated[
-        int, typer.Option(help="Side of the random square crops.", rich_help_panel=PANEL_TRAIN)
-    ] = _TRAIN.size,
-    batch_size: Annotated[int, typer.Option(rich_help_panel=PANEL_TRAIN)] = _TRAIN.batch_size,
-    lr: Annotated[
-        float, typer.Option(help="Adam learning rate.", rich_help_panel=PANEL_TRAIN)
-    ] = _TRAIN.learning_rate,
-    steps: Annotated[int, typer.Option(rich_help_panel=PANEL_TRAIN)] = _TRAIN.steps,
-    checkpoint_every: Annotated[
-        int,
-        typer.Option(
-            help="Save a resumable checkpoint every N steps (0: at the end only).",
-            rich_help_panel=PANEL_TRAIN,
-        ),
-    ] = _TRAIN.checkpoint_every,
     restart: Annotated[
         bool,
         typer.Option(
@@ -849,55 +493,9 @@ def train(
             rich_help_panel=PANEL_TRAIN,
         ),
     ] = False,
-    frames_per_video: Annotated[
-        int, typer.Option(help="Frames sampled from each video.", rich_help_panel=PANEL_TRAIN)
-    ] = _TRAIN.frames_per_video,
-    seed: Annotated[int, typer.Option(rich_help_panel=PANEL_TRAIN)] = _TRAIN.seed,
-    device: Annotated[
-        str, typer.Option(help="auto | cpu | cuda | cuda:N.", rich_help_panel=PANEL_TRAIN)
-    ] = _TRAIN.device,
-    content_weight: Annotated[
-        float, typer.Option(rich_help_panel=PANEL_LOSS)
-    ] = _TRAIN.content_weight,
-    style_weight: Annotated[float, typer.Option(rich_help_panel=PANEL_LOSS)] = _TRAIN.style_weight,
-    tv_weight: Annotated[float, typer.Option(rich_help_panel=PANEL_LOSS)] = _TRAIN.tv_weight,
-    temporal_weight: Annotated[
-        float,
-        typer.Option(
-            help="Temporal loss on consecutive video frames (flow-warped previous output vs "
-            "current output, masked); needs video --data; 0 = off.",
-            rich_help_panel=PANEL_LOSS,
-        ),
-    ] = _TRAIN.temporal_weight,
-    style_scale: Annotated[
-        float,
-        typer.Option(
-            help="Style image long side relative to the crop.", rich_help_panel=PANEL_LOSS
-        ),
-    ] = _TRAIN.style_scale,
-    features: Annotated[
-        str, typer.Option(help="auto | pretrained | random.", rich_help_panel=PANEL_FEATURES)
-    ] = _TRAIN.features,
-    vgg_weights: Annotated[
-        Path | None,
-        typer.Option(
-            help="VGG-19 or VGG-16 checkpoint (torchvision or Caffe layout).",
-            rich_help_panel=PANEL_FEATURES,
-            show_default=False,
-        ),
-    ] = None,
-    vgg_layout: Annotated[
-        str,
-        typer.Option(
-            help="auto (read from the file) | torchvision | caffe.",
-            rich_help_panel=PANEL_FEATURES,
-        ),
-    ] = _TRAIN.vgg_layout,
-    pooling: Annotated[
-        str, typer.Option(help="max | avg.", rich_help_panel=PANEL_FEATURES)
-    ] = _TRAIN.pooling,
     quiet: Quiet = False,
     verbose: Verbose = False,
+    **options: Any,
 ) -> None:
     """Train a fast-mode network for one style; render with it via `vidstyle INPUT --model M`."""
     setup_logging(_verbosity(quiet, verbose))
@@ -910,26 +508,10 @@ def train(
             folder = resolve_models_dir(models_dir)
             folder.mkdir(parents=True, exist_ok=True)
             out = folder / f"{style.stem}.pth"
-        settings = TrainSettings(
-            arch=arch,
-            size=size,
-            batch_size=batch_size,
-            learning_rate=lr,
-            steps=steps,
-            content_weight=content_weight,
-            style_weight=style_weight,
-            tv_weight=tv_weight,
-            temporal_weight=temporal_weight,
-            style_scale=style_scale,
-            seed=seed,
-            features=features,
-            vgg_weights=str(vgg_weights) if vgg_weights else None,
-            vgg_layout=vgg_layout,
-            pooling=pooling,
-            frames_per_video=frames_per_video,
-            checkpoint_every=checkpoint_every,
-            device=device,
-        )
+        values = settings_values(TrainSettings, options)
+        if values["vgg_weights"] is not None:
+            values["vgg_weights"] = str(values["vgg_weights"])
+        settings = TrainSettings(**values)
         try:
             result = train_model(style, data, out, settings, restart=restart, on_step=bar)
         finally:

@@ -1,8 +1,11 @@
-"""Render settings: one source of defaults, preset/file/CLI precedence, and validation.
+"""Render and training settings: each declared once, with the metadata everything else is
+generated from (command-line options and their help, validation, configs/reference.toml).
 
 Precedence (highest first): CLI options > `--config FILE` > `--preset NAME` > built-in defaults.
 Every layer is a flat mapping of setting name to value; the same names are used in TOML files
-(with `-` or `_`) and as CLI options (`--content-weight` is `content_weight`).
+(with `-` or `_`) and as CLI options (`--content-weight` is `content_weight`). The built-in
+defaults are the quality preset's values, so a bare `RenderSettings()`, `resolve_settings()`
+and `vidstyle INPUT --style IMAGE` all render the same way.
 """
 
 from __future__ import annotations
@@ -10,7 +13,7 @@ from __future__ import annotations
 import dataclasses
 import sys
 from collections.abc import Mapping
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, fields
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -23,19 +26,72 @@ else:  # pragma: no cover - Python 3.10
     import tomli as tomllib
 
 DEFAULT_PRESET = "quality"
+FAST_PRESET = "fast"
+
+# Command-line help panels; reference.toml uses them as its section headings too.
+PANEL_IO = "Input and output"
+PANEL_MODE = "Mode and presets"
+PANEL_QUALITY = "Quality mode"
+PANEL_ARTISTIC = "Artistic controls"
+PANEL_TEMPORAL = "Temporal coherence"
+PANEL_FAST = "Fast mode"
+PANEL_FEATURES = "VGG-19 features"
+PANEL_ENCODE = "Encoding"
+PANEL_BATCH = "Batch and resume"
+PANEL_TRAIN_DATA = "Style, data and output"
+PANEL_TRAIN = "Training"
+PANEL_LOSS = "Loss"
+# The order of the render settings' panels in `--help` and in reference.toml.
+RENDER_PANELS = (
+    PANEL_IO,
+    PANEL_MODE,
+    PANEL_QUALITY,
+    PANEL_ARTISTIC,
+    PANEL_TEMPORAL,
+    PANEL_FAST,
+    PANEL_FEATURES,
+    PANEL_ENCODE,
+    PANEL_BATCH,
+)
 
 
-def _choice(*values: str) -> dict[str, Any]:
-    return {"choices": values}
+def setting(
+    default: Any,
+    help: str,
+    panel: str,
+    *,
+    choices: tuple[str, ...] | None = None,
+    low: float | None = None,
+    high: float | None = None,
+    items: str | None = None,
+    kind: type | None = None,
+    example: str | None = None,
+    option: str | None = None,
+    path: bool = False,
+) -> Any:
+    """A settings field and everything said about it, in one place.
 
-
-def _range(low: float | None = None, high: float | None = None) -> dict[str, Any]:
-    return {"low": low, "high": high}
-
-
-def _items(kind: str) -> dict[str, Any]:
-    """A list setting: "layer" (VGG-19 layer names) or "weight" (numbers >= 0, not all 0)."""
-    return {"items": kind}
+    choices/low/high: allowed values (checked here; shown in `--help` and reference.toml).
+    items: a list setting, "layer" (VGG-19 layer names) or "weight" (numbers >= 0, not all 0).
+    kind: the value type when the default is None. example: a value reference.toml shows,
+    commented out, for a setting that is unset by default. option: the command-line name when
+    it is not the field's (`--lr`). path: the command line takes a file or folder.
+    """
+    if kind is None and items is None:
+        kind = type(default)
+    metadata = {
+        "help": help,
+        "panel": panel,
+        "choices": choices,
+        "low": low,
+        "high": high,
+        "items": items,
+        "kind": kind,
+        "example": example,
+        "option": option,
+        "path": path,
+    }
+    return dataclasses.field(default=default, metadata=metadata)
 
 
 def _vgg19_layer_names() -> tuple[str, ...]:
@@ -51,80 +107,237 @@ def _vgg19_layer_names() -> tuple[str, ...]:
 
 VGG19_LAYER_NAMES = _vgg19_layer_names()
 PRESERVE_COLORS = ("none", "luminance", "histogram")
+FEATURES = ("auto", "pretrained", "random")
+POOLING = ("max", "avg")
+# Fast-mode network sizes (vidstyle.nets.transformer.ARCHS; named here so that options and help
+# need no torch import).
+TRAIN_ARCHS: tuple[str, ...] = ("standard", "small")
 
 
 @dataclass(frozen=True)
 class RenderSettings:
-    """How to render. Defaults here are the single source of truth; presets override them."""
+    """How to render. Each field is one setting: its default (the quality preset's value), its
+    help, its allowed values and its `--help` panel. Presets and config files override them."""
 
     # What to run
-    mode: str = field(default="quality", metadata=_choice("quality", "fast"))
-    device: str = "auto"
-    seed: int = 0
-    size: int = field(default=512, metadata=_range(16, 8192))
+    mode: str = setting(
+        "quality",
+        "quality: per-frame optimisation; fast: a trained network. With fast (or --model "
+        "alone) the default preset is fast.",
+        PANEL_MODE,
+        choices=("quality", "fast"),
+    )
+    device: str = setting(
+        "auto",
+        "auto | cpu | cuda | cuda:N; with --jobs, a comma-separated list the workers take in "
+        "turn (cuda:0,cuda:1).",
+        PANEL_MODE,
+    )
+    seed: int = setting(0, "Random seed (same command, same device: same output).", PANEL_MODE)
+    size: int = setting(
+        512,
+        "Long side of the rendered frames in pixels (never upscaled).",
+        PANEL_IO,
+        low=16,
+        high=8192,
+    )
 
-    # VGG-19 features (loss network for quality mode and for training)
-    features: str = field(default="auto", metadata=_choice("auto", "pretrained", "random"))
-    vgg_weights: str | None = None
-    # Input normalisation the checkpoint expects; auto reads it from the file (vidstyle.nets.vgg).
-    vgg_layout: str = field(default="auto", metadata=_choice("auto", "torchvision", "caffe"))
-    pooling: str = field(default="max", metadata=_choice("max", "avg"))
+    # VGG features (loss network for quality mode and for training)
+    features: str = setting(
+        "auto",
+        "auto: pretrained weights if found, else random features with a warning.",
+        PANEL_FEATURES,
+        choices=FEATURES,
+    )
+    vgg_weights: str | None = setting(
+        None,
+        "VGG-19 or VGG-16 checkpoint (torchvision or Caffe layout).",
+        PANEL_FEATURES,
+        kind=str,
+        example='"/path/to/vgg19-dcbb9e9d.pth"',
+        path=True,
+    )
+    vgg_layout: str = setting(
+        "auto",
+        "Input normalisation of the checkpoint: auto reads it from the file.",
+        PANEL_FEATURES,
+        choices=("auto", "torchvision", "caffe"),
+    )
+    pooling: str = setting("max", "VGG pooling layers.", PANEL_FEATURES, choices=POOLING)
 
-    # Losses
-    content_weight: float = field(default=1.0, metadata=_range(0.0))
-    style_weight: float = field(default=5.0, metadata=_range(0.0))
-    tv_weight: float = field(default=1e-2, metadata=_range(0.0))
-    style_scale: float = field(default=1.0, metadata=_range(0.05, 8.0))
+    # Losses (each layer's loss is divided by the size of its target)
+    content_weight: float = setting(1.0, "Weight of the content loss.", PANEL_QUALITY, low=0.0)
+    style_weight: float = setting(5.0, "Weight of the style loss.", PANEL_QUALITY, low=0.0)
+    tv_weight: float = setting(
+        1e-2, "Weight of the total-variation (smoothness) loss.", PANEL_QUALITY, low=0.0
+    )
+    style_scale: float = setting(
+        1.0,
+        "Style image long side relative to the frame's.",
+        PANEL_QUALITY,
+        low=0.05,
+        high=8.0,
+    )
     # Gatys et al. 2016's layers; style layer weights are normalised to sum to 1.
-    style_layers: tuple[str, ...] = field(
-        default=("relu1_1", "relu2_1", "relu3_1", "relu4_1", "relu5_1"), metadata=_items("layer")
+    style_layers: tuple[str, ...] = setting(
+        ("relu1_1", "relu2_1", "relu3_1", "relu4_1", "relu5_1"),
+        "VGG-19 style layers, comma-separated; weighted equally unless style-layer-weights "
+        "is given too.",
+        PANEL_ARTISTIC,
+        items="layer",
     )
-    content_layers: tuple[str, ...] = field(default=("relu4_2",), metadata=_items("layer"))
-    style_layer_weights: tuple[float, ...] = field(
-        default=(1.0, 1.0, 1.0, 1.0, 1.0), metadata=_items("weight")
+    content_layers: tuple[str, ...] = setting(
+        ("relu4_2",), "VGG-19 content layers, comma-separated.", PANEL_ARTISTIC, items="layer"
+    )
+    style_layer_weights: tuple[float, ...] = setting(
+        (1.0, 1.0, 1.0, 1.0, 1.0),
+        "One weight per style layer, comma-separated (normalised).",
+        PANEL_ARTISTIC,
+        items="weight",
     )
 
-    # Artistic controls (issue 6)
-    preserve_colors: str = field(default="none", metadata=_choice(*PRESERVE_COLORS))
+    # Artistic controls
+    preserve_colors: str = setting(
+        "none",
+        "Keep the source's colours: luminance (transfer the style's luminance only) | "
+        "histogram (match the style's colours to the source's). Fast mode: applied to each "
+        "output frame.",
+        PANEL_ARTISTIC,
+        choices=PRESERVE_COLORS,
+    )
     # Several style images blended into one set of Gram targets, one weight per style.
-    style_blend: tuple[float, ...] | None = field(default=None, metadata=_items("weight"))
-    coarse_to_fine: bool = False  # fresh frames optimised at growing sizes (quality mode)
-    coarse_min_size: int = field(default=128, metadata=_range(16, 8192))
+    style_blend: tuple[float, ...] | None = setting(
+        None,
+        "Blend the --style images into ONE style with these weights, e.g. 0.7,0.3 (one per "
+        "--style, normalised). Without it, several --style values mean one render in each "
+        "style.",
+        PANEL_ARTISTIC,
+        items="weight",
+        example="[0.7, 0.3]",
+    )
+    coarse_to_fine: bool = setting(
+        False,
+        "Optimise the first frame of each shot at growing sizes up to --size (same iteration "
+        "budget).",
+        PANEL_ARTISTIC,
+    )
+    coarse_min_size: int = setting(
+        128, "Long side of the coarsest scale.", PANEL_ARTISTIC, low=16, high=8192
+    )
 
     # Quality-mode optimisation
-    optimizer: str = field(default="lbfgs", metadata=_choice("lbfgs", "adam"))
-    learning_rate: float = field(default=0.02, metadata=_range(1e-6, 10.0))
-    first_init: str = field(default="content", metadata=_choice("content", "noise"))
-    init: str = field(default="warped", metadata=_choice("warped", "prev", "content"))
-    first_iterations: int = field(default=300, metadata=_range(1))
-    iterations: int = field(default=60, metadata=_range(1))
-    stop_tolerance: float = field(default=1e-4, metadata=_range(0.0))
-    stop_window: int = field(default=20, metadata=_range(1))
-    temporal_weight: float = field(default=50.0, metadata=_range(0.0))
+    optimizer: str = setting(
+        "lbfgs", "Optimiser of each frame.", PANEL_QUALITY, choices=("lbfgs", "adam")
+    )
+    learning_rate: float = setting(0.02, "Adam step size.", PANEL_QUALITY, low=1e-6, high=10.0)
+    first_init: str = setting(
+        "content", "Start of frame 1.", PANEL_QUALITY, choices=("content", "noise")
+    )
+    init: str = setting(
+        "warped",
+        "Start of later frames: warped (previous output moved along the optical flow) | prev "
+        "(previous output as is) | content (independent frames).",
+        PANEL_QUALITY,
+        choices=("warped", "prev", "content"),
+    )
+    first_iterations: int = setting(100, "Iteration budget of frame 1.", PANEL_QUALITY, low=1)
+    iterations: int = setting(
+        12, "Iteration budget of later (warm-started) frames.", PANEL_QUALITY, low=1
+    )
+    stop_tolerance: float = setting(
+        1e-4, "Early stop: relative loss change below this ...", PANEL_QUALITY, low=0.0
+    )
+    stop_window: int = setting(10, "... over this many iterations.", PANEL_QUALITY, low=1)
+    temporal_weight: float = setting(
+        50.0,
+        "Pull each frame towards the flow-warped previous output (Ruder et al. 2016); 0: off.",
+        PANEL_QUALITY,
+        low=0.0,
+    )
 
     # Temporal coherence (vidstyle.temporal): optical flow, scene cuts, smoothing
-    flow_preset: str = field(default="medium", metadata=_choice("ultrafast", "fast", "medium"))
-    scene_cut_threshold: float = field(default=0.5, metadata=_range(0.0, 1.0))
-    smooth: float = field(default=0.5, metadata=_range(0.0, 1.0))
+    flow_preset: str = setting(
+        "medium",
+        "DIS optical flow (medium has the best occlusion masks).",
+        PANEL_TEMPORAL,
+        choices=("ultrafast", "fast", "medium"),
+    )
+    scene_cut_threshold: float = setting(
+        0.5,
+        "New shot when less than this fraction of a frame follows the previous one.",
+        PANEL_TEMPORAL,
+        low=0.0,
+        high=1.0,
+    )
+    smooth: float = setting(
+        0.5,
+        "Blend reliable pixels with the flow-warped previous output (both modes); 0: off.",
+        PANEL_TEMPORAL,
+        low=0.0,
+        high=1.0,
+    )
 
     # Fast mode (vidstyle.stylize.feedforward): a network trained by `vidstyle train`
-    model: str | None = None  # a model file, or a name in the models directory
-    models_dir: str | None = None  # None: $VIDSTYLE_MODELS, else ~/.cache/vidstyle/models
-    batch_size: int = field(default=4, metadata=_range(1, 1024))
-    precision: str = field(default="auto", metadata=_choice("auto", "fp32", "fp16", "bf16"))
-    channels_last: str = field(default="auto", metadata=_choice("auto", "on", "off"))
+    model: str | None = setting(
+        None,
+        "Trained model: a .pth file or a name from `vidstyle models`.",
+        PANEL_FAST,
+        kind=str,
+        example='"starry"',
+    )
+    models_dir: str | None = setting(
+        None,
+        "Where model names are looked up (unset: $VIDSTYLE_MODELS, else ~/.cache/vidstyle/models).",
+        PANEL_FAST,
+        kind=str,
+        example='"~/models"',
+        path=True,
+    )
+    batch_size: int = setting(4, "Frames per network call.", PANEL_FAST, low=1, high=1024)
+    precision: str = setting(
+        "auto",
+        "auto: fp16 on CUDA, fp32 on the CPU; bf16 needs CUDA.",
+        PANEL_FAST,
+        choices=("auto", "fp32", "fp16", "bf16"),
+    )
+    channels_last: str = setting(
+        "auto",
+        "NHWC memory layout for the network (auto: on for CUDA).",
+        PANEL_FAST,
+        choices=("auto", "on", "off"),
+    )
 
     # Output encoding
-    codec: str = "libx264"
-    crf: int = field(default=18, metadata=_range(0, 63))
-    encoder_preset: str = "medium"
-    audio: bool = True
-    max_frames: int | None = field(default=None, metadata=_range(1))
-    overwrite: bool = False
+    codec: str = setting(
+        "libx264", "libx264 | libx265 | libvpx-vp9 | libsvtav1 (where PyAV has them).", PANEL_ENCODE
+    )
+    crf: int = setting(18, "Constant rate factor (lower is better).", PANEL_ENCODE, low=0, high=63)
+    encoder_preset: str = setting("medium", "Encoder speed preset.", PANEL_ENCODE)
+    audio: bool = setting(
+        True,
+        "Copy the source's audio streams (re-encoded only if the container cannot hold them).",
+        PANEL_ENCODE,
+    )
+    max_frames: int | None = setting(
+        None,
+        "Render only the first N frames (audio trimmed to match), for previews.",
+        PANEL_IO,
+        low=1,
+        kind=int,
+        example="48",
+    )
+    overwrite: bool = setting(False, "Replace an existing output instead of skipping it.", PANEL_IO)
 
     # Resume (vidstyle.resume): progress is kept beside the output in finished segments
-    resume: bool = True  # False: discard earlier progress and start over (--no-resume)
-    segment_frames: int = field(default=120, metadata=_range(1))  # frames per saved segment
+    resume: bool = setting(
+        True,
+        "Continue an interrupted render of the same command from its saved segments; "
+        "--no-resume starts over.",
+        PANEL_BATCH,
+    )
+    segment_frames: int = setting(
+        120, "Frames per saved segment: a crash loses at most this many.", PANEL_BATCH, low=1
+    )
 
     def replace(self, **changes: Any) -> RenderSettings:
         return dataclasses.replace(self, **changes)
@@ -135,6 +348,11 @@ SETTING_NAMES = frozenset(f.name for f in fields(RenderSettings))
 
 def _normalise_key(key: str) -> str:
     return key.replace("-", "_")
+
+
+def option_name(spec: dataclasses.Field[Any]) -> str:
+    """The command-line name of a setting, without dashes (`content-weight`, `lr`)."""
+    return spec.metadata.get("option") or spec.name.replace("_", "-")
 
 
 def _check_list(kind: str, value: Any, where: str) -> tuple[Any, ...]:
@@ -177,44 +395,52 @@ def check_layer_weights(settings: RenderSettings) -> None:
         )
 
 
-def _check_value(name: str, value: Any, source: str) -> Any:
-    """Coerce `value` to the field's type and check choices/range; errors name the key."""
-    spec = {f.name: f for f in fields(RenderSettings)}[name]
-    default = spec.default
-    where = f"{source}: setting '{name.replace('_', '-')}'"
+def _coerce(kind: type, value: Any) -> Any:
+    """`value` as `kind`; TypeError/ValueError when it is not one (no bool for a number, no
+    2.5 for an int: TOML and Python callers would otherwise lose information silently)."""
+    if kind is bool:
+        if not isinstance(value, bool):
+            raise TypeError
+        return value
+    if kind is int:
+        if isinstance(value, bool) or (isinstance(value, float) and not value.is_integer()):
+            raise TypeError
+        return int(value)
+    if kind is float:
+        if isinstance(value, bool):
+            raise TypeError
+        return float(value)
+    if not isinstance(value, str | Path):
+        raise TypeError
+    return str(value)
+
+
+def check_value(spec: dataclasses.Field[Any], value: Any, where: str) -> Any:
+    """Coerce `value` to the setting's type and check its choices and range; errors start
+    with `where`, which names the setting."""
+    meta = spec.metadata
     if value is None:
-        if default is not None and name not in ("max_frames", "vgg_weights"):
+        if spec.default is not None:
             raise ConfigError(f"{where} cannot be empty")
         return None
-    if "items" in spec.metadata:
-        return _check_list(spec.metadata["items"], value, where)
+    if meta["items"]:
+        return _check_list(meta["items"], value, where)
     try:
-        if isinstance(default, bool):
-            if not isinstance(value, bool):
-                raise TypeError
-        elif isinstance(default, int) or name == "max_frames":
-            if isinstance(value, bool) or (isinstance(value, float) and not value.is_integer()):
-                raise TypeError
-            value = int(value)
-        elif isinstance(default, float):
-            if isinstance(value, bool):
-                raise TypeError
-            value = float(value)
-        else:
-            if not isinstance(value, str | Path):
-                raise TypeError
-            value = str(value)
+        value = _coerce(meta["kind"], value)
     except (TypeError, ValueError):
         raise ConfigError(f"{where} has the wrong type ({value!r})") from None
-    choices = spec.metadata.get("choices")
+    choices = meta["choices"]
     if choices and value not in choices:
         raise ConfigError(f"{where} must be one of {', '.join(choices)} (got {value!r})")
-    low, high = spec.metadata.get("low"), spec.metadata.get("high")
+    low, high = meta["low"], meta["high"]
     if low is not None and value < low:
         raise ConfigError(f"{where} must be at least {low} (got {value!r})")
     if high is not None and value > high:
         raise ConfigError(f"{where} must be at most {high} (got {value!r})")
     return value
+
+
+_RENDER_FIELDS = {f.name: f for f in fields(RenderSettings)}
 
 
 def validate_layer(values: Mapping[str, Any], source: str) -> dict[str, Any]:
@@ -224,7 +450,8 @@ def validate_layer(values: Mapping[str, Any], source: str) -> dict[str, Any]:
         key = _normalise_key(raw_key)
         if key not in SETTING_NAMES:
             raise ConfigError(f"{source}: unknown setting '{raw_key}' (see configs/reference.toml)")
-        checked[key] = _check_value(key, value, source)
+        where = f"{source}: setting '{key.replace('_', '-')}'"
+        checked[key] = check_value(_RENDER_FIELDS[key], value, where)
     return checked
 
 
@@ -269,19 +496,33 @@ def load_config_file(path: Path) -> dict[str, Any]:
     return _parse_toml(text, str(path))
 
 
+def default_preset(chosen: Mapping[str, Any]) -> str:
+    """The preset used when none is named: fast when the settings chosen (by a config file or
+    options) ask for fast mode, or name a --model and no mode, so that
+    `vidstyle clip.mp4 --model starry` does not inherit quality's size and encoder."""
+    mode = chosen.get("mode")
+    if mode == "fast" or (mode is None and chosen.get("model") is not None):
+        return FAST_PRESET
+    return DEFAULT_PRESET
+
+
 def resolve_settings(
     preset: str | None = None,
     config_file: Path | None = None,
     overrides: Mapping[str, Any] | None = None,
 ) -> RenderSettings:
-    """Merge defaults < preset < config file < CLI overrides (None in overrides = unset)."""
+    """Merge defaults < preset < config file < overrides (None in overrides = unset).
+    Without a preset, `default_preset()` picks one from the file and the overrides."""
+    file_layer = load_config_file(config_file) if config_file is not None else {}
+    given = {k: v for k, v in (overrides or {}).items() if v is not None}
+    cli_layer = validate_layer(given, "command line")
     merged: dict[str, Any] = {}
-    _merge(merged, load_preset(preset or DEFAULT_PRESET))
-    if config_file is not None:
-        _merge(merged, load_config_file(config_file))
-    if overrides:
-        given = {k: v for k, v in overrides.items() if v is not None}
-        _merge(merged, validate_layer(given, "command line"))
+    for layer in (
+        load_preset(preset or default_preset({**file_layer, **cli_layer})),
+        file_layer,
+        cli_layer,
+    ):
+        _merge(merged, layer)
     settings = RenderSettings(**merged)
     check_layer_weights(settings)
     return settings
@@ -295,71 +536,85 @@ def _merge(merged: dict[str, Any], layer: Mapping[str, Any]) -> None:
     merged.update(layer)
 
 
-# Fast-mode network sizes (vidstyle.nets.transformer.ARCHS; named here so that options and help
-# need no torch import).
-TRAIN_ARCHS: tuple[str, ...] = ("standard", "small")
-
-
 @dataclass(frozen=True)
 class TrainSettings:
     """How `vidstyle train` trains a fast-mode network (`vidstyle.stylize.train`). Not layered
     with presets: training is one command with its own options. Loss and VGG defaults are
     quality mode's, so a network imitates what quality mode would produce with the same weights."""
 
-    arch: str = "standard"
-    size: int = 256  # side of the square training crops, in pixels
-    batch_size: int = 4
-    learning_rate: float = 1e-3  # Adam, as in Johnson et al.
-    steps: int = 2000
-    content_weight: float = RenderSettings.content_weight
-    style_weight: float = RenderSettings.style_weight
-    tv_weight: float = RenderSettings.tv_weight
+    arch: str = setting(
+        "standard",
+        "Network size: small has half the channels (~4x less compute; for CPUs).",
+        PANEL_TRAIN,
+        choices=TRAIN_ARCHS,
+    )
+    size: int = setting(256, "Side of the random square crops.", PANEL_TRAIN, low=16)
+    batch_size: int = setting(4, "Crops per training step.", PANEL_TRAIN, low=1)
+    learning_rate: float = setting(
+        1e-3, "Adam learning rate.", PANEL_TRAIN, low=1e-9, high=10.0, option="lr"
+    )  # as in Johnson et al.
+    steps: int = setting(2000, "Training steps.", PANEL_TRAIN, low=1)
+    checkpoint_every: int = setting(
+        500, "Save a resumable checkpoint every N steps (0: at the end only).", PANEL_TRAIN, low=0
+    )
+    frames_per_video: int = setting(
+        100, "Frames sampled evenly across each training clip.", PANEL_TRAIN, low=1
+    )
+    seed: int = setting(0, "Random seed.", PANEL_TRAIN)
+    device: str = setting("auto", "auto | cpu | cuda | cuda:N.", PANEL_TRAIN)
+    content_weight: float = setting(
+        RenderSettings.content_weight, "Weight of the content loss.", PANEL_LOSS, low=0.0
+    )
+    style_weight: float = setting(
+        RenderSettings.style_weight, "Weight of the style loss.", PANEL_LOSS, low=0.0
+    )
+    tv_weight: float = setting(
+        RenderSettings.tv_weight, "Weight of the total-variation loss.", PANEL_LOSS, low=0.0
+    )
     # Output-level temporal loss on consecutive video frames (Ruder et al. 2016's masked
     # difference to the flow-warped previous output, trained in as in ReCoNet, Gao et al.
-    # 2018); 0 = off. Needs video data; costs one extra network pass per pair.
-    temporal_weight: float = 0.0
-    style_scale: float = RenderSettings.style_scale  # style image long side / crop side
-    seed: int = 0
-    features: str = RenderSettings.features
-    vgg_weights: str | None = None
-    vgg_layout: str = RenderSettings.vgg_layout
-    pooling: str = RenderSettings.pooling
-    frames_per_video: int = 100  # sampled evenly across each training clip
-    checkpoint_every: int = 500  # steps; 0: only at the end
-    device: str = "auto"
+    # 2018). Costs one extra network pass per pair.
+    temporal_weight: float = setting(
+        0.0,
+        "Temporal loss on consecutive video frames (flow-warped previous output vs current "
+        "output, masked); needs video --data; 0: off.",
+        PANEL_LOSS,
+        low=0.0,
+    )
+    style_scale: float = setting(
+        RenderSettings.style_scale,
+        "Style image long side relative to the crop.",
+        PANEL_LOSS,
+        low=0.05,
+        high=8.0,
+    )
+    features: str = setting(
+        RenderSettings.features,
+        "auto: pretrained weights if found, else random features with a warning.",
+        PANEL_FEATURES,
+        choices=FEATURES,
+    )
+    vgg_weights: str | None = setting(
+        None,
+        "VGG-19 or VGG-16 checkpoint (torchvision or Caffe layout).",
+        PANEL_FEATURES,
+        kind=str,
+        path=True,
+    )
+    vgg_layout: str = setting(
+        RenderSettings.vgg_layout,
+        "Input normalisation of the checkpoint: auto reads it from the file.",
+        PANEL_FEATURES,
+        choices=("auto", "torchvision", "caffe"),
+    )
+    pooling: str = setting(
+        RenderSettings.pooling, "VGG pooling layers.", PANEL_FEATURES, choices=POOLING
+    )
 
     def replace(self, **changes: Any) -> TrainSettings:
         return dataclasses.replace(self, **changes)
 
     def validate(self) -> None:
-        """ConfigError naming the first bad value."""
-        if self.arch not in TRAIN_ARCHS:
-            raise ConfigError(f"--arch must be one of {', '.join(TRAIN_ARCHS)} (got {self.arch!r})")
-        checks: list[tuple[str, bool, str]] = [
-            ("size", self.size >= 16, "at least 16"),
-            ("batch-size", self.batch_size >= 1, "at least 1"),
-            ("lr", 0 < self.learning_rate <= 10, "in (0, 10]"),
-            ("steps", self.steps >= 1, "at least 1"),
-            ("content-weight", self.content_weight >= 0, "at least 0"),
-            ("style-weight", self.style_weight >= 0, "at least 0"),
-            ("tv-weight", self.tv_weight >= 0, "at least 0"),
-            ("temporal-weight", self.temporal_weight >= 0, "at least 0"),
-            ("style-scale", 0.05 <= self.style_scale <= 8, "between 0.05 and 8"),
-            ("frames-per-video", self.frames_per_video >= 1, "at least 1"),
-            ("checkpoint-every", self.checkpoint_every >= 0, "at least 0 (0: only at the end)"),
-        ]
-        for name, ok, rule in checks:
-            if not ok:
-                value = getattr(self, _train_attr(name))
-                raise ConfigError(f"--{name} must be {rule} (got {value!r})")
-        for name, value, choices in (
-            ("features", self.features, ("auto", "pretrained", "random")),
-            ("vgg-layout", self.vgg_layout, ("auto", "torchvision", "caffe")),
-            ("pooling", self.pooling, ("max", "avg")),
-        ):
-            if value not in choices:
-                raise ConfigError(f"--{name} must be one of {', '.join(choices)} (got {value!r})")
-
-
-def _train_attr(option: str) -> str:
-    return {"lr": "learning_rate"}.get(option, option.replace("-", "_"))
+        """ConfigError naming the first bad value by its option (`--size must be ...`)."""
+        for spec in fields(self):
+            check_value(spec, getattr(self, spec.name), f"--{option_name(spec)}")

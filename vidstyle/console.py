@@ -156,33 +156,6 @@ class _SingleTaskDisplay:
         self._task = None
 
 
-class ProgressBar(_SingleTaskDisplay):
-    """A progress bar per video (frames done/total, frames/s, ETA) on stderr."""
-
-    def __init__(self, enabled: bool = True) -> None:
-        self.enabled = enabled
-
-    def start(self, description: str, total: int | None) -> None:
-        if not self.enabled:
-            return
-        self._progress = _progress(
-            TextColumn("[bold]{task.description}"),
-            BarColumn(),
-            MofNCompleteColumn(),
-            FramesPerSecondColumn(),
-            TextColumn("elapsed"),
-            TimeElapsedColumn(),
-            TextColumn("ETA"),
-            TimeRemainingColumn(),
-        )
-        self._progress.start()
-        self._task = self._progress.add_task(description, total=total)
-
-    def advance(self, frames: int = 1) -> None:
-        if self._progress is not None and self._task is not None:
-            self._progress.advance(self._task, frames)
-
-
 class TrainingProgressBar(_SingleTaskDisplay):
     """`vidstyle train`'s bar: steps done/total, steps/s, ETA and the latest losses, on stderr.
 

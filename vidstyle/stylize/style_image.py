@@ -9,8 +9,7 @@ import torch
 from PIL import Image, UnidentifiedImageError
 
 from vidstyle.errors import StyleImageError
-
-_VIDEO_SUFFIXES = {".mp4", ".mov", ".mkv", ".webm", ".avi", ".m4v", ".mpg", ".mpeg", ".ts", ".flv"}
+from vidstyle.filetypes import VIDEO_EXTENSIONS
 
 
 def load_style_image(path: Path) -> Image.Image:
@@ -19,7 +18,7 @@ def load_style_image(path: Path) -> Image.Image:
         raise StyleImageError("style image not found; check the path", path)
     if path.is_dir():
         raise StyleImageError("is a folder; pass a style image file", path)
-    if path.suffix.lower() in _VIDEO_SUFFIXES:
+    if path.suffix.lower() in VIDEO_EXTENSIONS:
         raise StyleImageError("is a video; pass a still image (PNG, JPEG, ...) as --style", path)
     try:
         with Image.open(path) as opened:

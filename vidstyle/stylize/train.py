@@ -32,6 +32,7 @@ from PIL import Image, UnidentifiedImageError
 from vidstyle.config import TrainSettings
 from vidstyle.device import resolve_device
 from vidstyle.errors import ConfigError, InputError, RenderInterrupted, VidstyleError, WeightsError
+from vidstyle.filetypes import IMAGE_EXTENSIONS, VIDEO_EXTENSIONS
 from vidstyle.media import probe, read_frames
 from vidstyle.models import (
     CHECKPOINT_FORMAT,
@@ -49,10 +50,6 @@ from vidstyle.temporal.losses import temporal_loss
 
 log = logging.getLogger(__name__)
 
-IMAGE_SUFFIXES = frozenset({".png", ".jpg", ".jpeg", ".webp", ".bmp", ".tif", ".tiff"})
-VIDEO_SUFFIXES = frozenset(
-    {".mp4", ".mov", ".mkv", ".webm", ".avi", ".m4v", ".mpg", ".mpeg", ".ts", ".flv"}
-)
 CHECKPOINT_VERSION = 1
 # Settings that may change between a run and its resumption; any other difference means the
 # checkpoint belongs to another training run.
@@ -103,9 +100,9 @@ def find_data(paths: Sequence[Path]) -> DataSources:
             raise InputError("training data not found; check the --data path", path)
         if path.is_file():
             suffix = path.suffix.lower()
-            if suffix in IMAGE_SUFFIXES:
+            if suffix in IMAGE_EXTENSIONS:
                 images.append(path)
-            elif suffix in VIDEO_SUFFIXES:
+            elif suffix in VIDEO_EXTENSIONS:
                 videos.append(path)
             else:
                 raise InputError(
@@ -116,13 +113,16 @@ def find_data(paths: Sequence[Path]) -> DataSources:
             continue
         found = 0
         for child in sorted(path.rglob("*")):
-            if not child.is_file() or child.name.startswith("."):
+            # Hidden files and folders are left out: an interrupted render's segments in
+            # `.<output>.vidstyle-work/` are not training footage.
+            hidden = any(part.startswith(".") for part in child.relative_to(path).parts)
+            if hidden or not child.is_file():
                 continue
             suffix = child.suffix.lower()
-            if suffix in IMAGE_SUFFIXES:
+            if suffix in IMAGE_EXTENSIONS:
                 images.append(child)
                 found += 1
-            elif suffix in VIDEO_SUFFIXES:
+            elif suffix in VIDEO_EXTENSIONS:
                 videos.append(child)
                 found += 1
         if not found:
