@@ -138,7 +138,7 @@ class WeightSource:
         """One line naming network, weights and layout, e.g. "pretrained VGG-16 (caffe layout)
         from vgg16.pth (--vgg-weights)"."""
         if self.kind == "random":
-            return f"random {self.arch} ({self.origin})"
+            return f"{self.arch} with {self.origin}"
         return f"pretrained {self.arch} ({self.layout} layout) from {self.path} ({self.origin})"
 
 
