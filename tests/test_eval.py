@@ -14,7 +14,7 @@ import pytest
 from clitools import run
 
 from vidstyle.config import RenderSettings
-from vidstyle.metrics import evaluate_videos, warping_error
+from vidstyle.metrics import TrailRatio, evaluate_videos, warping_error
 from vidstyle.pipeline import stylize_video
 
 SIZE = (96, 64)
@@ -149,3 +149,27 @@ def test_smoothing_lowers_the_warping_error_of_a_render(
     floor = evaluate_videos(pan, pan, RenderSettings()).warping_error_original
     assert errors[0.0] > 100 * floor  # type: ignore[operator]  # it does flicker
     assert errors[0.8] < 0.5 * errors[0.0]  # type: ignore[operator]
+
+
+def test_trail_ratio_sees_a_ghost_that_the_warping_error_rewards() -> None:
+    """A render that keeps an object's old colour where it has gone (a ghost) is perfectly
+    stable, but locally it is far from an independent render of the same frames."""
+    rng = np.random.default_rng(0)
+    height, width = 24, 32
+    independent = [rng.uniform(0, 255, (height, width, 3)) for _ in range(4)]
+    swept = np.zeros((height, width), dtype=bool)
+    swept[8:16, 4:20] = True  # where the object went across
+    masks = [None] + [np.where(swept, 0.0, 1.0).astype(np.float32)] * 3
+    # Rendered like any other region: differences the same size everywhere.
+    honest = [frame + rng.normal(0, 10, frame.shape) for frame in independent]
+    ghost = [frame.copy() for frame in honest]
+    for frame in ghost[1:]:
+        frame[swept] = (230, 20, 20)  # the object's colour, left behind
+    ratios = []
+    for render in (honest, ghost):
+        meter = TrailRatio()
+        for mask, frame, reference in zip(masks, render, independent, strict=True):
+            meter.add(mask, frame, reference)
+        ratios.append(meter.value())
+    assert ratios[0] is not None and 0.8 < ratios[0] < 1.25
+    assert ratios[1] is not None and ratios[1] > 3
