@@ -19,7 +19,12 @@ without cuts. Prints a table per clip and the issue's targets, and writes JSON t
 bench/results/temporal.json.
 
     python bench/temporal.py     # generated 96x64 pan, 6 frames: minutes on 2 CPU cores
-    python bench/temporal.py --size 256 --frames 24 --features auto --clip my.mp4
+    python bench/temporal.py --motion none --clip samples/clip.mp4 --style samples/style.png \
+        --size 128 --frames 12 --first-iterations 100 --iterations 12 --vgg-weights vgg16.pth
+
+Rows report, beside E_warp and the style distance, the trail ratio (`vidstyle.metrics.TrailRatio`)
+of each render against the independent frames: a ghost or a wake, which E_warp rewards, shows
+there.
 """
 
 from __future__ import annotations
@@ -403,6 +408,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--clip", type=Path, action="append", default=[], help="extra clip(s)")
     parser.add_argument("--style", type=Path, help="style image (default: a generated one)")
     parser.add_argument("--features", default="random", choices=["auto", "pretrained", "random"])
+    parser.add_argument(
+        "--vgg-weights", help="VGG checkpoint (e.g. a pretrained VGG-16); implies pretrained"
+    )
     parser.add_argument("--first-iterations", type=int, default=30)
     parser.add_argument("--iterations", type=int, default=10)
     parser.add_argument(
@@ -417,7 +425,8 @@ def main(argv: list[str] | None = None) -> int:
 
     device = resolve_device(args.device)
     base = RenderSettings(
-        features=args.features,
+        features="pretrained" if args.vgg_weights else args.features,
+        vgg_weights=args.vgg_weights,
         size=args.size,
         first_iterations=args.first_iterations,
         iterations=args.iterations,
@@ -466,7 +475,8 @@ def main(argv: list[str] | None = None) -> int:
         "when": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "machine": machine,
         "settings": {
-            "features": args.features,
+            "features": "pretrained" if args.vgg_weights else args.features,
+            "vgg_weights": args.vgg_weights,
             "first_iterations": args.first_iterations,
             "iterations": args.iterations,
             "temporal_weight": args.temporal_weight,

@@ -19,7 +19,6 @@ from vidstyle.stylize.losses import (
     LossWeights,
     PerceptualLoss,
     gram_matrix,
-    region_gram_matrix,
 )
 from vidstyle.stylize.optimize import optimize_image
 from vidstyle.stylize.quality import QualityStylizer, palette_start, warm_budget
@@ -32,7 +31,7 @@ SIZE = (48, 40)
 def loss() -> PerceptualLoss:
     layers = sorted(set(DEFAULT_STYLE_LAYERS) | set(DEFAULT_CONTENT_LAYERS))
     features = VGGFeatures(layers, weights="random", seed=0)
-    perceptual = PerceptualLoss(features, weights=LossWeights())
+    perceptual = PerceptualLoss(features, weights=LossWeights(content=1.0, style=5.0, tv=1e-2))
     style = mediagen.make_frames(frames=1, size=(48, 48), motion="static", seed=5)[0]
     perceptual.set_style([image_to_tensor(style)])
     return perceptual
@@ -47,38 +46,6 @@ def test_gram_matrix_is_size_independent_for_a_repeated_pattern() -> None:
     small = torch.rand(1, 4, 8, 8)
     tiled = small.repeat(1, 1, 2, 2)
     assert torch.allclose(gram_matrix(small), gram_matrix(tiled), atol=1e-6)
-
-
-def test_region_gram_matrix_of_a_binary_region_is_the_gram_matrix_inside_it() -> None:
-    features = torch.rand(1, 6, 8, 10)
-    region = torch.zeros(1, 1, 16, 20)  # twice the feature size: pooled down by area
-    region[..., :8, :] = 1.0
-    inside = region_gram_matrix(features, region)
-    assert inside is not None
-    torch.testing.assert_close(inside, gram_matrix(features[..., :4, :]))
-    # Too small a region has no texture statistics at this layer.
-    tiny = torch.zeros(1, 1, 16, 20)
-    tiny[..., :2, :2] = 1.0
-    assert region_gram_matrix(features, tiny) is None
-
-
-def test_new_pixels_get_a_style_gradient_as_strong_as_a_fresh_frames(
-    loss: PerceptualLoss, frames: list[torch.Tensor]
-) -> None:
-    # A small patch of the frame: the whole-frame Gram term hardly pulls at it (its share of
-    # the statistics is its share of the area), which leaves wakes behind moving objects.
-    loss.set_content(frames[0])
-    region = torch.zeros(1, 1, *frames[0].shape[-2:])
-    region[..., 8:24, 8:24] = 1.0
-
-    def style_pull(with_region: bool) -> float:
-        image = frames[0].clone().requires_grad_(True)
-        terms = loss(image, region if with_region else None)
-        terms.total.backward()  # the content term is 0 here: image == content
-        assert image.grad is not None
-        return float(image.grad[..., 8:24, 8:24].abs().mean())
-
-    assert style_pull(True) > 3 * style_pull(False)
 
 
 def test_new_pixels_start_in_the_stylised_palette() -> None:
@@ -96,7 +63,7 @@ def test_new_pixels_start_in_the_stylised_palette() -> None:
 def test_warm_budget_grows_with_the_new_share_up_to_a_fresh_frames() -> None:
     assert warm_budget(12, 100, 0.0) == 12
     assert 12 < warm_budget(12, 100, 0.05) < warm_budget(12, 100, 0.2) < 100
-    assert warm_budget(12, 100, 0.5) == warm_budget(12, 100, 1.0) == 100
+    assert warm_budget(12, 100, 0.5) == 56 and warm_budget(12, 100, 1.0) == 100
     assert warm_budget(12, 10, 0.9) == 12  # never fewer than the warm budget
 
 

@@ -167,9 +167,11 @@ class RenderSettings:
 
     # Losses (each layer's loss is divided by the size of its target)
     content_weight: float = setting(1.0, "Weight of the content loss.", PANEL_QUALITY, low=0.0)
-    style_weight: float = setting(5.0, "Weight of the style loss.", PANEL_QUALITY, low=0.0)
+    # Tuned by eye and by the benches with a pretrained VGG-16 (docs/quality.md): more style
+    # loses the picture's structure, less TV leaves pixel-level colour speckle.
+    style_weight: float = setting(2.0, "Weight of the style loss.", PANEL_QUALITY, low=0.0)
     tv_weight: float = setting(
-        1e-2, "Weight of the total-variation (smoothness) loss.", PANEL_QUALITY, low=0.0
+        20.0, "Weight of the total-variation (smoothness) loss.", PANEL_QUALITY, low=0.0
     )
     style_scale: float = setting(
         1.0,

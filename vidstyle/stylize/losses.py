@@ -15,7 +15,6 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor, nn
 
 from vidstyle.nets.vgg import VGGFeatures
@@ -28,9 +27,6 @@ DEFAULT_CONTENT_LAYERS: tuple[str, ...] = ("relu4_2",)
 
 # Keeps the normaliser away from zero for layers whose target is (nearly) all zeros.
 _EPS = 1e-8
-# Fewest feature positions (in units of one full position) a region must cover at a layer for
-# its guided Gram matrix to count.
-_MIN_REGION_CELLS = 4.0
 
 
 def gram_matrix(features: Tensor) -> Tensor:
@@ -38,23 +34,6 @@ def gram_matrix(features: Tensor) -> Tensor:
     n, c, h, w = features.shape
     flat = features.reshape(n, c, h * w)
     return torch.bmm(flat, flat.transpose(1, 2)) / (c * h * w)
-
-
-def region_gram_matrix(features: Tensor, region: Tensor) -> Tensor | None:
-    """The Gram matrix of `features` over a soft `region` (N×1×h×w in [0, 1], any size), as a
-    guided Gram matrix (Gatys et al. 2017, "Controlling perceptual factors in neural style
-    transfer", sec. 4): features weighted by the region, divided by C·Σm² so that for a binary
-    region it is the Gram matrix of the pixels inside, comparable with `gram_matrix`.
-
-    None when the region covers fewer than `_MIN_REGION_CELLS` positions at this layer: a Gram
-    matrix of two or three positions is noise, not a texture statistic.
-    """
-    n, c, h, w = features.shape
-    weight = F.interpolate(region, size=(h, w), mode="area")
-    if float(weight.sum()) < _MIN_REGION_CELLS:
-        return None
-    flat = (features * weight).reshape(n, c, h * w)
-    return torch.bmm(flat, flat.transpose(1, 2)) / (c * weight.square().sum().clamp_min(_EPS))
 
 
 def total_variation(image: Tensor) -> Tensor:
@@ -66,9 +45,11 @@ def total_variation(image: Tensor) -> Tensor:
 
 @dataclass(frozen=True)
 class LossWeights:
-    content: float = 1.0
-    style: float = 5.0
-    tv: float = 1e-2
+    """Weights of the three terms; the defaults a render uses are `RenderSettings`'."""
+
+    content: float
+    style: float
+    tv: float
 
 
 @dataclass
@@ -148,27 +129,7 @@ class PerceptualLoss(nn.Module):
             layer: t.pow(2).mean().clamp_min(_EPS) for layer, t in self._content.items()
         }
 
-    def region_style(self, feats: Mapping[str, Tensor], region: Tensor) -> Tensor:
-        """Style distance of the features inside `region` alone (guided Gram matrices).
-
-        Why: the whole frame's Gram matrices barely notice a small unstylised patch (its share
-        of the statistics is its share of the area), so pixels uncovered behind a moving object
-        get almost no style gradient and stay close to the photo for many frames: a wake.
-        Matching the style inside the region gives them a gradient as strong as a fresh frame's.
-        Layers where the region is too small to have texture statistics are left out.
-        """
-        total = region.new_zeros(())
-        for layer, w in zip(self.style_layers, self.style_layer_weights, strict=True):
-            gram = region_gram_matrix(feats[layer], region)
-            if gram is not None:
-                difference = (gram - self._style_grams[layer]).pow(2).mean()
-                total = total + w * difference / self._style_norms[layer]
-        return total
-
-    def forward(self, image: Tensor, region: Tensor | None = None) -> LossTerms:
-        """The loss of `image`. With `region` (N×1×H×W in [0, 1]), the style term also matches
-        the style's Gram matrices inside the region alone, with the same weight as the whole
-        frame's (see `region_style`)."""
+    def forward(self, image: Tensor) -> LossTerms:
         if not self._style_grams or not self._content:
             raise RuntimeError("set_style() and set_content() must be called before the loss")
         feats = self.features(image)
@@ -182,8 +143,6 @@ class PerceptualLoss(nn.Module):
             / self._style_norms[layer]
             for layer, w in zip(self.style_layers, self.style_layer_weights, strict=True)
         )
-        if region is not None:
-            style = style + self.region_style(feats, region)
         tv = total_variation(image)
         total = self.weights.content * content + self.weights.style * style + self.weights.tv * tv
         return LossTerms(
