@@ -255,7 +255,7 @@ def plan_batch(
     problems with the command itself (bad styles or options, colliding outputs); problems
     with one input become that job's "fail"."""
     # Imported here: planning a dry run should not pay for more than it needs.
-    from vidstyle.media import probe
+    from vidstyle.media import check_container_holds, probe
     from vidstyle.pipeline import check_mode_inputs, expected_frames
     from vidstyle.stylize.style_image import load_style_image
 
@@ -325,6 +325,9 @@ def plan_batch(
                 elif info is not None:
                     job.frames = expected_frames(info, settings.max_frames)
             if job.action == "render":
+                # A codec the container cannot hold fails every such job, and would only show
+                # when the finished segments are joined: stop the command before any render.
+                check_container_holds(target, settings.codec)
                 job.resume_from = _saved_frames(target) if settings.resume else 0
             other = targets.get(target.resolve())
             if other is not None:

@@ -19,6 +19,7 @@ from vidstyle.frame import FrameRecord
 from vidstyle.media import (
     VideoInfo,
     available_codecs,
+    check_container_holds,
     check_output_writable,
     image_to_tensor,
     plan_size,
@@ -179,6 +180,7 @@ def stylize_video(
         return RenderResult(input=input_path, output=output, status="skipped")
     check_output_writable(output)
     _check_codec(settings.codec)
+    check_container_holds(output, settings.codec)  # not only when the segments are joined
     device = resolve_device(settings.device)
     torch.manual_seed(settings.seed)
 

@@ -11,6 +11,7 @@ from vidstyle.media.writer import (
     VIDEO_CODECS,
     VideoWriter,
     available_codecs,
+    check_container_holds,
     check_output_writable,
 )
 
@@ -21,6 +22,7 @@ __all__ = [
     "VideoInfo",
     "VideoWriter",
     "available_codecs",
+    "check_container_holds",
     "check_output_writable",
     "image_to_tensor",
     "plan_size",

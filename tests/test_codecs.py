@@ -1,0 +1,126 @@
+"""Every codec the README offers, through the whole render path: segments, join, final file."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import av
+import mediagen
+import pytest
+from clitools import FAST, frame_count, run
+
+from vidstyle.media import VIDEO_CODECS, VideoWriter, available_codecs, probe, read_frames
+from vidstyle.resume import work_dir_for
+
+# The stream's codec as a decoder names it, for each encoder.
+_DECODED_AS = {"libx264": "h264", "libx265": "hevc", "libvpx-vp9": "vp9", "libsvtav1": "av1"}
+
+
+@pytest.fixture
+def folder(tmp_path: Path, style_image: Path) -> Path:
+    mediagen.make_video(tmp_path / "clip.mp4", frames=3)
+    shutil.copy(style_image, tmp_path / "style.png")
+    return tmp_path
+
+
+def _needs(codec: str) -> None:
+    if not available_codecs().get(codec, False):
+        pytest.skip(f"this FFmpeg build has no {codec} encoder")
+
+
+# The containers that hold each codec (WebM: VP9 and AV1 only; MOV: H.264 and HEVC only).
+_PAIRS = [
+    (codec, suffix)
+    for codec in VIDEO_CODECS
+    for suffix in (".mp4", ".mkv", ".webm", ".mov")
+    if not (suffix == ".webm" and codec in ("libx264", "libx265"))
+    and not (suffix == ".mov" and codec in ("libvpx-vp9", "libsvtav1"))
+]
+
+
+@pytest.mark.parametrize(("codec", "suffix"), _PAIRS)
+def test_every_codec_renders_and_joins_in_every_container_that_holds_it(
+    folder: Path, codec: str, suffix: str
+) -> None:
+    _needs(codec)
+    out = folder / f"out{suffix}"
+    # Two-frame segments: three frames make two segments, so the join copies more than one.
+    args = ["-s", folder / "style.png", "-o", out, "--codec", codec, "--segment-frames", "2"]
+    assert run([folder / "clip.mp4", *args, "-q", *FAST]) == 0
+    assert frame_count(out) == 3
+    with av.open(str(out)) as container:
+        assert container.streams.video[0].codec_context.name in (
+            _DECODED_AS[codec],
+            f"lib{_DECODED_AS[codec]}",  # FFmpeg may pick an external decoder (libdav1d)
+            "libdav1d",
+        )
+    assert not work_dir_for(out).exists()
+
+
+@pytest.mark.parametrize("suffix", [".mp4", ".mov"])
+def test_hevc_in_mp4_and_mov_is_tagged_hvc1_for_apple_players(folder: Path, suffix: str) -> None:
+    _needs("libx265")
+    out = folder / f"out{suffix}"
+    args = ["-s", folder / "style.png", "-o", out, "--codec", "libx265", "--segment-frames", "2"]
+    assert run([folder / "clip.mp4", *args, "-q", *FAST]) == 0
+    with av.open(str(out)) as container:
+        assert container.streams.video[0].codec_tag == "hvc1"
+
+
+def _no_frame_rendered(monkeypatch: pytest.MonkeyPatch) -> None:
+    from vidstyle.stylize import quality
+
+    def fail(*args, **kwargs):
+        raise AssertionError("a frame was rendered before the codec/container check")
+
+    monkeypatch.setattr(quality, "optimize_image", fail)
+
+
+@pytest.mark.parametrize(
+    ("codec", "suffix", "hint"),
+    [("libx264", ".webm", "--codec libvpx-vp9"), ("libvpx-vp9", ".mov", "--codec libx264")],
+)
+@pytest.mark.parametrize("batch", [False, True], ids=["one-file", "batch"])
+def test_a_codec_the_container_cannot_hold_fails_before_the_first_frame(
+    folder: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    batch: bool,
+    codec: str,
+    suffix: str,
+    hint: str,
+) -> None:
+    _needs(codec)
+    _no_frame_rendered(monkeypatch)
+    shutil.copy(folder / "clip.mp4", folder / "clip2.mp4")
+    before = sorted(p.name for p in folder.iterdir())
+    if batch:
+        args = [folder / "clip.mp4", folder / "clip2.mp4", "-o", folder / "out"]
+        args += ["--name", "{stem}" + suffix]
+    else:
+        args = [folder / "clip.mp4", "-o", folder / f"out{suffix}"]
+    code = run([*args, "-s", folder / "style.png", "--codec", codec, "-q", *FAST])
+    err = capsys.readouterr().err.strip()
+    assert code == 2
+    assert len(err.splitlines()) == 1 and "Traceback" not in err
+    assert f"a {suffix} file cannot hold {codec}" in err and hint in err
+    assert sorted(p.name for p in folder.iterdir()) == before  # nothing written, no work folder
+
+
+def test_short_hevc_encodes_always_mux(tmp_path: Path) -> None:
+    # libx265 through FFmpeg may give every packet of a short encode a garbage decode time
+    # (about half the time for two frames), which the MP4 muxer refuses.
+    _needs("libx265")
+    clip = mediagen.make_video(tmp_path / "clip.mp4", frames=3, audio=False)
+    info = probe(clip)
+    frames = list(read_frames(info))
+    for attempt in range(8):
+        out = tmp_path / f"out{attempt}.mp4"
+        with VideoWriter(out, info, info.size, codec="libx265", encoder_preset="ultrafast") as w:
+            for frame in frames[: 1 + attempt % 3]:
+                w.write(frame.image, frame.pts)
+        with av.open(str(out)) as container:
+            packets = [p for p in container.demux(video=0) if p.size]
+        assert len(packets) == 1 + attempt % 3
+        assert all(p.dts <= p.pts for p in packets)
