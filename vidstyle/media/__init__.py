@@ -13,6 +13,7 @@ from vidstyle.media.writer import (
     available_codecs,
     check_container_holds,
     check_output_writable,
+    output_error,
 )
 
 __all__ = [
@@ -25,6 +26,7 @@ __all__ = [
     "check_container_holds",
     "check_output_writable",
     "image_to_tensor",
+    "output_error",
     "plan_size",
     "probe",
     "read_frames",

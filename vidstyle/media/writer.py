@@ -243,7 +243,7 @@ class VideoWriter(CloseOrAbort):
             )
         except OSError as err:  # includes PyAV's errno-based errors
             self.abort()
-            raise _output_error(err, self.path) from err
+            raise output_error(err, self.path) from err
         except (av.error.FFmpegError, ValueError) as err:  # no muxer for this extension
             self.abort()
             kind = self.path.suffix or "extensionless"
@@ -336,7 +336,7 @@ class VideoWriter(CloseOrAbort):
             self._out.mux(packet)
         except OSError as err:
             self.abort()
-            raise _output_error(err, self.path) from err
+            raise output_error(err, self.path) from err
         self._frames += 1
 
     def _add_audio_streams(self) -> None:
@@ -420,7 +420,7 @@ class VideoWriter(CloseOrAbort):
             self._mux_video(self._video.encode(frame))
         except OSError as err:
             self.abort()
-            raise _output_error(err, self.path) from err
+            raise output_error(err, self.path) from err
         self._last_pts = pts
         self._frames += 1
 
@@ -509,7 +509,7 @@ class VideoWriter(CloseOrAbort):
             os.replace(self.temp_path, self.path)
         except OSError as err:
             self.abort()
-            raise _output_error(err, self.path) from err
+            raise output_error(err, self.path) from err
         except BaseException:
             self.abort()
             raise
@@ -697,7 +697,8 @@ def _packet_time(packet: av.Packet) -> Fraction | None:
     return ts * packet.time_base
 
 
-def _output_error(err: OSError, path: Path) -> OutputError:
+def output_error(err: OSError, path: Path) -> OutputError:
+    """The one-line error for a failed write of `path` (disk full, permission denied, ...)."""
     if err.errno in (errno.ENOSPC, errno.EDQUOT):
         return OutputError(
             "disk full while writing; free some space or choose another folder", path
