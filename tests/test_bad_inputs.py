@@ -245,7 +245,7 @@ def small_disk(tmp_path: Path) -> Iterator[Path]:
     try:
         yield mount
     finally:
-        subprocess.run(["umount", str(mount)], check=False)
+        subprocess.run(["umount", "-l", str(mount)], check=False)  # -l: even if busy
 
 
 def test_disk_full_while_saving_progress_is_one_line(
