@@ -212,10 +212,11 @@ class VideoWriter(CloseOrAbort):
         self._retime = _Retimer(source.time_base, source.fps)
         self._reformatter = VideoReformatter()  # keeps its swscale context between frames
         self._frames = 0
-        # libx265 (through FFmpeg) sometimes hands out packets whose decode times are
-        # uninitialised memory (a constant offset of ~2^63 on every packet of an encode), which
-        # the MP4 muxer refuses; its packets are held and given decode times at close
-        # (`_decode_times`). Held packets are bounded by a segment's length (vidstyle.resume).
+        # libx265 (through FFmpeg) hands out packets whose decode times are uninitialised
+        # memory (a constant offset of up to 2^63 on every packet) in about half the encodes of
+        # two frames, which the MP4 muxer refuses ("pts/dts pair unsupported"); its packets are
+        # held and given decode times at close (`_decode_times`). Held packets are bounded by a
+        # segment's length (vidstyle.resume).
         self._hold = codec == "libx265" and copy_video_from is None
         self._held: list[av.Packet] = []
         self._last_pts: int | None = None
