@@ -1,7 +1,7 @@
 """Save a PNG grid of chosen frames: one row per video (source first), one column per frame.
 
     python scripts/frame_grid.py samples/clip.mp4 out.mp4 [more.mp4 ...] --frames 0 8 16 23 \
-        -o grid.png [--labels source default ...] [--height 144]
+        -o grid.png [--labels source default ...] [--height 144] [--palette]
 
 Used to look at renders as a painter would: frames side by side, the source above, so a ghost
 (an object's colour left where it has gone), a wake (unstylised background behind a moving
@@ -63,9 +63,15 @@ def main() -> None:
     parser.add_argument("--labels", nargs="+")
     parser.add_argument("--height", type=int, default=144)
     parser.add_argument("-o", "--output", type=Path, required=True)
+    parser.add_argument(
+        "--palette", action="store_true", help="save as a 255-colour PNG (small, for docs/)"
+    )
     args = parser.parse_args()
     labels = args.labels or [p.stem for p in args.videos]
-    grid(args.videos, labels, args.frames, args.height).save(args.output)
+    image = grid(args.videos, labels, args.frames, args.height)
+    if args.palette:
+        image = image.quantize(255, method=Image.Quantize.MEDIANCUT, dither=Image.Dither.NONE)
+    image.save(args.output, optimize=True)
     print(args.output)
 
 

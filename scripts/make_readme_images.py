@@ -14,7 +14,7 @@ picture (docs/images/coarse_to_fine.png) comes from the benchmark that measures 
 `python bench/controls.py --docs`.
 
     python scripts/make_readme_images.py                # 192 px frames, 100 iterations
-    python scripts/make_readme_images.py --features pretrained --iterations 300
+    python scripts/make_readme_images.py --vgg-weights vgg16.pth    # what docs/images shows
 
 Pictures are saved as 255-colour palette PNGs so that all of them stay well under 300 KB.
 """
@@ -91,6 +91,7 @@ def main() -> None:
     parser.add_argument("--size", type=int, default=192)
     parser.add_argument("--iterations", type=int, default=100)
     parser.add_argument("--features", default="auto")
+    parser.add_argument("--vgg-weights", help="VGG checkpoint (implies pretrained features)")
     parser.add_argument("--threads", type=int, help="CPU threads for torch")
     parser.add_argument("--out", type=Path, default=ROOT / "docs" / "images")
     parser.add_argument(
@@ -104,7 +105,12 @@ def main() -> None:
     if args.threads:
         torch.set_num_threads(args.threads)
     args.out.mkdir(parents=True, exist_ok=True)
-    common = {"size": args.size, "first_iterations": args.iterations, "features": args.features}
+    common = {
+        "size": args.size,
+        "first_iterations": args.iterations,
+        "features": "pretrained" if args.vgg_weights else args.features,
+        "vgg_weights": args.vgg_weights,
+    }
 
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp) / "renders"

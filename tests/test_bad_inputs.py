@@ -5,7 +5,8 @@ from __future__ import annotations
 
 import errno
 import shutil
-from collections.abc import Callable
+import subprocess
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import mediagen
@@ -230,6 +231,61 @@ def test_disk_full_when_joining_keeps_the_frames_for_the_next_run(
     assert run([*args, "-v"]) == 0
     assert "resuming after frame 6" in " ".join(capsys.readouterr().err.split())
     assert frame_count(out) == 6 and not work_dir_for(out).exists()
+
+
+@pytest.fixture
+def small_disk(tmp_path: Path) -> Iterator[Path]:
+    """A 120 kB tmpfs: room for the first segments of a render, not for its resume state."""
+    mount = tmp_path / "disk"
+    mount.mkdir()
+    made = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", "size=120k", "tmpfs", str(mount)], capture_output=True
+    )
+    if made.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs here ({made.stderr.decode().strip()})")
+    try:
+        yield mount
+    finally:
+        subprocess.run(["umount", "-l", str(mount)], check=False)  # -l: even if busy
+
+
+def test_disk_full_while_saving_progress_is_one_line(
+    folder: Path, small_disk: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    out = small_disk / "out.mp4"
+    args = [folder / "clip.mp4", "-s", folder / "style.png", "-o", out, "--segment-frames", "2"]
+    assert run([*args, "-q", *FAST]) == 1
+    line = one_line(capsys.readouterr().err)
+    assert "out.mp4" in line and "disk full" in line and "free some space" in line
+    assert not out.exists()
+
+
+@pytest.mark.skipif(not Path("/dev/full").exists(), reason="needs /dev/full")
+def test_disk_full_when_saving_the_resume_state_is_one_line(
+    folder: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from vidstyle import resume
+
+    real = resume.WorkDir.next_segment_path
+
+    def full(self: resume.WorkDir) -> Path:
+        path = real(self)
+        # The stage states saved with the segment (torch.save) hit a full disk.
+        carry = self.path / f".carry-{len(self.segments):06d}.pt.tmp"
+        carry.unlink(missing_ok=True)
+        carry.symlink_to("/dev/full")
+        return path
+
+    monkeypatch.setattr(resume.WorkDir, "next_segment_path", full)
+    out = folder / "out" / "earlier.mp4"
+    before = snapshot(folder)
+    code = run(
+        [folder / "clip.mp4", "-s", folder / "style.png", "-o", out, "--overwrite", "-q", *FAST]
+    )
+    line = one_line(capsys.readouterr().err)
+    assert code == 1
+    assert "earlier.mp4" in line and "disk full" in line and "free some space" in line
+    assert snapshot(folder) == before
 
 
 def test_frame_too_large_for_memory_fails_before_any_work_and_suggests_size(

@@ -6,7 +6,9 @@ test_train.py); frames are tiny so every render takes a fraction of a second.
 
 from __future__ import annotations
 
+import os
 import pickle
+import stat
 import threading
 import time
 from fractions import Fraction
@@ -502,3 +504,28 @@ def test_background_consumer_abort_drops_the_queue() -> None:
     release.set()
     aborter.join(5)
     assert consumed == [0]
+
+
+@pytest.mark.parametrize(("suffix", "kind"), [(".jpg", "a JPEG image"), (".png", "a PNG image")])
+def test_an_image_passed_as_model_is_called_what_it_is(
+    clip: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str], suffix: str, kind: str
+) -> None:
+    photo = mediagen.make_image(tmp_path / f"photo{suffix}", (32, 32))
+    out = tmp_path / "out.mp4"
+    assert run([clip, "--model", photo, "-o", out, *RENDER]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "Traceback" not in err
+    assert str(photo) in err and f"is {kind}, not a model file" in err and "--style" in err
+    assert "train it again" not in err and "pickl" not in err.lower()
+    assert not out.exists()
+
+
+@pytest.mark.parametrize("umask", [0o022, 0o002])
+def test_model_files_follow_the_umask(tmp_path: Path, umask: int) -> None:
+    path = tmp_path / "mosaic.pth"
+    old = os.umask(umask)
+    try:
+        save_model(path, seeded_net(), style="mosaic.jpg", training={})
+    finally:
+        os.umask(old)
+    assert stat.S_IMODE(path.stat().st_mode) == 0o666 & ~umask

@@ -310,3 +310,74 @@ def test_segment_writer_keeps_committed_segments_on_an_error(tmp_path: Path, cli
     reopened = WorkDir.open(work.output, {"test": "1"})
     assert reopened.next_index == 3 and reopened.carry == {"n": 1}
     assert reopened.last_pts == frames[2].pts
+
+
+# ------------------------------------------------------------------------------ several segments
+
+
+@pytest.fixture
+def long_folder(tmp_path: Path, style_image: Path) -> Path:
+    """16 frames: with 5-frame segments, boundaries after frames 4, 9 and 14."""
+    mediagen.make_video(tmp_path / "clip.mp4", frames=16)
+    shutil.copy(style_image, tmp_path / "style.png")
+    return tmp_path
+
+
+def _long_args(folder: Path, segment_frames: int) -> list[object]:
+    # crf 0: x264 is lossless in YUV, so decoded frames compare the stylized frames themselves,
+    # wherever each render put its keyframes.
+    return [
+        folder / "clip.mp4",
+        "-s",
+        folder / "style.png",
+        "--segment-frames",
+        segment_frames,
+        "--crf",
+        "0",
+        *FAST,
+        "-q",
+    ]
+
+
+@pytest.mark.slow
+def test_the_same_command_gives_the_same_frames_across_several_segments(
+    long_folder: Path,
+) -> None:
+    first, second, whole = (long_folder / name for name in ("a.mp4", "b.mp4", "whole.mp4"))
+    assert run([*_long_args(long_folder, 5), "-o", first]) == 0
+    assert run([*_long_args(long_folder, 5), "-o", second]) == 0
+    assert run([*_long_args(long_folder, 1000), "-o", whole]) == 0  # one segment
+    frames = decoded(first)
+    assert len(frames) == 16
+    assert all(np.array_equal(a, b) for a, b in zip(frames, decoded(second), strict=True))
+    # Segment boundaries change nothing but where the keyframes are.
+    assert all(np.array_equal(a, b) for a, b in zip(frames, decoded(whole), strict=True))
+
+
+@pytest.mark.slow
+def test_a_render_interrupted_twice_resumes_to_the_uninterrupted_frames(
+    long_folder: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    whole, out = long_folder / "whole.mp4", long_folder / "out.mp4"
+    assert run([*_long_args(long_folder, 5), "-o", whole]) == 0
+    # Ctrl-C inside the second segment, then inside the third of the resumed run: the work
+    # folder holds segments cut short at both places.
+    interrupt_after(monkeypatch, 7)
+    assert run([*_long_args(long_folder, 5), "-o", out]) == 130
+    monkeypatch.undo()
+    interrupt_after(monkeypatch, 6)
+    assert run([*_long_args(long_folder, 5), "-o", out]) == 130
+    monkeypatch.undo()
+    state = json.loads((work_dir_for(out) / STATE_FILE).read_text())
+    assert [(s["first_index"], s["frames"]) for s in state["segments"]] == [
+        (0, 5),
+        (5, 2),
+        (7, 3),
+        (10, 3),
+    ]
+    capsys.readouterr()
+    verbose = [arg for arg in _long_args(long_folder, 5) if arg != "-q"]
+    assert run([*verbose, "-o", out, "-v"]) == 0
+    assert "resuming after frame 13" in " ".join(capsys.readouterr().err.split())
+    same_video(out, whole)
+    assert all(np.array_equal(a, b) for a, b in zip(decoded(out), decoded(whole), strict=True))

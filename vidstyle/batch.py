@@ -45,7 +45,8 @@ DEFAULT_NAME = "{stem}.{style}{ext}"
 #: MP4 plays everywhere and holds every codec vidstyle encodes; audio it cannot hold is
 #: re-encoded (and said so). `--name '{stem}.{style}.mkv'` keeps such audio as it is.
 OUTPUT_EXT = ".mp4"
-_OUTPUT_SUFFIXES = (".mp4", ".m4v", ".mov", ".mkv", ".webm")
+# The last four for a still image input, which renders to an image (vidstyle.media.still).
+_OUTPUT_SUFFIXES = (".mp4", ".m4v", ".mov", ".mkv", ".webm", ".png", ".jpg", ".jpeg", ".webp")
 
 
 # --------------------------------------------------------------------------------------------
@@ -191,11 +192,12 @@ def _style_name(group: Sequence[Path], settings: RenderSettings) -> str:
     return "+".join(style.stem for style in group)
 
 
-def output_name(template: str, input_path: Path, style_name: str) -> str:
-    """The output's name (a relative path) from the `--name` template."""
+def output_name(template: str, input_path: Path, style_name: str, ext: str = OUTPUT_EXT) -> str:
+    """The output's name (a relative path) from the `--name` template; `ext` is `{ext}` (`.png`
+    for a still image input)."""
     try:
         name = template.format(
-            stem=input_path.stem, style=style_name, ext=OUTPUT_EXT, input_ext=input_path.suffix
+            stem=input_path.stem, style=style_name, ext=ext, input_ext=input_path.suffix
         )
     except (KeyError, IndexError, ValueError) as err:
         raise ConfigError(
@@ -240,7 +242,8 @@ def plan_batch(
     problems with the command itself (bad styles or options, colliding outputs); problems
     with one input become that job's "fail"."""
     # Imported here: planning a dry run should not pay for more than it needs.
-    from vidstyle.media import probe
+    from vidstyle.media import check_container_holds, probe
+    from vidstyle.media.still import IMAGE_EXT, check_image_output, is_still_image
     from vidstyle.pipeline import check_mode_inputs, expected_frames
     from vidstyle.provenance import stale_reason, stale_settings
     from vidstyle.stylize.style_image import load_style_image
@@ -280,9 +283,12 @@ def plan_batch(
         probed = False
         info = None
         failure: VidstyleError | None = None
+        still = is_still_image(item.path)
         for group in groups:
             style_name = _style_name(group, settings)
-            name = output_name(name_template, item.path, style_name)
+            name = output_name(
+                name_template, item.path, style_name, IMAGE_EXT if still else OUTPUT_EXT
+            )
             if single_file:
                 assert output is not None
                 target = output
@@ -304,7 +310,9 @@ def plan_batch(
                 if job.stale:
                     job.reason = f"output {stale_reason(job.stale)}"
             else:
-                if not probed:  # once per input, whatever the number of styles
+                if still:
+                    job.frames = 1  # read when rendered: FFmpeg's probe is for videos
+                elif not probed:  # once per input, whatever the number of styles
                     probed = True
                     try:
                         info = probe(item.path)
@@ -314,7 +322,12 @@ def plan_batch(
                     job.action, job.reason, job.error = "fail", str(failure), failure
                 elif info is not None:
                     job.frames = expected_frames(info, settings.max_frames)
-            if job.action == "render":
+            if job.action == "render" and still:
+                check_image_output(target)  # an image renders to an image, whatever --name says
+            elif job.action == "render":
+                # A codec the container cannot hold fails every such job, and would only show
+                # when the finished segments are joined: stop the command before any render.
+                check_container_holds(target, settings.codec)
                 job.resume_from = _saved_frames(target) if settings.resume else 0
             other = targets.get(target.resolve())
             if other is not None:

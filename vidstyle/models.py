@@ -106,6 +106,9 @@ def atomic_save(obj: object, path: Path) -> None:
     fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".part", dir=path.parent)
     tmp = Path(tmp_name)
     try:
+        # mkstemp creates the file 0600; a model is meant to be shared like any file the user
+        # writes, so it gets the mode open() would give it (0666 less the umask).
+        os.fchmod(fd, 0o666 & ~_umask())
         with os.fdopen(fd, "wb") as handle:
             torch.save(obj, handle)
             handle.flush()
@@ -119,6 +122,12 @@ def atomic_save(obj: object, path: Path) -> None:
         with contextlib.suppress(OSError):
             tmp.unlink()
         raise
+
+
+def _umask() -> int:
+    mask = os.umask(0o022)  # the only way to read it is to set it; put it back at once
+    os.umask(mask)
+    return mask
 
 
 def model_dict(net: TransformerNet, *, style: str, training: Mapping[str, Any]) -> dict[str, Any]:
@@ -141,6 +150,33 @@ def save_model(path: Path, net: TransformerNet, *, style: str, training: Mapping
 # ------------------------------------------------------------------------------------- reading
 
 
+# Leading bytes of files users mistake for a model (a style image, a clip), and what they are.
+_NOT_MODELS: tuple[tuple[int, bytes, str], ...] = (
+    (0, b"\xff\xd8\xff", "a JPEG image"),
+    (0, b"\x89PNG", "a PNG image"),
+    (0, b"GIF8", "a GIF image"),
+    (8, b"WEBP", "a WebP image"),
+    (0, b"BM", "a BMP image"),
+    (0, b"II*\x00", "a TIFF image"),
+    (0, b"MM\x00*", "a TIFF image"),
+    (4, b"ftyp", "an MP4/MOV video"),
+    (0, b"\x1a\x45\xdf\xa3", "a Matroska/WebM video"),
+)
+
+
+def _recognised_non_model(path: Path) -> str | None:
+    """What `path` is, when its first bytes say it is an image or a video."""
+    try:
+        with path.open("rb") as file:
+            head = file.read(16)
+    except OSError:
+        return None  # torch.load reports it
+    for offset, magic, kind in _NOT_MODELS:
+        if head[offset : offset + len(magic)] == magic:
+            return kind
+    return None
+
+
 def load_file(path: Path, what: str, remedy: str = "train it again") -> object:
     """`torch.load(weights_only=True)` with every failure turned into a one-line WeightsError."""
     path = Path(path)
@@ -148,6 +184,13 @@ def load_file(path: Path, what: str, remedy: str = "train it again") -> object:
         raise WeightsError(f"{what} not found; check the path", path)
     if not path.is_file():
         raise WeightsError(f"{what} path is not a file", path)
+    kind = _recognised_non_model(path)
+    if kind is not None:
+        # Before torch.load, whose unpickling error would be pages long and beside the point.
+        hint = " (a style image goes to --style)" if kind.endswith("image") else ""
+        raise WeightsError(
+            f"is {kind}, not a {what}; pass a file written by `vidstyle train`{hint}", path
+        )
     try:
         return torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # torch.load raises many types for damaged or foreign files

@@ -10,7 +10,9 @@ from fractions import Fraction
 from pathlib import Path
 from typing import Protocol
 
+import numpy as np
 import torch
+from PIL import Image
 
 from vidstyle.config import RenderSettings, check_layer_weights
 from vidstyle.device import resolve_device
@@ -20,11 +22,21 @@ from vidstyle.media import (
     CODEC_ALIASES,
     VideoInfo,
     available_codecs,
+    check_container_holds,
     check_output_writable,
     image_to_tensor,
     plan_size,
     probe,
     read_frames,
+    tensor_to_image,
+)
+from vidstyle.media.still import (
+    IMAGE_EXT,
+    check_image_output,
+    image_size,
+    is_still_image,
+    read_image,
+    write_image,
 )
 from vidstyle.memory import check_fits
 from vidstyle.models import resolve_model
@@ -123,10 +135,12 @@ class RenderResult:
         return done / self.seconds if self.seconds > 0 else 0.0
 
 
-def default_output_path(input_path: Path, styles: Sequence[Path]) -> Path:
-    """`<stem>.<style-stem>.mp4` beside the input (style stems joined with '+' for blends)."""
+def default_output_path(input_path: Path, styles: Sequence[Path], *, still: bool = False) -> Path:
+    """`<stem>.<style-stem>.mp4` beside the input (style stems joined with '+' for blends);
+    `.png` for a still image input."""
     style_part = "+".join(style.stem for style in styles)
-    return input_path.with_name(f"{input_path.stem}.{style_part}.mp4")
+    suffix = IMAGE_EXT if still else ".mp4"
+    return input_path.with_name(f"{input_path.stem}.{style_part}{suffix}")
 
 
 def expected_frames(info: VideoInfo, max_frames: int | None) -> int | None:
@@ -201,6 +215,82 @@ def _to_records(
         )
 
 
+Stylizer = Callable[[Iterable[FrameRecord]], Iterator[FrameRecord]]
+
+
+def build_stylizer(
+    settings: RenderSettings,
+    device: torch.device,
+    style_images: Sequence[Image.Image],
+    *,
+    on_iteration: Callable[[int, float], None] | None = None,
+) -> tuple[Stylizer, str | None]:
+    """The stylize stage of `settings.mode`, and (quality mode) the VGG features in use."""
+    if settings.mode == "fast":
+        return FeedForwardStylizer.from_settings(settings, device), None
+    loss = build_loss(settings, device, luminance_only=settings.preserve_colors == "luminance")
+    # Several styles are one blended style here (weights from style_blend, else equal).
+    targets = StyleTargets(
+        loss,
+        style_images,
+        blend=settings.style_blend,
+        style_scale=settings.style_scale,
+        preserve_colors=settings.preserve_colors,
+    )
+    stylizer = QualityStylizer(loss, settings, style_targets=targets, on_iteration=on_iteration)
+    return stylizer, loss.features.source.describe()
+
+
+def _render_still(
+    input_path: Path,
+    output: Path,
+    style_images: Sequence[Image.Image],
+    settings: RenderSettings,
+    progress: Progress,
+) -> RenderResult:
+    """One still image: the frame-1 path of a render (no flow, smoothing, segments or codec),
+    written as an image."""
+    device = resolve_device(settings.device)
+    torch.manual_seed(settings.seed)
+    source = read_image(input_path)
+    size = image_size((source.shape[1], source.shape[0]), settings.size)
+    log.info(
+        "%s → %s: %dx%d, %s mode on %s",
+        input_path,
+        output,
+        size[0],
+        size[1],
+        settings.mode,
+        device,
+    )
+    check_fits((source.shape[1], source.shape[0]), size, settings, device, input_path)
+    stylizer, _ = build_stylizer(settings, device, style_images)
+    if size != (source.shape[1], source.shape[0]):
+        resized = Image.fromarray(source).resize(size, Image.Resampling.LANCZOS)
+        source = np.asarray(resized, dtype=np.uint8)
+    record = FrameRecord(index=0, pts=0, content=image_to_tensor(source, device), new_shot=True)
+    started = time.perf_counter()
+    progress.start(input_path.name, 1)
+    try:
+        records = stylizer(iter([record]))
+        colors = preserve_colors_stage(settings.preserve_colors, settings.mode)
+        if colors is not None:
+            records = colors(records)
+        styled = next(records).styled
+        assert styled is not None
+        progress.advance()
+        write_image(tensor_to_image(styled), output)
+    except KeyboardInterrupt:
+        raise RenderInterrupted("interrupted; nothing was written", output) from None
+    finally:
+        progress.finish()
+    seconds = time.perf_counter() - started
+    log.info("%s: 1 image in %.1f s", output.name, seconds)
+    return RenderResult(
+        input=input_path, output=output, status="rendered", frames=1, seconds=seconds, size=size
+    )
+
+
 def stylize_video(
     input_path: Path,
     styles: Sequence[Path],
@@ -214,13 +304,18 @@ def stylize_video(
     check_mode_inputs(settings, styles)
     if settings.mode == "quality" and settings.style_blend is not None:
         blend_weights(settings.style_blend, len(styles))  # a wrong count fails before any work
-    info = probe(input_path)
+    still = is_still_image(input_path)
+    info = None if still else probe(input_path)
     style_images = [load_style_image(path) for path in styles]
     # Fast mode names the output after the model (`clip.starry.mp4`), as quality mode does
     # after the style image.
-    output = output or default_output_path(input_path, styles or [Path(settings.model or "")])
+    output = output or default_output_path(
+        input_path, styles or [Path(settings.model or "")], still=still
+    )
     if output.exists() and output.resolve() == input_path.resolve():
         raise OutputError("output would overwrite the input; pass another -o", output)
+    if still:
+        check_image_output(output)
     if output.exists() and not settings.overwrite:
         stale = stale_settings(output, input_path, styles, settings)
         if stale:
@@ -229,7 +324,11 @@ def stylize_video(
         log.info("%s exists; skipping (pass --overwrite to render again)", output)
         return RenderResult(input=input_path, output=output, status="skipped")
     check_output_writable(output)
+    if still:
+        return _render_still(input_path, output, style_images, settings, progress)
+    assert info is not None
     _check_codec(settings.codec)
+    check_container_holds(output, settings.codec)  # not only when the segments are joined
     device = resolve_device(settings.device)
     torch.manual_seed(settings.seed)
 
@@ -247,29 +346,14 @@ def stylize_video(
         device,
     )
     check_fits(info.size, size, settings, device, input_path)  # before any work is wasted
-    stylizer: Callable[[Iterable[FrameRecord]], Iterator[FrameRecord]]
-    share: _IterationShare | None = None
-    if settings.mode == "fast":
-        stylizer = FeedForwardStylizer.from_settings(settings, device)
-    else:
-        loss = build_loss(settings, device, luminance_only=settings.preserve_colors == "luminance")
-        # Several styles are one blended style here (weights from style_blend, else equal).
-        targets = StyleTargets(
-            loss,
-            style_images,
-            blend=settings.style_blend,
-            style_scale=settings.style_scale,
-            preserve_colors=settings.preserve_colors,
-        )
-        share = _IterationShare(progress, settings)
-        stylizer = QualityStylizer(
-            loss, settings, style_targets=targets, on_iteration=share.on_iteration
-        )
+    share = _IterationShare(progress, settings) if settings.mode == "quality" else None
+    stylizer, features = build_stylizer(
+        settings, device, style_images, on_iteration=None if share is None else share.on_iteration
+    )
     smoother = TemporalSmoother(settings.smooth) if settings.smooth > 0 else None
 
     # Earlier progress of this same command, if it was interrupted (vidstyle.resume); the
     # stages that carry state from frame to frame continue from the last saved frame.
-    features = loss.features.source.describe() if settings.mode == "quality" else None
     identity = fingerprint(
         input_path, styles, settings, files=settings_files(settings), features=features
     )

@@ -47,7 +47,7 @@ from vidstyle.closing import CloseOrAbort
 from vidstyle.config import RenderSettings
 from vidstyle.errors import InputError, OutputError
 from vidstyle.frame import FrameRecord
-from vidstyle.media import VideoInfo, VideoWriter, tensor_to_image
+from vidstyle.media import VideoInfo, VideoWriter, output_error, tensor_to_image
 from vidstyle.provenance import metadata_tags
 
 log = logging.getLogger(__name__)
@@ -230,6 +230,18 @@ def _fsync(path: Path) -> None:
         os.close(fd)
 
 
+def _save_tensors(value: Any, path: Path) -> None:
+    # torch.save reports a full disk as a RuntimeError from its C++ zip writer ("unexpected
+    # pos ..."); through a Python file the write's OSError (ENOSPC) is at hand, raised instead.
+    with path.open("wb") as file:
+        try:
+            torch.save(value, file)
+        except RuntimeError as err:
+            if isinstance(err.__context__, OSError):
+                raise err.__context__ from None
+            raise
+
+
 def _atomic_write(path: Path, write: Callable[[Path], None]) -> None:
     """`write(temp)`, flush it to disk, then rename over `path`: `path` is old or new, never
     half-written, even after a power loss."""
@@ -352,10 +364,12 @@ class WorkDir:
         return self.path / f"seg-{len(self.segments):06d}{_SEGMENT_SUFFIX}"
 
     def add_segment(self, segment: Segment, carry: Mapping[str, Any]) -> None:
-        """Commit a finished segment file with the stage states after its last frame."""
-        _fsync(self.path / segment.file)
+        """Commit a finished segment file with the stage states after its last frame.
+
+        Raises `OutputError` when the work folder cannot take them (disk full); the state
+        committed before stays as it was.
+        """
         carry_file = f"carry-{len(self.segments):06d}.pt"
-        _atomic_write(self.path / carry_file, lambda p: torch.save(_to_cpu(carry), p))
         segments = [*self.segments, segment]
         state = {
             "format": _FORMAT,
@@ -365,7 +379,12 @@ class WorkDir:
             "carry": carry_file,
         }
         text = json.dumps(state, indent=1)
-        _atomic_write(self.path / STATE_FILE, lambda p: p.write_text(text, encoding="utf-8"))
+        try:
+            _fsync(self.path / segment.file)
+            _atomic_write(self.path / carry_file, lambda p: _save_tensors(_to_cpu(carry), p))
+            _atomic_write(self.path / STATE_FILE, lambda p: p.write_text(text, encoding="utf-8"))
+        except OSError as err:
+            raise output_error(err, self.output) from err
         old_carry, self._carry_file = self._carry_file, carry_file
         self.segments, self.carry = segments, dict(carry)
         if old_carry and old_carry != carry_file:

@@ -12,7 +12,9 @@ from vidstyle.media.writer import (
     VIDEO_CODECS,
     VideoWriter,
     available_codecs,
+    check_container_holds,
     check_output_writable,
+    output_error,
 )
 
 __all__ = [
@@ -23,8 +25,10 @@ __all__ = [
     "VideoInfo",
     "VideoWriter",
     "available_codecs",
+    "check_container_holds",
     "check_output_writable",
     "image_to_tensor",
+    "output_error",
     "plan_size",
     "probe",
     "read_frames",

@@ -15,6 +15,8 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import functools
+import io
 import logging
 import math
 import os
@@ -114,6 +116,39 @@ def available_codecs() -> dict[str, bool]:
     return {name: name in av.codecs_available for name in VIDEO_CODECS}
 
 
+# FFmpeg's mov muxer writes VP9 and AV1 only in MP4 mode and fails at the header otherwise,
+# though avformat_query_codec does not rule them out for MOV.
+_REFUSED_CODECS: dict[str, frozenset[str]] = {"mov": frozenset({"libvpx-vp9", "libsvtav1"})}
+
+
+@functools.cache
+def _container_codecs(fmt: str) -> frozenset[str]:
+    out = av.open(io.BytesIO(), mode="w", format=fmt)
+    try:
+        return frozenset(out.supported_codecs) - _REFUSED_CODECS.get(fmt, frozenset())
+    finally:
+        with contextlib.suppress(Exception):
+            out.close()
+
+
+def check_container_holds(path: Path, codec: str) -> None:
+    """Raise `ConfigError` if `path`'s container cannot hold `codec` video (a WebM file holds
+    VP9 and AV1 only), so a render fails before its first frame rather than at the join."""
+    fmt = _CONTAINER_FORMATS.get(Path(path).suffix.lower())
+    if fmt is None or codec not in av.codecs_available:
+        return  # VideoWriter names the extensions that work; encoder_options, the codecs
+    supported = _container_codecs(fmt)
+    if codec in supported:
+        return
+    fits = [name for name, ok in available_codecs().items() if ok and name in supported]
+    hint = f"use --codec {' or '.join(fits)}, or " if fits else ""
+    raise ConfigError(
+        f"a {Path(path).suffix} file cannot hold {codec} video; {hint}another extension "
+        "(.mkv holds all of them)",
+        path,
+    )
+
+
 def check_output_writable(path: Path) -> None:
     """Raise `OutputError` unless a file can be created in `path`'s folder.
 
@@ -195,6 +230,13 @@ class VideoWriter(CloseOrAbort):
         self._retime = _Retimer(source.time_base, source.fps)
         self._reformatter = VideoReformatter()  # keeps its swscale context between frames
         self._frames = 0
+        # libx265 (through FFmpeg) hands out packets whose decode times are uninitialised
+        # memory (a constant offset of up to 2^63 on every packet) in about half the encodes of
+        # two frames, which the MP4 muxer refuses ("pts/dts pair unsupported"); its packets are
+        # held and given decode times at close (`_decode_times`). Held packets are bounded by a
+        # segment's length (vidstyle.resume).
+        self._hold = codec == "libx265" and copy_video_from is None
+        self._held: list[av.Packet] = []
         self._last_pts: int | None = None
         self._finished = True  # nothing to clean up until the temporary file is opened
         self._audio_in: av.container.InputContainer | None = None
@@ -222,7 +264,7 @@ class VideoWriter(CloseOrAbort):
             self._out.metadata.update(tags or {})
         except OSError as err:  # includes PyAV's errno-based errors
             self.abort()
-            raise _output_error(err, self.path) from err
+            raise output_error(err, self.path) from err
         except (av.error.FFmpegError, ValueError) as err:  # no muxer for this extension
             self.abort()
             kind = self.path.suffix or "extensionless"
@@ -266,21 +308,31 @@ class VideoWriter(CloseOrAbort):
         ctx.color_primaries = 1  # AVCOL_PRI_BT709
         ctx.color_trc = 1  # AVCOL_TRC_BT709
         ctx.color_range = 1  # AVCOL_RANGE_MPEG (limited, as players expect)
-        if codec == "libx265" and self._out.format.name in ("mp4", "mov"):
-            stream.codec_tag = "hvc1"  # the tag Apple players require for HEVC in MP4
+        self._tag_for_apple(stream, codec)
         return stream
+
+    def _tag_for_apple(self, stream: av.video.stream.VideoStream, codec: str) -> None:
+        # HEVC in MP4/MOV may be tagged hev1 (FFmpeg's default) or hvc1; Apple players only
+        # play hvc1. A stream copy resets the tag, so the join sets it again.
+        if codec in ("libx265", "hevc") and self._out.format.name in ("mp4", "mov"):
+            stream.codec_tag = "hvc1"
 
     def _copy_video_stream(
         self, template: av.video.stream.VideoStream
     ) -> av.video.stream.VideoStream:
+        # The template comes from a file being read, so its codec context holds a decoder
+        # (libdav1d for AV1); opaque=True keeps that codec object instead of looking up an
+        # encoder of the same name, which need not exist. Muxing never uses it to encode.
+        codec = template.codec_context.codec.canonical_name
         try:
-            stream = self._out.add_stream_from_template(template)
+            stream = self._out.add_stream_from_template(template, opaque=True)
         except ValueError as err:
             raise ConfigError(
-                f"a {self.path.suffix} file cannot hold {template.codec_context.name} video; "
-                "choose another codec or output extension (.mkv holds all of them)",
+                f"a {self.path.suffix} file cannot hold {codec} video; choose another codec "
+                "or output extension (.mkv holds all of them)",
                 self.path,
             ) from err
+        self._tag_for_apple(stream, codec)
         stream.time_base = self._retime.time_base
         # The stream's average rate comes from the codec context's frame rate, as when encoding
         # (Matroska writes it as the default frame duration).
@@ -305,7 +357,7 @@ class VideoWriter(CloseOrAbort):
             self._out.mux(packet)
         except OSError as err:
             self.abort()
-            raise _output_error(err, self.path) from err
+            raise output_error(err, self.path) from err
         self._frames += 1
 
     def _add_audio_streams(self) -> None:
@@ -386,12 +438,18 @@ class VideoWriter(CloseOrAbort):
             )
             frame.pts = self._retime(pts)
             frame.time_base = self._retime.time_base
-            self._out.mux(self._video.encode(frame))
+            self._mux_video(self._video.encode(frame))
         except OSError as err:
             self.abort()
-            raise _output_error(err, self.path) from err
+            raise output_error(err, self.path) from err
         self._last_pts = pts
         self._frames += 1
+
+    def _mux_video(self, packets: list[av.Packet]) -> None:
+        if self._hold:
+            self._held.extend(packets)
+        else:
+            self._out.mux(packets)
 
     def _pump_audio(self, until: Fraction | None) -> None:
         """Mux source audio packets that start at or before `until` seconds (None: all)."""
@@ -455,7 +513,12 @@ class VideoWriter(CloseOrAbort):
             )
         try:
             if not self._copying:
-                self._out.mux(self._video.encode(None))
+                self._mux_video(self._video.encode(None))
+                if self._held:
+                    for packet, dts in zip(self._held, _decode_times(self._held), strict=True):
+                        packet.dts = dts
+                        self._out.mux(packet)
+                    self._held = []
             self._pump_audio(until=None)
             for route in self._routes.values():
                 if route.reencode:
@@ -467,7 +530,7 @@ class VideoWriter(CloseOrAbort):
             os.replace(self.temp_path, self.path)
         except OSError as err:
             self.abort()
-            raise _output_error(err, self.path) from err
+            raise output_error(err, self.path) from err
         except BaseException:
             self.abort()
             raise
@@ -641,6 +704,23 @@ def _ordered_layout(layout: av.AudioLayout | None, channels: int) -> av.AudioLay
     return _DEFAULT_LAYOUTS.get(channels, "stereo")
 
 
+def _decode_times(packets: list[av.Packet]) -> list[int]:
+    """Decode times for an encoder's packets (in output order) from their pts alone.
+
+    The k-th decode time is the (k - D)-th smallest pts, with D the smallest delay that keeps
+    every decode time at or before its own pts: what x264 writes, strictly increasing. The
+    first D continue the first frame step backwards.
+    """
+    pts = [int(packet.pts) for packet in packets]
+    order = sorted(pts)
+    rank = {value: i for i, value in enumerate(order)}
+    delay = max(0, *(k - rank[value] for k, value in enumerate(pts)))
+    step = order[1] - order[0] if len(order) > 1 else 1
+    return [
+        order[k - delay] if k >= delay else order[0] - (delay - k) * step for k in range(len(pts))
+    ]
+
+
 def _packet_time(packet: av.Packet) -> Fraction | None:
     ts = packet.pts if packet.pts is not None else packet.dts
     if ts is None or packet.time_base is None:
@@ -648,7 +728,8 @@ def _packet_time(packet: av.Packet) -> Fraction | None:
     return ts * packet.time_base
 
 
-def _output_error(err: OSError, path: Path) -> OutputError:
+def output_error(err: OSError, path: Path) -> OutputError:
+    """The one-line error for a failed write of `path` (disk full, permission denied, ...)."""
     if err.errno in (errno.ENOSPC, errno.EDQUOT):
         return OutputError(
             "disk full while writing; free some space or choose another folder", path
