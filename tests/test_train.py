@@ -160,7 +160,10 @@ def test_training_on_a_video_with_the_temporal_loss(style: Path, tmp_path: Path)
     losses = reports[-1].losses
     assert losses["temporal"] > 0
     assert losses["loss"] == pytest.approx(
-        losses["content"] + 5 * losses["style"] + 0.01 * losses["tv"] + 10 * losses["temporal"],
+        settings.content_weight * losses["content"]
+        + settings.style_weight * losses["style"]
+        + settings.tv_weight * losses["tv"]
+        + 10 * losses["temporal"],
         rel=1e-4,
     )
     info = read_model_info(result.model)
