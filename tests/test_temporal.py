@@ -21,7 +21,7 @@ from vidstyle.media import image_to_tensor, tensor_to_image
 from vidstyle.metrics import warping_error
 from vidstyle.nets.vgg import VGGFeatures
 from vidstyle.stylize.losses import LossWeights, PerceptualLoss
-from vidstyle.stylize.quality import QualityStylizer, palette_start
+from vidstyle.stylize.quality import SETTLE_FRAMES, QualityStylizer, palette_start
 from vidstyle.temporal import (
     FLOW_PRESETS,
     FlowEstimator,
@@ -385,3 +385,29 @@ def test_records_without_flow_treat_the_scene_as_still(loss: PerceptualLoss) -> 
     out, stats = stylize(loss, frames, init="warped", temporal_weight=50.0)
     assert [s.warm_started for s in stats] == [False, True]
     assert out[1].styled is not None and out[1].styled.shape == (1, 3, 48, 64)
+
+
+def test_new_pixels_are_anchored_gradually_so_they_keep_converging(
+    loss: PerceptualLoss,
+) -> None:
+    # Where the small square went is new in frame 1; in frame 2 the temporal term must not yet
+    # hold those pixels at what frame 1's few iterations reached (that would freeze a wake),
+    # while pixels that were never new are held fully.
+    frames, xs = dart_frames(frames=3)
+    out = with_flow(frames)
+    stylizer = QualityStylizer(loss, settings(init="warped", temporal_weight=50.0))
+    anchors = []
+    for record in out[1:]:
+        assert record.reliable is not None
+        anchors.append(stylizer._anchor(record, record.reliable))
+    first, second = anchors
+    new_in_first = out[1].reliable[0, 0] < 0.5
+    carried_in_second = out[2].reliable[0, 0] > 0.5
+    settling = new_in_first & carried_in_second
+    assert settling.any()
+    # Not anchored the frame after (bilinear resampling of the settled map blurs its edge).
+    assert float(second[0, 0][settling].mean()) < 0.05
+    assert float(second[0, 0][settling].max()) < 1.0 / SETTLE_FRAMES
+    never_new = (out[1].reliable[0, 0] > 0.5) & carried_in_second
+    assert float(second[0, 0][never_new].mean()) > 0.99
+    assert torch.equal(first, out[1].reliable)  # after a fresh frame everything is settled

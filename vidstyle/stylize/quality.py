@@ -39,7 +39,7 @@ from vidstyle.stylize.losses import PerceptualLoss
 from vidstyle.stylize.multiscale import coarse_start
 from vidstyle.stylize.optimize import optimize_image
 from vidstyle.stylize.targets import StyleTargets
-from vidstyle.temporal.flow import warp_previous
+from vidstyle.temporal.flow import warp, warp_previous
 from vidstyle.temporal.losses import temporal_loss
 
 log = logging.getLogger(__name__)
@@ -49,6 +49,13 @@ log = logging.getLogger(__name__)
 # the sample at 128 px: without the growth later frames' style distance was +16% over
 # independent frames, with twice this growth +7% at three times the iterations.
 NEW_SHARE_FOR_FULL_BUDGET = 1.0
+
+
+# Pixels that were new (uncovered, or part of a moving object) are anchored by the temporal term
+# gradually, over this many frames after they appeared: anchored at once, they would be held
+# at whatever the few iterations of their first frame reached, which is a soft, paler patch
+# where an object passed (a wake) that never catches up with the rest of the painting.
+SETTLE_FRAMES = 4
 
 
 def warm_budget(iterations: int, first_iterations: int, new_share: float) -> int:
@@ -115,6 +122,9 @@ class QualityStylizer:
         # Resume (vidstyle.resume): the last output and the first content frame of its shot
         # (the style targets are fitted to it), and what a resumed render starts from.
         self._last: Tensor | None = None
+        # How settled each pixel of the last output is (0: new in that frame, 1: carried for
+        # SETTLE_FRAMES frames or more, or optimised as a fresh frame); None: all settled.
+        self._settled: Tensor | None = None
         self._shot_content: Tensor | None = None
         self._resumed: tuple[Tensor | None, Tensor | None] | None = None
 
@@ -156,10 +166,26 @@ class QualityStylizer:
             return None
         return self.temporal_target(record, previous)
 
+    def _anchor(self, record: FrameRecord, reliable: Tensor) -> Tensor:
+        """Where (and how strongly, 0..1) the temporal term holds this frame to the warped
+        previous output: reliable pixels, as settled as they were (see SETTLE_FRAMES). Updates
+        how settled this frame's pixels will be."""
+        settled = self._settled
+        if settled is None or settled.shape[-2:] != reliable.shape[-2:]:
+            carried = torch.ones_like(reliable)
+        elif record.flow is None:
+            carried = settled.to(reliable.device)
+        else:
+            carried = warp(settled.to(reliable.device), record.flow).clamp(0.0, 1.0)
+        anchor = reliable * carried
+        self._settled = reliable * (carried + 1.0 / SETTLE_FRAMES).clamp(max=1.0)
+        return anchor
+
     def _objective(
         self, warm: bool, target: tuple[Tensor, Tensor] | None
     ) -> Callable[[Tensor], Tensor]:
-        """The loss of one frame: Gatys, plus the temporal term on warm-started frames."""
+        """The loss of one frame: Gatys, plus the temporal term on warm-started frames (`target`:
+        the warped previous output and where it anchors the frame)."""
         weight = self.settings.temporal_weight
         # Only warm starts get the temporal term: with init "content" frames are independent by
         # design (the baseline), and a new shot has nothing to be consistent with.
@@ -174,6 +200,7 @@ class QualityStylizer:
         """What the frame after the last one yielded needs (`vidstyle.resume.Resumable`)."""
         return {
             "previous": self._last,
+            "settled": self._settled,
             "shot_content": self._shot_content,
             "generator": self._generator.get_state(),
         }
@@ -181,6 +208,7 @@ class QualityStylizer:
     def set_resume_state(self, state: Mapping[str, Any]) -> None:
         """Continue after a saved frame: the next `__call__` warm-starts from its output."""
         self._resumed = (state.get("previous"), state.get("shot_content"))
+        self._settled = state.get("settled")
         if state.get("generator") is not None:
             self._generator.set_state(state["generator"])
 
@@ -202,12 +230,17 @@ class QualityStylizer:
             target = self._target_if_used(record, previous)
             init, warm = self.initial_image(record, previous, target)
             fresh = previous is None or getattr(record, "new_shot", False)
+            if fresh:
+                self._settled = None  # optimised from scratch: every pixel settled
             if not warm:
                 budget = self.settings.first_iterations
             elif target is not None and self.settings.init == "warped":
-                new_share = 1.0 - float(target[1].mean())
+                warped, reliable = target
+                target = (warped, self._anchor(record, reliable))
+                # New and still-settling pixels need iterations; settled ones barely move.
+                unsettled_share = 1.0 - float(target[1].mean())
                 budget = warm_budget(
-                    self.settings.iterations, self.settings.first_iterations, new_share
+                    self.settings.iterations, self.settings.first_iterations, unsettled_share
                 )
             else:
                 budget = self.settings.iterations
