@@ -23,7 +23,7 @@ from vidstyle.background import BackgroundConsumer
 from vidstyle.config import TRAIN_ARCHS, resolve_settings
 from vidstyle.errors import ConfigError, RenderInterrupted, WeightsError
 from vidstyle.frame import FrameRecord
-from vidstyle.media import probe
+from vidstyle.media import image_to_tensor, probe
 from vidstyle.models import (
     CHECKPOINT_FORMAT,
     MODEL_VERSION,
@@ -321,6 +321,64 @@ def test_cuda_autocast_stays_close_to_fp32(precision: str) -> None:
         error = (a.styled - b.styled).abs()
         assert float(error.mean()) * 255 <= feedforward.TOLERANCE_MEAN[dtype]
         assert float(error.max()) * 255 <= feedforward.TOLERANCE_MAX[dtype]
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_frames_reach_the_gpu_through_pinned_memory(monkeypatch: pytest.MonkeyPatch) -> None:
+    pinned: list[torch.Tensor] = []
+    original = torch.Tensor.pin_memory
+
+    def spy(self: torch.Tensor, *args: object, **kwargs: object) -> torch.Tensor:
+        out = original(self, *args, **kwargs)
+        pinned.append(out)
+        return out
+
+    monkeypatch.setattr(torch.Tensor, "pin_memory", spy)
+    image = np.random.default_rng(0).integers(0, 256, (36, 64, 3), dtype=np.uint8)
+    on_gpu = image_to_tensor(image, "cuda")
+    # An asynchronous upload needs page-locked memory; the values are the CPU path's.
+    assert len(pinned) == 1 and pinned[0].is_pinned()
+    assert torch.equal(on_gpu.cpu(), image_to_tensor(image, "cpu"))
+
+
+def test_fast_render_main_loop_does_not_wait_for_the_device_per_frame(
+    clip: Path, model_file: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # On a GPU each of these blocks the thread that feeds it until the queued work is done;
+    # the main loop (decode hand-off, network, encode hand-off) must queue work and move on.
+    # Counted on the CPU: the calls are the same whatever the device.
+    main = threading.current_thread()
+    calls: list[str] = []
+    for name in ("item", "cpu", "tolist", "numpy", "__bool__", "__float__", "__int__"):
+        original = getattr(torch.Tensor, name)
+
+        def spy(self: torch.Tensor, *args: object, _name=name, _f=original, **kw: object) -> object:
+            if threading.current_thread() is main:
+                calls.append(_name)
+            return _f(self, *args, **kw)
+
+        monkeypatch.setattr(torch.Tensor, name, spy)
+    monkeypatch.setattr(torch.cuda, "synchronize", lambda *a, **k: calls.append("synchronize"))
+
+    def waits(frames: int) -> list[str]:
+        calls.clear()
+        settings = resolve_settings(
+            "fast",
+            overrides={
+                "model": str(model_file),
+                "size": 48,
+                "encoder_preset": "ultrafast",
+                "max_frames": frames,
+                "overwrite": True,
+            },
+        )
+        result = stylize_video(clip, [], settings, output=tmp_path / "out.mp4")
+        assert result.frames == frames
+        return list(calls)
+
+    # Loading the model checks its weights once per render; nothing may happen per frame.
+    assert waits(24) == waits(4)
 
 
 # ------------------------------------------------------------------------------ rendering
