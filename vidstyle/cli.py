@@ -414,16 +414,14 @@ def render(
     precision: Annotated[
         str | None,
         typer.Option(
-            help="auto (fp16 on CUDA) | fp32 | fp16 | bf16.",
+            help="auto (fp16 on CUDA, bf16 on a CPU with AMX) | fp32 | fp16 | bf16.",
             rich_help_panel=PANEL_FAST,
             show_default=False,
         ),
     ] = None,
     channels_last: Annotated[
         str | None,
-        typer.Option(
-            help="auto (on for CUDA) | on | off.", rich_help_panel=PANEL_FAST, show_default=False
-        ),
+        typer.Option(help="auto (on) | on | off.", rich_help_panel=PANEL_FAST, show_default=False),
     ] = None,
     features: Annotated[
         str | None,
