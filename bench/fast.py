@@ -1,8 +1,11 @@
-"""Fast-mode benchmark: the network alone vs vidstyle end to end, same network, same batch.
+"""Fast-mode benchmark: a plain PyTorch loop vs vidstyle's network vs vidstyle end to end.
 
 For each frame size it generates a clip with motion and audio, saves a seeded random-init model
 (speed does not depend on the weights), then measures
 
+  (r) plain reference: the same architecture and weights as a plain eager fp32 PyTorch loop
+      (`nn.InstanceNorm2d`, NCHW, `torch.no_grad`, same batch size) over frames already in
+      memory, as pytorch/examples' fast_neural_style runs it: the baseline (b) must beat;
   (a) network alone: the real `FeedForwardStylizer` stage over frames already decoded into
       tensors on the device (batching, inference mode, autocast/channels-last as configured);
   (b) end to end: `vidstyle.pipeline.stylize_video` on the clip with the `fast` preset (decode
@@ -10,13 +13,15 @@ For each frame size it generates a clip with motion and audio, saves a seeded ra
       audio → atomic rename), timed over its render loop (`RenderResult.seconds`: first decoded
       frame to renamed file; probing and model loading are excluded);
 
-and prints frames/s for both, the ratio b/a (target ≥ 0.9; median over back-to-back pairs of
-runs, as a shared machine's load drifts between runs), and the share of (b)'s time the
+and prints frames/s for all three, b/r (target ≥ 1.3), the ratio b/a (target ≥ 0.9) (medians
+over rounds of back-to-back runs, as a shared machine's load drifts between runs; b/r's spread
+beside it), the load average before and after, and the share of (b)'s time the
 main loop spent inside the network (how well decode and encode overlap with it, whatever else
 the machine is doing) as a Markdown table, then writes the numbers and the machine to
 bench/results/fast-<device>.json.
 
     python bench/fast.py                                   # CPU-sized defaults, --arch small
+    python bench/fast.py --arch standard --sizes 640x360      # the comparison in the README
     python bench/fast.py --sizes 256x256 640x360 1280x720 1920x1080 --frames 240 --arch standard
 """
 
@@ -24,7 +29,9 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import copy
 import json
+import os
 import platform
 import statistics
 import sys
@@ -34,6 +41,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import torch
+from torch import nn
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "tests"))  # the generated-media factory the tests use
@@ -45,7 +53,7 @@ from vidstyle.device import resolve_device  # noqa: E402
 from vidstyle.frame import FrameRecord  # noqa: E402
 from vidstyle.media import image_to_tensor, probe, read_frames  # noqa: E402
 from vidstyle.models import save_model  # noqa: E402
-from vidstyle.nets.transformer import TransformerNet  # noqa: E402
+from vidstyle.nets.transformer import InstanceNorm, TransformerNet  # noqa: E402
 from vidstyle.pipeline import stylize_video  # noqa: E402
 from vidstyle.stylize.feedforward import FeedForwardStylizer  # noqa: E402
 
@@ -77,6 +85,30 @@ def network_alone(stage: FeedForwardStylizer, records: list[FrameRecord]) -> flo
     return len(records) / (time.perf_counter() - started)
 
 
+def plain_reference(net: TransformerNet) -> nn.Module:
+    """`net` as a plain PyTorch model: torch's own instance norm, float32, NCHW, eval mode."""
+    plain = copy.deepcopy(net).float().eval()
+    for parent in plain.modules():
+        for name, child in parent.named_children():
+            if isinstance(child, InstanceNorm):
+                torch_norm = nn.InstanceNorm2d(child.num_features, eps=child.eps, affine=True)
+                torch_norm.load_state_dict(child.state_dict())
+                setattr(parent, name, torch_norm)
+    return plain
+
+
+def reference_loop(plain: nn.Module, records: list[FrameRecord], batch_size: int) -> float:
+    """Frames/s of the plain eager loop over the same in-memory frames, same batches."""
+    device = records[0].content.device
+    sync(device)
+    started = time.perf_counter()
+    with torch.no_grad():
+        for i in range(0, len(records), batch_size):
+            plain(torch.cat([r.content for r in records[i : i + batch_size]]))
+    sync(device)
+    return len(records) / (time.perf_counter() - started)
+
+
 @contextlib.contextmanager
 def network_timer() -> Iterator[list[float]]:
     """Seconds spent inside `FeedForwardStylizer.stylize` (any instance) while active.
@@ -104,6 +136,7 @@ def network_timer() -> Iterator[list[float]]:
 
 def run(args: argparse.Namespace) -> dict:
     device = resolve_device(args.device)
+    load_before = os.getloadavg()[0]
     if args.threads:
         torch.set_num_threads(args.threads)
     rows = []
@@ -111,7 +144,9 @@ def run(args: argparse.Namespace) -> dict:
         folder = Path(tmp)
         torch.manual_seed(0)
         model = folder / f"bench-{args.arch}.pth"
-        save_model(model, TransformerNet(args.arch), style="random", training={})
+        net = TransformerNet(args.arch)
+        save_model(model, net, style="random", training={})
+        plain = plain_reference(net).to(device)
         for width, height in args.sizes:
             frames = args.frames or default_frames(width, height)
             clip = mediagen.make_video(
@@ -141,40 +176,55 @@ def run(args: argparse.Namespace) -> dict:
                 for f in read_frames(info, size=(width, height))
             ]
             stage = FeedForwardStylizer.from_settings(settings, device)
-            for _ in stage(records[: args.batch_size]):  # warm-up: kernels, allocator, threads
+            # Warm-up: kernels, allocator, threads.
+            for _ in stage(records[: args.batch_size]):
                 pass
+            reference_loop(plain, records[: args.batch_size], args.batch_size)
 
-            # (a) and (b) alternate, and each (b) is compared with the (a) run just before it:
-            # on a shared machine other processes come and go, and a pair measured back to
-            # back sees the same machine. Medians over the pairs.
+            # (r), (a) and (b) alternate, and each (b) is compared with the (r) and (a) runs
+            # just before it: on a shared machine other processes come and go, and runs
+            # measured back to back see the same machine. Medians over the rounds.
             pairs = []
             for _ in range(args.repeats):
+                ref = reference_loop(plain, records, args.batch_size)
                 alone = network_alone(stage, records)
                 with network_timer() as spent:
                     result = stylize_video(clip, [], settings, output=folder / "out.mp4")
                 e2e = result.frames_per_second
-                pairs.append((alone, e2e, e2e / alone, spent[0] / result.seconds))
+                pairs.append((ref, alone, e2e, e2e / alone, spent[0] / result.seconds, e2e / ref))
+            options = stage.options.describe()
             del records, stage
-            alone, end_to_end, ratio, busy = (
-                statistics.median(p[i] for p in pairs) for i in range(4)
+            ref, alone, end_to_end, ratio, busy, speedup = (
+                statistics.median(p[i] for p in pairs) for i in range(6)
             )
             rows.append(
                 {
                     "size": f"{width}x{height}",
                     "frames": frames,
+                    "options": options,
+                    "reference_fps": ref,
                     "network_fps": alone,
                     "end_to_end_fps": end_to_end,
                     "ratio": ratio,
+                    "speedup_over_reference": speedup,
+                    "speedup_range": [min(p[5] for p in pairs), max(p[5] for p in pairs)],
                     "network_busy_in_end_to_end": busy,
                     "runs": [
-                        {"network_fps": a, "end_to_end_fps": b, "ratio": r, "busy": u}
-                        for a, b, r, u in pairs
+                        {
+                            "reference_fps": f,
+                            "network_fps": a,
+                            "end_to_end_fps": b,
+                            "ratio": r,
+                            "busy": u,
+                            "speedup_over_reference": x,
+                        }
+                        for f, a, b, r, u, x in pairs
                     ],
                 }
             )
             print(
-                f"{width}x{height}: network {alone:.2f} frames/s, end to end "
-                f"{end_to_end:.2f} frames/s",
+                f"{width}x{height} ({options}): plain reference {ref:.2f} frames/s, network "
+                f"{alone:.2f} frames/s, end to end {end_to_end:.2f} frames/s",
                 file=sys.stderr,
             )
     return {
@@ -185,6 +235,8 @@ def run(args: argparse.Namespace) -> dict:
             "device": torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu",
             "torch": torch.__version__,
             "threads": torch.get_num_threads(),
+            "cpus": os.cpu_count(),
+            "load_average": [load_before, os.getloadavg()[0]],
         },
         "settings": {
             "arch": args.arch,
@@ -205,16 +257,21 @@ def table(report: dict) -> str:
     lines = [
         f"`{s['arch']}` network, batch {s['batch_size']}, {m['device']} ({m['threads']} threads), "
         f"torch {m['torch']}; end to end = `fast` preset, smooth {s['smooth']}, x264 "
-        f"{s['encoder_preset']}",
+        f"{s['encoder_preset']}; load average {m['load_average'][0]:.1f} → "
+        f"{m['load_average'][1]:.1f} on {m['cpus']} CPUs",
         "",
-        "| size | frames | (a) network alone, frames/s | (b) end to end, frames/s | b/a "
+        "| size | frames | vidstyle runs | (r) plain fp32 loop, frames/s "
+        "| (a) network alone, frames/s | (b) end to end, frames/s | b/r (range) | b/a "
         "| network busy during (b) |",
-        "|---|---:|---:|---:|---:|---:|",
+        "|---|---:|---|---:|---:|---:|---:|---:|---:|",
     ]
     for row in report["rows"]:
+        low, high = row["speedup_range"]
         lines.append(
-            f"| {row['size']} | {row['frames']} | {row['network_fps']:.2f} | "
-            f"{row['end_to_end_fps']:.2f} | {row['ratio']:.2f} | "
+            f"| {row['size']} | {row['frames']} | {row['options']} | "
+            f"{row['reference_fps']:.2f} | {row['network_fps']:.2f} | "
+            f"{row['end_to_end_fps']:.2f} | {row['speedup_over_reference']:.2f} "
+            f"({low:.2f}–{high:.2f}) | {row['ratio']:.2f} | "
             f"{100 * row['network_busy_in_end_to_end']:.0f}% |"
         )
     return "\n".join(lines)

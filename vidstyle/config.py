@@ -298,13 +298,13 @@ class RenderSettings:
     batch_size: int = setting(4, "Frames per network call.", PANEL_FAST, low=1, high=1024)
     precision: str = setting(
         "auto",
-        "auto: fp16 on CUDA, fp32 on the CPU; bf16 needs CUDA.",
+        "auto: fp16 on CUDA (bf16 where the GPU has it), bf16 on a CPU with AMX, fp32 elsewhere.",
         PANEL_FAST,
         choices=("auto", "fp32", "fp16", "bf16"),
     )
     channels_last: str = setting(
         "auto",
-        "NHWC memory layout for the network (auto: on for CUDA).",
+        "NHWC memory layout for the network (auto: on).",
         PANEL_FAST,
         choices=("auto", "on", "off"),
     )

@@ -63,7 +63,14 @@ def image_to_tensor(image: np.ndarray, device: torch.device | str = "cpu") -> to
         return torch.from_numpy(np.divide(planar, 255.0, dtype=np.float32))
     # Move the uint8 data first: a quarter of the bytes of float32 cross the bus; from_numpy
     # shares memory with `image`, so the conversions below must all produce new tensors.
-    data = torch.from_numpy(array).to(device)
+    data = torch.from_numpy(array)
+    if torch.device(device).type == "cuda":
+        # A copy from pageable memory first waits for everything already queued on the GPU (a
+        # host sync per frame: the next frames could not be uploaded while the network runs).
+        # From page-locked memory the copy is queued like a kernel; the caching host allocator
+        # keeps the pinned buffer until the copy has run.
+        data = data.pin_memory()
+    data = data.to(device, non_blocking=True)
     return data.permute(2, 0, 1).unsqueeze(0).contiguous().to(torch.float32).div_(255.0)
 
 

@@ -82,6 +82,22 @@ def get_arch(name: str) -> TransformerArch:
         raise ValueError(f"unknown architecture {name!r}; choose {' or '.join(ARCHS)}") from None
 
 
+class InstanceNorm(nn.InstanceNorm2d):
+    """Affine instance normalisation computed as group norm with one group per channel.
+
+    Same parameters (and state-dict keys) and the same arithmetic as `nn.InstanceNorm2d`, but
+    `F.instance_norm` views an N×C batch as one image of N·C channels, which copies a
+    channels-last tensor into NCHW and back around every layer; `F.group_norm` has native
+    channels-last and bf16 CPU kernels, so the network can stay channels-last throughout.
+    """
+
+    def forward(self, x: Tensor) -> Tensor:
+        # The parameters follow the input's dtype: a network converted to bf16 has bf16 ones.
+        weight = self.weight.to(x.dtype) if self.weight is not None else None
+        bias = self.bias.to(x.dtype) if self.bias is not None else None
+        return F.group_norm(x, x.shape[1], weight, bias, self.eps)
+
+
 class ConvLayer(nn.Sequential):
     """Reflection pad + conv (+ instance norm + ReLU): 'same' size for stride 1."""
 
@@ -93,7 +109,7 @@ class ConvLayer(nn.Sequential):
             nn.Conv2d(c_in, c_out, kernel, stride=stride),
         ]
         if norm_relu:
-            layers += [nn.InstanceNorm2d(c_out, affine=True), nn.ReLU(inplace=True)]
+            layers += [InstanceNorm(c_out, affine=True), nn.ReLU(inplace=True)]
         super().__init__(*layers)
 
 
@@ -106,7 +122,7 @@ class ResidualBlock(nn.Module):
             ConvLayer(channels, channels, 3),
             nn.ReflectionPad2d(1),
             nn.Conv2d(channels, channels, 3),
-            nn.InstanceNorm2d(channels, affine=True),
+            InstanceNorm(channels, affine=True),
         )
 
     def forward(self, x: Tensor) -> Tensor:

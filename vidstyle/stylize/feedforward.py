@@ -2,9 +2,10 @@
 
 Frames are grouped into batches of `batch_size` (the last one may be shorter) so the device
 works on several frames per call; instance normalisation is per image, so a frame's output does
-not depend on which batch it landed in. Inference runs under `torch.inference_mode`, with the
-network and input in channels-last layout and CUDA autocast (fp16, or bf16 where asked) where
-that helps; everything the stage yields is float32 again, as the rest of the pipeline expects.
+not depend on which batch it landed in. Inference runs under `torch.inference_mode` with the
+network and input in channels-last layout; on CUDA under autocast (fp16, or bf16 where asked),
+on a CPU with AMX with the network converted to bf16. Everything the stage yields is float32
+again, as the rest of the pipeline expects.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ import torch
 from torch import Tensor
 
 from vidstyle.config import RenderSettings
+from vidstyle.device import cpu_has_amx_bf16
 from vidstyle.errors import ConfigError
 from vidstyle.frame import FrameRecord
 from vidstyle.models import ModelInfo, load_model, resolve_model
@@ -27,6 +29,13 @@ from vidstyle.nets.transformer import TransformerNet
 log = logging.getLogger(__name__)
 
 _DTYPES = {"fp16": torch.float16, "bf16": torch.bfloat16}
+_NAMES = {torch.float16: "fp16", torch.bfloat16: "bf16"}
+
+# How far reduced-precision output may stray from the fp32 network, in grey levels of 255
+# (tests/test_fast.py holds the stage to these). bf16 keeps 8 bits of mantissa, so a deep
+# network's output moves by a grey level on average and by a few at the worst pixel.
+TOLERANCE_MEAN = {torch.float16: 0.5, torch.bfloat16: 1.5}
+TOLERANCE_MAX = {torch.float16: 4.0, torch.bfloat16: 12.0}
 
 
 @dataclass(frozen=True)
@@ -34,32 +43,38 @@ class InferenceOptions:
     """How the network runs; `resolve` turns the user's `auto` choices into concrete ones."""
 
     batch_size: int = 4
-    autocast_dtype: torch.dtype | None = None  # None: float32 throughout
+    dtype: torch.dtype | None = None  # compute precision; None: float32 throughout
     channels_last: bool = False
 
     @classmethod
     def resolve(
         cls, device: torch.device, *, batch_size: int, precision: str, channels_last: str
     ) -> InferenceOptions:
-        if precision in _DTYPES and device.type != "cuda":
-            # CPU autocast exists, but without AMX/AVX-512 bf16 it is slower than float32, and
-            # fp16 convolutions are not implemented on every CPU build.
-            raise ConfigError(f"precision {precision} needs a CUDA device; use fp32 or auto")
+        cpu_bf16 = device.type == "cpu" and cpu_has_amx_bf16()
+        if device.type != "cuda" and precision == "fp16":
+            raise ConfigError("precision fp16 needs a CUDA device; use fp32, bf16 or auto")
+        if device.type != "cuda" and precision == "bf16" and not cpu_bf16:
+            # Without AMX, oneDNN's bf16 convolutions are emulated or AVX-512 only and were not
+            # measured faster than float32.
+            raise ConfigError(
+                "precision bf16 needs a CUDA device or a CPU with AMX; use fp32 or auto"
+            )
         if precision == "auto":
-            # fp16 on CUDA: tensor cores, half the memory traffic; instance norm keeps its
-            # statistics in float32 under autocast, so results stay within a grey level or two.
-            dtype = torch.float16 if device.type == "cuda" else None
+            # fp16 on CUDA: tensor cores, half the memory traffic. bf16 on an AMX CPU: about
+            # 3x the fp32 network's frames/s (bench/fast.py). Instance norm keeps its statistics
+            # in float32 either way, so results stay within TOLERANCE_* of float32.
+            dtype = torch.float16 if device.type == "cuda" else torch.bfloat16 if cpu_bf16 else None
         else:
             dtype = _DTYPES.get(precision)
-        if dtype is torch.bfloat16 and not torch.cuda.is_bf16_supported():
+        if dtype is torch.bfloat16 and device.type == "cuda" and not torch.cuda.is_bf16_supported():
             raise ConfigError("this GPU has no bf16 support; use --precision fp16 or fp32")
-        # cuDNN's fast fp16 convolutions want NHWC; on the CPU oneDNN reorders internally and
-        # channels-last only adds conversions around padding and normalisation.
-        cl = channels_last == "on" or (channels_last == "auto" and device.type == "cuda")
-        return cls(batch_size=batch_size, autocast_dtype=dtype, channels_last=cl)
+        # cuDNN's fast fp16 convolutions want NHWC, and oneDNN's CPU convolutions are faster
+        # in it too now that instance norm runs natively channels-last (no NCHW round trips).
+        cl = channels_last != "off"
+        return cls(batch_size=batch_size, dtype=dtype, channels_last=cl)
 
     def describe(self) -> str:
-        dtype = {torch.float16: "fp16", torch.bfloat16: "bf16"}.get(self.autocast_dtype, "fp32")
+        dtype = _NAMES.get(self.dtype, "fp32") if self.dtype is not None else "fp32"
         layout = "channels-last" if self.channels_last else "NCHW"
         return f"batch {self.batch_size}, {dtype}, {layout}"
 
@@ -79,6 +94,14 @@ class FeedForwardStylizer:
             raise ValueError(f"batch_size must be >= 1, got {self.options.batch_size}")
         self.info = info
         net = net.eval().requires_grad_(False)
+        device = next(net.parameters()).device
+        # On CUDA, autocast picks the precision per op (norms stay float32). On the CPU the
+        # weights are converted once instead: CPU autocast re-casts every weight on every
+        # call, which measured a quarter slower than a bf16 network.
+        self._autocast = self.options.dtype if device.type == "cuda" else None
+        self._input_dtype = self.options.dtype if device.type != "cuda" else None
+        if self._input_dtype is not None:
+            net = net.to(self._input_dtype)
         if self.options.channels_last:
             net = net.to(memory_format=torch.channels_last)
         self.net = net
@@ -105,14 +128,12 @@ class FeedForwardStylizer:
     def stylize(self, batch: Tensor) -> Tensor:
         """N×3×H×W [0, 1] → N×3×H×W float32 [0, 1]; a normal tensor, `batch` untouched."""
         device = batch.device
-        x = (
-            batch.contiguous(memory_format=torch.channels_last)
-            if self.options.channels_last
-            else batch
-        )
+        x = batch if self._input_dtype is None else batch.to(self._input_dtype)
+        if self.options.channels_last:
+            x = x.contiguous(memory_format=torch.channels_last)
         autocast = (
-            torch.autocast(device_type=device.type, dtype=self.options.autocast_dtype)
-            if self.options.autocast_dtype is not None
+            torch.autocast(device_type=device.type, dtype=self._autocast)
+            if self._autocast is not None
             else contextlib.nullcontext()
         )
         # cuDNN autotuning pays off here (one frame size for a whole video, thousands of calls),
