@@ -300,6 +300,9 @@ class Recorder:
     def job_advanced(self, job: Job, frames: int) -> None:
         pass
 
+    def job_partial(self, job: Job, fraction: float) -> None:
+        pass
+
     def job_finished(self, result: JobResult) -> None:
         self.finished.append(result)
 
