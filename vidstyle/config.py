@@ -13,7 +13,7 @@ from __future__ import annotations
 import dataclasses
 import sys
 from collections.abc import Mapping
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, field, fields
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -538,6 +538,12 @@ def _merge(merged: dict[str, Any], layer: Mapping[str, Any]) -> None:
     merged.update(layer)
 
 
+def same_as_render(name: str) -> Any:
+    """A training setting that is a render setting too: its default and metadata, reused."""
+    spec = next(f for f in fields(RenderSettings) if f.name == name)
+    return field(default=spec.default, metadata=spec.metadata)
+
+
 @dataclass(frozen=True)
 class TrainSettings:
     """How `vidstyle train` trains a fast-mode network (`vidstyle.stylize.train`). Not layered
@@ -590,28 +596,11 @@ class TrainSettings:
         low=0.05,
         high=8.0,
     )
-    features: str = setting(
-        RenderSettings.features,
-        "auto: pretrained weights if found, else random features with a warning.",
-        PANEL_FEATURES,
-        choices=FEATURES,
-    )
-    vgg_weights: str | None = setting(
-        None,
-        "VGG-19 or VGG-16 checkpoint (torchvision or Caffe layout).",
-        PANEL_FEATURES,
-        kind=str,
-        path=True,
-    )
-    vgg_layout: str = setting(
-        RenderSettings.vgg_layout,
-        "Input normalisation of the checkpoint: auto reads it from the file.",
-        PANEL_FEATURES,
-        choices=("auto", "torchvision", "caffe"),
-    )
-    pooling: str = setting(
-        RenderSettings.pooling, "VGG pooling layers.", PANEL_FEATURES, choices=POOLING
-    )
+    # The loss network is the one quality mode uses: the same settings, declared there.
+    features: str = same_as_render("features")
+    vgg_weights: str | None = same_as_render("vgg_weights")
+    vgg_layout: str = same_as_render("vgg_layout")
+    pooling: str = same_as_render("pooling")
 
     def replace(self, **changes: Any) -> TrainSettings:
         return dataclasses.replace(self, **changes)
