@@ -11,7 +11,8 @@ import pytest
 from clitools import run
 from terminal import run_in_terminal
 
-FRAME_ONE_ITERATIONS = ["--first-iterations", "20", "--iterations", "1"]
+# Frame 1 long enough (no early stop) for the display to refresh during it on a fast machine.
+FRAME_ONE_ITERATIONS = ["--first-iterations", "150", "--iterations", "1", "--stop-tolerance", "0"]
 
 
 @pytest.fixture
@@ -35,7 +36,7 @@ def test_render_bar_in_a_terminal(workdir: Path) -> None:
     done = re.search(r"3 frames in [\d.]+ s \(([\d.]+) frames/s\)", run.plain)
     assert done is not None, screen
     assert f" {done.group(1)} frames/s" in bar
-    # During frame 1 (20 iterations) the bar already has a rate and an ETA.
+    # During frame 1 (150 iterations) the bar already has a rate and an ETA.
     assert re.search(r"0/3 [\d.]+ frames/s ETA \d+:\d\d:\d\d", run.plain), run.plain[-1500:]
 
 
