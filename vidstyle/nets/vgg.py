@@ -29,6 +29,7 @@ import socket
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
+from functools import cached_property
 from pathlib import Path
 
 import torch
@@ -90,12 +91,12 @@ class VGGArch:
     name: str  # "VGG-19" | "VGG-16"
     blocks: tuple[tuple[int, int], ...]  # (output channels, convolutions) per block
 
-    @property
+    @cached_property
     def layer_names(self) -> tuple[str, ...]:
         """conv1_1, relu1_1, ..., pool5, indexed as `torchvision.models.vggNN().features`."""
         return _layer_table(self.blocks)[0]
 
-    @property
+    @cached_property
     def convs(self) -> dict[int, tuple[int, int]]:
         """Each conv's index in `features` and its (in, out) channels."""
         return _layer_table(self.blocks)[1]
@@ -494,7 +495,7 @@ class VGGFeatures(nn.Module):
             raise ConfigError(f"--vgg-layout must be auto, torchvision or caffe, not {layout!r}")
         _check_layers(layers, VGG19, "any VGG")  # a misspelt name fails before any loading
         state, self.source = self._find_weights(weights, weights_path, layout, allow_download)
-        self.arch = VGG16 if self.source.arch == VGG16.name else VGG19
+        self.arch = next(arch for arch in ARCHS if arch.name == self.source.arch)
         self.layers = _check_layers(layers, self.arch, self.source.describe())
         depth = max(self.arch.layer_names.index(name) for name in self.layers) + 1
         self._taps = {self.arch.layer_names.index(name): name for name in self.layers}
