@@ -109,9 +109,9 @@ def counted_render(
 
 def child(counter: Path, cli_args: list[str]) -> None:
     """`--child`: the real CLI, with every finished frame counted in a file."""
-    from vidstyle import batch
+    from vidstyle import jobs
 
-    class Counting(batch._JobProgress):
+    class Counting(jobs._EventProgress):
         count = 0
 
         def advance(self, frames: int = 1) -> None:
@@ -121,7 +121,7 @@ def child(counter: Path, cli_args: list[str]) -> None:
             os.replace(temp, counter)
             super().advance(frames)
 
-    batch._JobProgress = Counting  # type: ignore[misc]
+    jobs._EventProgress = Counting  # type: ignore[misc]
     from vidstyle.cli import main
 
     main(cli_args)

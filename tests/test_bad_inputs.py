@@ -297,7 +297,7 @@ def test_frame_too_large_for_memory_fails_before_any_work_and_suggests_size(
 
     settings = RenderSettings()
     fits_32 = memory.estimate_bytes(
-        plan_size((64, 48), 32)[0], settings, pipeline.torch.device("cpu")
+        plan_size((64, 48), 32)[0], pipeline.torch.device("cpu"), mode=settings.mode
     )
     # Free memory for 32-px frames (with the 10% headroom), not for the asked-for 48 px.
     monkeypatch.setattr(memory, "available_bytes", lambda device: int(fits_32 / 0.9) + 1)

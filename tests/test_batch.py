@@ -23,8 +23,9 @@ from vidstyle.batch import (
     worker_devices,
 )
 from vidstyle.config import RenderSettings
-from vidstyle.errors import ConfigError, WeightsError
+from vidstyle.errors import ConfigError, InputError, WeightsError
 from vidstyle.media import probe
+from vidstyle.prepare import RenderJob, RenderPlan
 
 SETTINGS = RenderSettings(
     features="random", size=48, first_iterations=2, iterations=1, encoder_preset="ultrafast"
@@ -326,12 +327,12 @@ def test_a_usage_error_stops_the_whole_batch(
     # Weights that do not exist fail every input the same way: the first render stops the
     # batch with one error line instead of failing each input in turn.
     out = tmp_path / "out"
-    plan = plan_batch([four_clips], [library / "a.png"], SETTINGS, output=out)
-    events = Recorder()
     bad = SETTINGS.replace(features="pretrained", vgg_weights=str(tmp_path / "nope.pth"))
+    plan = plan_batch([four_clips], [library / "a.png"], bad, output=out)
+    events = Recorder()
     caplog.set_level(logging.INFO, logger="vidstyle")
     with pytest.raises(WeightsError, match="nope.pth"):
-        run_batch(plan, bad, events=events)
+        run_batch(plan, events=events)
     attempted = [r for r in caplog.records if " → " in r.getMessage()]
     assert len(attempted) == 1 and events.finished == []  # the other three were not tried
 
@@ -402,7 +403,7 @@ def test_a_killed_worker_fails_only_its_video_and_is_replaced(
     plan = plan_batch([four_clips], [library / "a.png"], settings, output=out)
     events = KillFirst()
     try:
-        summary = run_batch(plan, settings, jobs=2, events=events)
+        summary = run_batch(plan, jobs=2, events=events)
     finally:
         logger.removeHandler(handler)
     victim = plan.jobs[events.started[0] - 1]
@@ -415,9 +416,11 @@ def test_a_killed_worker_fails_only_its_video_and_is_replaced(
 
 
 def test_run_batch_reports_in_plan_order_and_counts(tmp_path: Path) -> None:
+    broken = InputError("broken", tmp_path / "a.mp4")
+    done = RenderJob(tmp_path / "b.mp4", (), tmp_path / "b.s.mp4")
     jobs = [
-        Job(1, tmp_path / "a.mp4", (), "s", tmp_path / "a.s.mp4", "fail", "a.mp4: broken"),
-        Job(2, tmp_path / "b.mp4", (), "s", tmp_path / "b.s.mp4", "skip", "exists"),
+        Job(1, "s", RenderJob(tmp_path / "a.mp4", (), tmp_path / "a.s.mp4"), error=broken),
+        Job(2, "s", done, RenderPlan(done, SETTINGS, done.output, skip=True)),
     ]
     seen: list[JobResult] = []
 
@@ -431,21 +434,22 @@ def test_run_batch_reports_in_plan_order_and_counts(tmp_path: Path) -> None:
         def job_finished(self, result: JobResult) -> None:
             seen.append(result)
 
-    summary = run_batch(BatchPlan(jobs, tmp_path), SETTINGS, jobs=3, events=Recorder())
+    summary = run_batch(BatchPlan(jobs, tmp_path, SETTINGS), jobs=3, events=Recorder())
     assert [(r.job.number, r.status) for r in summary.results] == [(1, "failed"), (2, "skipped")]
     assert (summary.failed, summary.count("skipped"), summary.frames) == (1, 1, 0)
     assert len(seen) == 2
-    assert plan_table(BatchPlan(jobs, tmp_path))[-1].startswith(
+    assert plan_table(BatchPlan(jobs, tmp_path, SETTINGS))[-1].startswith(
         "0 to render (0 frames), 1 to skip, 1 failing"
     )
 
 
 def test_device_lists_are_checked_before_any_work(library: Path, tmp_path: Path) -> None:
+    settings = SETTINGS.replace(device="cpu,tpu:3")
     plan = plan_batch(
-        [library / "in" / "beach.mp4"], [library / "a.png"], SETTINGS, output=tmp_path
+        [library / "in" / "beach.mp4"], [library / "a.png"], settings, output=tmp_path
     )
     with pytest.raises(ConfigError, match="device"):
-        run_batch(plan, SETTINGS.replace(device="cpu,tpu:3"), jobs=2)
+        run_batch(plan, jobs=2)
     assert list(tmp_path.iterdir()) == []
 
 

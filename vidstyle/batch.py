@@ -12,29 +12,48 @@ Nothing here prints: `vidstyle.cli` shows the plan, the progress and the summary
 
 from __future__ import annotations
 
-import contextlib
 import logging
-import logging.handlers
-import multiprocessing
 import os
-import queue
-import signal
 import time
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Protocol
+from typing import TYPE_CHECKING
 
 from vidstyle.config import RenderSettings
-from vidstyle.errors import (
-    EXIT_USAGE,
-    ConfigError,
-    InputError,
-    OutputError,
-    RenderInterrupted,
-    VidstyleError,
-)
+from vidstyle.errors import EXIT_USAGE, ConfigError, InputError, VidstyleError
 from vidstyle.filetypes import VIDEO_EXTENSIONS
+from vidstyle.jobs import (
+    BatchEvents,
+    BatchRun,
+    BatchSummary,
+    Job,
+    JobResult,
+    NullEvents,
+    render_job,
+)
+from vidstyle.pool import worker_devices
+
+if TYPE_CHECKING:
+    from vidstyle.prepare import Preparer, RenderJob
+
+__all__ = [
+    "BatchEvents",
+    "BatchPlan",
+    "BatchSummary",
+    "Job",
+    "JobResult",
+    "NullEvents",
+    "discover",
+    "normalise_extensions",
+    "output_name",
+    "parse_devices",
+    "plan_batch",
+    "plan_table",
+    "run_batch",
+    "style_groups",
+    "worker_devices",
+]
 
 log = logging.getLogger(__name__)
 
@@ -54,26 +73,10 @@ _OUTPUT_SUFFIXES = (".mp4", ".m4v", ".mov", ".mkv", ".webm", ".png", ".jpg", ".j
 
 
 @dataclass
-class Job:
-    """One input rendered in one style (or one blend of styles)."""
-
-    number: int  # 1-based, in plan order
-    input: Path
-    styles: tuple[Path, ...]  # empty in fast mode
-    style_name: str
-    output: Path
-    action: str  # "render" | "skip" | "fail"
-    reason: str = ""  # why it is skipped or fails
-    error: VidstyleError | None = None  # the planning error behind a "fail"
-    frames: int | None = None  # expected frames (from the container; None if unknown)
-    resume_from: int = 0  # frames saved by an earlier, interrupted run of this output
-    stale: tuple[str, ...] = ()  # a skipped output made with other settings: what differs
-
-
-@dataclass
 class BatchPlan:
     jobs: list[Job]
     output_dir: Path | None  # None: outputs beside the inputs, or one named output file
+    settings: RenderSettings  # what the jobs were planned with (and are rendered with)
 
     @property
     def to_render(self) -> list[Job]:
@@ -238,21 +241,16 @@ def plan_batch(
     extensions: Sequence[str] = VIDEO_EXTENSIONS,
     name_template: str = DEFAULT_NAME,
 ) -> BatchPlan:
-    """Every (input, style) job with its output and action. Raises `VidstyleError` for
-    problems with the command itself (bad styles or options, colliding outputs); problems
-    with one input become that job's "fail"."""
-    # Imported here: planning a dry run should not pay for more than it needs.
-    from vidstyle.media import check_container_holds, probe
-    from vidstyle.media.still import IMAGE_EXT, check_image_output, is_still_image
-    from vidstyle.pipeline import check_mode_inputs, expected_frames
-    from vidstyle.provenance import stale_reason, stale_settings
-    from vidstyle.stylize.style_image import load_style_image
+    """Every (input, style) job with its output and its plan (`vidstyle.prepare`). Raises
+    `VidstyleError` for problems with the command itself (bad styles or options, colliding
+    outputs, an unwritable output folder); problems with one input become that job's "fail"."""
+    # Imported here: `vidstyle --help` should not pay for what planning needs.
+    from vidstyle.media.still import IMAGE_EXT
+    from vidstyle.prepare import Preparer, RenderJob
 
+    preparer = Preparer(settings, styles)  # the mode's inputs and the style images, once
     if not paths:
         raise ConfigError("no input given; pass video files or folders")
-    check_mode_inputs(settings, styles)
-    for style in dict.fromkeys(styles):
-        load_style_image(style)  # an unreadable style image fails before any render
     groups = style_groups(styles, settings)
     output_name(name_template, Path("clip.mp4"), "style")  # a bad template fails here too
 
@@ -277,18 +275,14 @@ def plan_batch(
 
     jobs: list[Job] = []
     for path, error in problems:
-        jobs.append(Job(len(jobs) + 1, path, (), "", path, "fail", str(error), error))
-    targets: dict[Path, Job] = {}
+        jobs.append(Job(len(jobs) + 1, "", RenderJob(path, (), path), error=error))
+    requests: list[tuple[str, RenderJob]] = []
+    targets: dict[Path, Path] = {}
     for item in found:
-        probed = False
-        info = None
-        failure: VidstyleError | None = None
-        still = is_still_image(item.path)
+        ext = IMAGE_EXT if preparer.is_still(item.path) else OUTPUT_EXT
         for group in groups:
             style_name = _style_name(group, settings)
-            name = output_name(
-                name_template, item.path, style_name, IMAGE_EXT if still else OUTPUT_EXT
-            )
+            name = output_name(name_template, item.path, style_name, ext)
             if single_file:
                 assert output is not None
                 target = output
@@ -298,46 +292,42 @@ def plan_batch(
                 target = output_dir / name
             else:  # mirror the input's place under the folder it was found in
                 target = output_dir / item.path.parent.relative_to(item.root) / name
-            job = Job(len(jobs) + 1, item.path, group, style_name, target, "render")
-            if target.resolve() == item.path.resolve():
-                job.error = OutputError("output would overwrite the input; change --name", target)
-                job.action, job.reason = "fail", str(job.error)
-            elif target.exists() and not settings.overwrite:
-                # Not even probed (only its metadata read): re-running a large batch only looks
-                # at what is left to do.
-                job.action, job.reason = "skip", "output exists (--overwrite renders it again)"
-                job.stale = tuple(stale_settings(target, item.path, group, settings))
-                if job.stale:
-                    job.reason = f"output {stale_reason(job.stale)}"
-            else:
-                if still:
-                    job.frames = 1  # read when rendered: FFmpeg's probe is for videos
-                elif not probed:  # once per input, whatever the number of styles
-                    probed = True
-                    try:
-                        info = probe(item.path)
-                    except VidstyleError as err:
-                        failure = err
-                if failure is not None:
-                    job.action, job.reason, job.error = "fail", str(failure), failure
-                elif info is not None:
-                    job.frames = expected_frames(info, settings.max_frames)
-            if job.action == "render" and still:
-                check_image_output(target)  # an image renders to an image, whatever --name says
-            elif job.action == "render":
-                # A codec the container cannot hold fails every such job, and would only show
-                # when the finished segments are joined: stop the command before any render.
-                check_container_holds(target, settings.codec)
-                job.resume_from = _saved_frames(target) if settings.resume else 0
-            other = targets.get(target.resolve())
-            if other is not None:
+            other = targets.setdefault(target.resolve(), item.path)
+            if other != item.path:
                 raise ConfigError(
-                    f"{other.input} and {item.path} would both render to {target}; "
+                    f"{other} and {item.path} would both render to {target}; "
                     "rename one, or add {input_ext} or a folder to --name"
                 )
-            targets[target.resolve()] = job
-            jobs.append(job)
-    return BatchPlan(jobs, output_dir)
+            # Into an output folder, the render creates the folder and mirrored subfolders.
+            request = RenderJob(item.path, group, target, create_folder=output_dir is not None)
+            requests.append((style_name, request))
+    if output_dir is not None:
+        # An unwritable output folder fails the command once, not every file in turn.
+        first = next((r.output for _, r in requests if _writes(r.output, settings)), None)
+        if first is not None:
+            preparer.check_folder(first)
+    for style_name, request in requests:
+        jobs.append(_plan_job(preparer, len(jobs) + 1, style_name, request))
+    return BatchPlan(jobs, output_dir, settings)
+
+
+def _writes(output: Path | None, settings: RenderSettings) -> bool:
+    """Whether a job's output will be written into a folder that exists."""
+    assert output is not None
+    return output.parent.is_dir() and (settings.overwrite or not output.exists())
+
+
+def _plan_job(preparer: Preparer, number: int, style_name: str, request: RenderJob) -> Job:
+    try:
+        plan = preparer.prepare(request)
+    except VidstyleError as err:
+        if err.exit_code == EXIT_USAGE:
+            raise  # about the command, not this input: every other input would fail too
+        return Job(number, style_name, request, error=err)
+    resume_from = 0
+    if preparer.settings.resume and not plan.skip and not plan.still:
+        resume_from = _saved_frames(plan.output)
+    return Job(number, style_name, request, plan, resume_from=resume_from)
 
 
 def _saved_frames(output: Path) -> int:
@@ -385,71 +375,6 @@ def plan_table(plan: BatchPlan) -> list[str]:
 # Running
 
 
-@dataclass
-class JobResult:
-    job: Job
-    status: str  # "rendered" | "skipped" | "stale" (skipped, other settings) | "failed" | ...
-    frames: int = 0  # in the output
-    seconds: float = 0.0
-    resumed_from: int = 0
-    message: str = ""
-    exit_code: int = 0
-
-    @property
-    def rendered_frames(self) -> int:
-        """Frames this run rendered (an earlier, interrupted run's not counted)."""
-        return max(0, self.frames - self.resumed_from)
-
-
-@dataclass
-class BatchSummary:
-    results: list[JobResult] = field(default_factory=list)
-    seconds: float = 0.0
-    interrupted: bool = False
-
-    def count(self, status: str) -> int:
-        return sum(result.status == status for result in self.results)
-
-    @property
-    def failed(self) -> int:
-        return self.count("failed")
-
-    @property
-    def frames(self) -> int:
-        return sum(result.rendered_frames for result in self.results)
-
-    @property
-    def frames_per_second(self) -> float:
-        return self.frames / self.seconds if self.seconds > 0 else 0.0
-
-
-class BatchEvents(Protocol):
-    """What `run_batch` reports (the CLI's progress display; tests may record it)."""
-
-    def job_started(self, job: Job, description: str, total: int | None) -> None: ...
-
-    def job_advanced(self, job: Job, frames: int) -> None: ...
-
-    def job_partial(self, job: Job, fraction: float) -> None:
-        """Share (0..1) of the job's current frame done (quality mode, during a frame)."""
-
-    def job_finished(self, result: JobResult) -> None: ...
-
-
-class NullEvents:
-    def job_started(self, job: Job, description: str, total: int | None) -> None:
-        pass
-
-    def job_advanced(self, job: Job, frames: int) -> None:
-        pass
-
-    def job_partial(self, job: Job, fraction: float) -> None:
-        pass
-
-    def job_finished(self, result: JobResult) -> None:
-        pass
-
-
 def parse_devices(device: str) -> list[str]:
     """`cuda:0,cuda:1` -> ['cuda:0', 'cuda:1']; each is checked before any work."""
     from vidstyle.device import resolve_device
@@ -462,15 +387,8 @@ def parse_devices(device: str) -> list[str]:
     return names
 
 
-def worker_devices(devices: Sequence[str], workers: int) -> list[str]:
-    """The device of each worker: the list taken in turn (`cuda:0,cuda:1` and 4 workers:
-    cuda:0, cuda:1, cuda:0, cuda:1), so the renders spread evenly over the devices."""
-    return [devices[slot % len(devices)] for slot in range(workers)]
-
-
 def run_batch(
     plan: BatchPlan,
-    settings: RenderSettings,
     *,
     jobs: int = 1,
     events: BatchEvents | None = None,
@@ -478,46 +396,47 @@ def run_batch(
 ) -> BatchSummary:
     """Render the plan's jobs; failures are recorded and the batch goes on.
 
-    `jobs` > 1 renders that many videos at once in worker processes, each on one of the
-    devices of `settings.device` (a comma-separated list, taken in turn). `raise_errors`
-    (one video, as `vidstyle clip.mp4 --style s.png`): errors propagate as they are.
-    Ctrl-C stops every render cleanly (progress saved) and sets `interrupted`.
+    `jobs` > 1 renders that many videos at once in worker processes (`vidstyle.pool`), each on
+    one of the devices of the plan's `settings.device` (a comma-separated list, taken in turn).
+    `raise_errors` (one video, as `vidstyle clip.mp4 --style s.png`): errors propagate as they
+    are. Ctrl-C stops every render cleanly (progress saved) and sets `interrupted`.
     """
+    from vidstyle.pipeline import log_skip
+
     events = events or NullEvents()
-    devices = parse_devices(settings.device)
+    devices = parse_devices(plan.settings.device)
     if jobs < 1:
         raise ConfigError(f"--jobs must be at least 1 (got {jobs})")
     summary = BatchSummary()
+    run = BatchRun(plan.jobs, events, summary, raise_errors=raise_errors)
     started = time.perf_counter()
     for job in plan.jobs:
-        if job.action == "fail":
+        if job.plan is None:
             if raise_errors and job.error is not None:
                 raise job.error
             log.error("%s", job.reason)
-            _finish(summary, events, JobResult(job, "failed", message=job.reason, exit_code=1))
-        elif job.action == "skip" and job.stale:
-            # Not what this command asks for: said even with -q.
-            log.warning("%s %s", job.output, job.reason.removeprefix("output "))
-            _finish(summary, events, JobResult(job, "stale", message=job.reason))
-        elif job.action == "skip":
-            log.info("%s exists; skipping (pass --overwrite to render again)", job.output)
-            _finish(summary, events, JobResult(job, "skipped", message=job.reason))
+            run.record(JobResult(job, "failed", message=job.reason, exit_code=1))
+        elif job.plan.skip:
+            log_skip(job.plan)
+            status = "stale" if job.stale else "skipped"
+            run.record(JobResult(job, status, message=job.reason))
     render = plan.to_render
     workers = min(jobs, len(render))
     try:
         if workers <= 1:
             if len(devices) > 1:
                 log.info("one render at a time: using %s (more devices need --jobs)", devices[0])
-            one = settings.replace(device=devices[0])
-            for job in render:
-                if summary.interrupted:  # listed, so the summary accounts for every job
-                    _finish(summary, events, JobResult(job, "interrupted", message="not started"))
-                    continue
-                result = _render_here(job, one, events, raise_errors, plan.output_dir)
-                _finish(summary, events, result)
-                summary.interrupted = result.status == "interrupted"
+            _render_in_process(render, devices[0], run)
         else:
-            _Pool(render, settings, devices, workers, events, summary, plan.output_dir).render()
+            from vidstyle.pool import ProcessPool
+
+            ProcessPool(devices, workers).render(render, run)
+        if run.stop_error is not None:
+            raise run.stop_error
+        # Jobs no render got to: the batch was stopped, or no worker process could start.
+        for job in render:
+            if job.number not in run.done:
+                run.record(_not_started(job, summary.interrupted))
     finally:
         summary.seconds = time.perf_counter() - started
     # Report in plan order, whatever order the renders finished in.
@@ -525,376 +444,16 @@ def run_batch(
     return summary
 
 
-def _finish(summary: BatchSummary, events: BatchEvents, result: JobResult) -> None:
-    summary.results.append(result)
-    events.job_finished(result)
-
-
-def _prepare_output(job: Job, output_dir: Path | None) -> None:
-    """Create the output folder and the mirrored subfolders as needed (not the folder of an
-    output file named with -o: a missing one is more likely a typo)."""
-    if output_dir is not None:
-        try:
-            job.output.parent.mkdir(parents=True, exist_ok=True)
-        except OSError as err:
-            raise OutputError(
-                f"cannot create the output folder ({err.strerror or err}); choose another -o",
-                job.output.parent,
-            ) from err
-
-
-class _JobProgress:
-    """The pipeline's `Progress`, forwarded to the batch's events."""
-
-    def __init__(self, job: Job, events: BatchEvents) -> None:
-        self.job, self.events = job, events
-
-    def start(self, description: str, total: int | None) -> None:
-        self.events.job_started(self.job, description, total)
-
-    def advance(self, frames: int = 1) -> None:
-        self.events.job_advanced(self.job, frames)
-
-    def partial(self, fraction: float) -> None:
-        self.events.job_partial(self.job, fraction)
-
-    def finish(self) -> None:
-        pass
-
-
-def _render_here(
-    job: Job,
-    settings: RenderSettings,
-    events: BatchEvents,
-    raise_errors: bool,
-    output_dir: Path | None,
-) -> JobResult:
-    from vidstyle.pipeline import stylize_video
-
-    try:
-        _prepare_output(job, output_dir)
-        result = stylize_video(
-            job.input, job.styles, settings, output=job.output, progress=_JobProgress(job, events)
-        )
-    except RenderInterrupted as err:
-        if raise_errors:
-            raise
-        return JobResult(job, "interrupted", message=str(err), exit_code=err.exit_code)
-    except VidstyleError as err:
-        if raise_errors or err.exit_code == EXIT_USAGE:
-            raise  # about the command, not this input: every other input would fail too
-        log.error("%s", err)
-        return JobResult(job, "failed", message=str(err), exit_code=err.exit_code)
-    except Exception as err:
-        if raise_errors:
-            raise
-        message = _unexpected(job, err)
-        log.error("%s", message)
-        return JobResult(job, "failed", message=message, exit_code=1)
-    return JobResult(
-        job,
-        result.status,
-        frames=result.frames,
-        seconds=result.seconds,
-        resumed_from=result.resumed_from,
-    )
-
-
-def _unexpected(job: Job, err: BaseException) -> str:
-    """One line for an error vidstyle did not foresee (the batch goes on without it)."""
-    if isinstance(err, MemoryError) or "out of memory" in str(err).lower():
-        return f"{job.input}: ran out of memory; render smaller with --size, or fewer --jobs"
-    return f"{job.input}: failed ({type(err).__name__}: {err}); VIDSTYLE_DEBUG=1 shows details"
-
-
-# --------------------------------------------------------------------------------------------
-# Worker processes
-
-
-class _Pool:
-    """Worker processes rendering one job at a time each.
-
-    Spawned, not forked: CUDA cannot be used in a forked child, and a clean interpreter does
-    not inherit the parent's threads (decoder, logging). Each worker takes jobs from one queue
-    as it becomes free (long and short videos balance themselves) and reports progress, log
-    records and results on another. A worker that dies (killed, out of memory) fails only its
-    current job and is replaced. Ctrl-C: the parent asks every worker to stop (SIGTERM, which
-    they turn into a clean interrupt that saves the render's progress) and waits for them; a
-    second Ctrl-C kills them.
-    """
-
-    def __init__(
-        self,
-        render: list[Job],
-        settings: RenderSettings,
-        devices: list[str],
-        workers: int,
-        events: BatchEvents,
-        summary: BatchSummary,
-        output_dir: Path | None,
-    ) -> None:
-        self.context = multiprocessing.get_context("spawn")
-        self.output_dir = output_dir
-        self.tasks: Any = self.context.Queue()
-        self.results: Any = self.context.Queue()
-        self.jobs = {job.number: job for job in render}
-        self.settings, self.devices, self.events, self.summary = settings, devices, events, summary
-        self.threads = max(1, (os.cpu_count() or 1) // workers)
-        self.device_of = worker_devices(devices, workers)
-        # Renders side by side on one device each get a share of its memory (vidstyle.memory).
-        self.sharing = {device: self.device_of.count(device) for device in devices}
-        self.level = logging.getLogger("vidstyle").getEffectiveLevel()
-        for job in render:
-            self.tasks.put(job.number)
-        for _ in range(workers):
-            self.tasks.put(None)
-        self.running: dict[int, int] = {}  # worker slot -> job number
-        self.started: set[int] = set()  # slots that have taken a job (so may be respawned)
-        self.done: set[int] = set()
-        self.stop_error: VidstyleError | None = None
-        self.interrupts = 0
-        self.processes = {slot: self._spawn(slot) for slot in range(workers)}
-
-    def _spawn(self, slot: int) -> Any:
-        device = self.device_of[slot]
-        process = self.context.Process(
-            target=_worker_main,
-            args=(
-                slot,
-                self.settings.replace(device=device),
-                self.jobs,
-                self.tasks,
-                self.results,
-                self.level,
-                self.threads,
-                self.sharing[device],
-                os.getpid(),
-                self.output_dir,
-            ),
-            name=f"vidstyle-worker-{slot}",
-            daemon=True,
-        )
-        process.start()
-        return process
-
-    @property
-    def stopping(self) -> bool:
-        return self.interrupts > 0 or self.stop_error is not None
-
-    def render(self) -> None:
-        """Render every job (worker i uses devices[i % len(devices)]); stop the workers after."""
-        try:
-            self.run()
-        finally:
-            self.close()
-        if self.stop_error is not None:
-            raise self.stop_error
-
-    def run(self) -> None:
-        while len(self.done) < len(self.jobs) and self.processes:
-            try:
-                self._step()
-            except KeyboardInterrupt:
-                self.interrupts += 1
-                self.summary.interrupted = True
-                _drain(self.tasks)
-                for process in self.processes.values():
-                    if process.is_alive() and process.pid is not None:
-                        with contextlib.suppress(OSError):
-                            if self.interrupts == 1:
-                                os.kill(process.pid, signal.SIGTERM)  # save and stop
-                            else:
-                                process.kill()
-        # Jobs no worker got to: the batch was stopped, or no worker could start.
-        for number, job in self.jobs.items():
-            if number not in self.done:
-                status = "interrupted" if self.interrupts else "failed"
-                text = (
-                    "not started"
-                    if self.stopping
-                    else (f"{job.input}: not rendered (the worker processes stopped unexpectedly)")
-                )
-                self._finish(JobResult(job, status, message=text, exit_code=1))
-
-    def _step(self) -> None:
-        try:
-            message = self.results.get(timeout=0.2)
-        except queue.Empty:
-            self._reap()
+def _render_in_process(render: Sequence[Job], device: str, run: BatchRun) -> None:
+    """The in-process executor: one job after another, events straight to the batch."""
+    for job in render:
+        if run.stopping:
             return
-        kind = message[0]
-        if kind == "log":
-            record = message[1]
-            logging.getLogger(record.name).handle(record)
-        elif kind == "start":
-            _, slot, number, description, total = message
-            self.running[slot] = number
-            self.started.add(slot)
-            self.events.job_started(self.jobs[number], description, total)
-        elif kind == "advance":
-            self.events.job_advanced(self.jobs[message[1]], message[2])
-        elif kind == "partial":
-            self.events.job_partial(self.jobs[message[1]], message[2])
-        elif kind == "result":
-            _, slot, number, status, frames, seconds, resumed_from, text, code = message
-            self.running.pop(slot, None)
-            self.started.add(slot)
-            result = JobResult(self.jobs[number], status, frames, seconds, resumed_from, text, code)
-            if status == "failed" and code == EXIT_USAGE and self.stop_error is None:
-                # About the command, not this input: start no more renders.
-                self.stop_error = ConfigError(text)
-                _drain(self.tasks)
-            self._finish(result)
-
-    def _reap(self) -> None:
-        """Notice workers that are gone (SIGKILL, out of memory, a crash in C code)."""
-        for slot, process in list(self.processes.items()):
-            if process.is_alive():
-                continue
-            del self.processes[slot]
-            number = self.running.pop(slot, None)
-            if number is not None:
-                job = self.jobs[number]
-                text = (
-                    f"{job.input}: the worker process rendering it died (exit code "
-                    f"{process.exitcode}: killed, or out of memory?); run again to resume"
-                )
-                log.error("%s", text)
-                self._finish(JobResult(job, "failed", message=text, exit_code=1))
-            if slot in self.started and not self.stopping and _has_items(self.tasks):
-                self.processes[slot] = self._spawn(slot)  # keep the parallelism for the rest
-
-    def _finish(self, result: JobResult) -> None:
-        self.done.add(result.job.number)
-        _finish(self.summary, self.events, result)
-
-    def close(self) -> None:
-        for process in self.processes.values():
-            process.join(timeout=30)
-            if process.is_alive():
-                process.kill()
-                process.join()
-        for channel in (self.tasks, self.results):
-            channel.close()
-            channel.cancel_join_thread()
+        run.finished(render_job(job, device, emit=run.deliver))
 
 
-def _has_items(tasks: Any) -> bool:
-    try:
-        return bool(tasks.qsize())
-    except NotImplementedError:  # macOS: no sem_getvalue; a spare worker just exits
-        return True
-
-
-def _drain(tasks: Any) -> None:
-    with contextlib.suppress(queue.Empty, OSError, ValueError):
-        while True:
-            tasks.get_nowait()
-
-
-def _interrupt(signum: int, frame: object) -> None:
-    raise KeyboardInterrupt
-
-
-class _WorkerProgress:
-    """Forwards progress to the parent; stops the render cleanly if the parent is gone."""
-
-    def __init__(self, results: Any, slot: int, number: int, parent: int) -> None:
-        self.results, self.slot, self.number, self.parent = results, slot, number, parent
-
-    def start(self, description: str, total: int | None) -> None:
-        self.results.put(("start", self.slot, self.number, description, total))
-
-    def advance(self, frames: int = 1) -> None:
-        if os.getppid() != self.parent:
-            raise KeyboardInterrupt  # orphaned (the parent was killed): save and stop
-        self.results.put(("advance", self.number, frames))
-
-    def partial(self, fraction: float) -> None:
-        self.results.put(("partial", self.number, fraction))
-
-    def finish(self) -> None:
-        pass
-
-
-def _worker_main(
-    slot: int,
-    settings: RenderSettings,
-    jobs: dict[int, Job],
-    tasks: Any,
-    results: Any,
-    level: int,
-    threads: int,
-    sharing: int,
-    parent: int,
-    output_dir: Path | None,
-) -> None:
-    """A worker process: render jobs from `tasks` until told to stop (None)."""
-    # The terminal's Ctrl-C reaches the whole process group; the parent decides what happens
-    # and tells us with SIGTERM, so that a render is stopped exactly once.
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-    signal.signal(signal.SIGTERM, _interrupt)
-    logger = logging.getLogger("vidstyle")
-    logger.handlers[:] = [_QueueHandler(results)]
-    logger.setLevel(level)
-    logger.propagate = False
-    import torch
-
-    from vidstyle import memory
-    from vidstyle.pipeline import stylize_video
-
-    torch.set_num_threads(threads)
-    memory.sharing = sharing  # renders beside this one on the same device
-    try:
-        while True:
-            try:
-                number = tasks.get(timeout=1.0)
-            except queue.Empty:
-                if os.getppid() != parent:
-                    return
-                continue
-            if number is None:
-                return
-            job = jobs[number]
-            outcome: tuple[Any, ...]
-            try:
-                _prepare_output(job, output_dir)
-                rendered = stylize_video(
-                    job.input,
-                    job.styles,
-                    settings,
-                    output=job.output,
-                    progress=_WorkerProgress(results, slot, number, parent),
-                )
-                outcome = (
-                    rendered.status,
-                    rendered.frames,
-                    rendered.seconds,
-                    rendered.resumed_from,
-                    "",
-                    0,
-                )
-            except RenderInterrupted as err:
-                results.put(
-                    ("result", slot, number, "interrupted", 0, 0.0, 0, str(err), err.exit_code)
-                )
-                return
-            except VidstyleError as err:
-                logger.error("%s", err)
-                outcome = ("failed", 0, 0.0, 0, str(err), err.exit_code)
-            except Exception as err:
-                text = _unexpected(job, err)
-                logger.error("%s", text)
-                outcome = ("failed", 0, 0.0, 0, text, 1)
-            results.put(("result", slot, number, *outcome))
-    except KeyboardInterrupt:
-        return
-    finally:
-        results.put(("idle", slot))
-
-
-class _QueueHandler(logging.handlers.QueueHandler):
-    """Log records to the parent, which shows them with its own handler."""
-
-    def enqueue(self, record: logging.LogRecord) -> None:
-        self.queue.put(("log", record))
+def _not_started(job: Job, interrupted: bool) -> JobResult:
+    if interrupted:
+        return JobResult(job, "interrupted", message="not started", exit_code=1)
+    text = f"{job.input}: not rendered (the worker processes stopped unexpectedly)"
+    return JobResult(job, "failed", message=text, exit_code=1)

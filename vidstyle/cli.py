@@ -275,13 +275,6 @@ def _render(
     """Plan the batch, then render it (or print the plan); exits with the batch's code."""
     # Imported here so `vidstyle --help` does not pay for importing torch.
     from vidstyle.batch import normalise_extensions, plan_batch, plan_table, run_batch
-    from vidstyle.media import check_output_writable
-    from vidstyle.stylize.targets import blend_weights
-
-    if settings.mode == "quality" and settings.style_blend is not None:
-        # A weight count that does not fit is a usage error before any file is planned,
-        # not a failure of every input.
-        blend_weights(settings.style_blend, len(styles))
 
     plan = plan_batch(
         input_paths,
@@ -296,17 +289,12 @@ def _render(
         for line in plan_table(plan):
             typer.echo(line)
         raise typer.Exit(1 if any(job.action == "fail" for job in plan.jobs) else 0)
-    if plan.output_dir is not None:
-        # An unwritable output folder fails the command once, not every file in turn.
-        ready = [job for job in plan.to_render if job.output.parent.is_dir()]
-        if ready:
-            check_output_writable(ready[0].output)
     single = len(plan.jobs) == 1  # `vidstyle clip.mp4 -s s.png`: errors as they are
     progress = _BatchDisplay(
         BatchProgress(enabled=not quiet, files=len(plan.jobs), frames=plan.frames_to_render)
     )
     try:
-        summary = run_batch(plan, settings, jobs=jobs, events=progress, raise_errors=single)
+        summary = run_batch(plan, jobs=jobs, events=progress, raise_errors=single)
     finally:
         progress.bar.finish()
     if not single and not quiet:

@@ -12,11 +12,11 @@ the networks' weights. The estimate errs high, and the check leaves 10% of headr
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from pathlib import Path
 
 import torch
 
-from vidstyle.config import RenderSettings
 from vidstyle.errors import ResourceError
 from vidstyle.media import plan_size
 
@@ -27,19 +27,24 @@ _PIPELINE_BYTES_PER_PIXEL = 400  # queued frames (uint8 and float), flow fields,
 _FIXED_BYTES = {"cpu": 900 << 20, "cuda": 300 << 20}  # framework + weights
 _HEADROOM = 0.9
 
-#: How many renders share this process's device (set by a batch's worker processes, which run
-#: `--jobs` renders side by side and so must each fit in a share of the memory).
-sharing = 1
 
-
-def estimate_bytes(size: tuple[int, int], settings: RenderSettings, device: torch.device) -> int:
-    """Peak memory of rendering frames of `size` (w, h) with `settings` on `device`."""
+def estimate_bytes(
+    size: tuple[int, int],
+    device: torch.device,
+    *,
+    mode: str,
+    batch_size: int = 1,
+    style_scale: float = 1.0,
+) -> int:
+    """Peak memory of rendering frames of `size` (w, h) on `device` in `mode` ("quality" |
+    "fast"); fast mode runs `batch_size` frames at once, quality mode's style image is
+    `style_scale` times the frame."""
     pixels = size[0] * size[1]
     fixed = _FIXED_BYTES["cuda" if device.type == "cuda" else "cpu"]
-    if settings.mode == "fast":
-        network = _FAST_BYTES_PER_PIXEL * pixels * settings.batch_size
+    if mode == "fast":
+        network = _FAST_BYTES_PER_PIXEL * pixels * batch_size
     else:
-        style_pixels = pixels * settings.style_scale**2
+        style_pixels = pixels * style_scale**2
         network = max(_QUALITY_BYTES_PER_PIXEL * pixels, _STYLE_BYTES_PER_PIXEL * style_pixels)
     return int(fixed + network + _PIPELINE_BYTES_PER_PIXEL * pixels)
 
@@ -72,19 +77,32 @@ def _gb(value: float) -> str:
 def check_fits(
     source_size: tuple[int, int],
     size: tuple[int, int],
-    settings: RenderSettings,
     device: torch.device,
     path: Path,
+    *,
+    mode: str,
+    batch_size: int = 1,
+    style_scale: float = 1.0,
+    sharing: int = 1,
 ) -> None:
-    """Raise `ResourceError`, suggesting a `--size` that fits, if frames of `size` will not."""
+    """Raise `ResourceError`, suggesting a `--size` that fits, if frames of `size` will not.
+
+    `sharing`: how many renders run side by side on `device` (a batch's `--jobs` workers), each
+    of which must fit in its share of the free memory.
+    """
     available = available_bytes(device)
     if available is None:
         return
     budget = available * _HEADROOM / max(1, sharing)
-    needed = estimate_bytes(size, settings, device)
-    if needed <= budget:
+
+    def needed(frame_size: tuple[int, int]) -> int:
+        return estimate_bytes(
+            frame_size, device, mode=mode, batch_size=batch_size, style_scale=style_scale
+        )
+
+    if needed(size) <= budget:
         return
-    fits = _largest_size(source_size, settings, device, budget)
+    fits = _largest_size(source_size, needed, budget)
     share = f" (shared by {sharing} parallel renders)" if sharing > 1 else ""
     advice = (
         f"render smaller with --size {fits} or less"
@@ -92,22 +110,22 @@ def check_fits(
         else "this machine cannot render it; use another device"
     )
     raise ResourceError(
-        f"frames of {size[0]}x{size[1]} need about {_gb(needed)} of memory in {settings.mode} "
+        f"frames of {size[0]}x{size[1]} need about {_gb(needed(size))} of memory in {mode} "
         f"mode on {device}, but about {_gb(budget)} is free{share}; {advice}",
         path,
     )
 
 
 def _largest_size(
-    source_size: tuple[int, int], settings: RenderSettings, device: torch.device, budget: float
+    source_size: tuple[int, int], needed: Callable[[tuple[int, int]], int], budget: float
 ) -> int | None:
     """The largest --size (a multiple of 16) whose frames fit in `budget`, if any."""
     low, high = 16, max(16, max(source_size))
-    if estimate_bytes(plan_size(source_size, low)[0], settings, device) > budget:
+    if needed(plan_size(source_size, low)[0]) > budget:
         return None
     while high - low > 16:
         middle = (low + high) // 2 // 16 * 16
-        if estimate_bytes(plan_size(source_size, middle)[0], settings, device) <= budget:
+        if needed(plan_size(source_size, middle)[0]) <= budget:
             low = middle
         else:
             high = middle

@@ -1,11 +1,16 @@
-"""One video: decode → stylize → encode, composed from iterator stages. No algorithm lives here."""
+"""One render: `build_stages` and `run` carry out what `vidstyle.prepare` decided.
+
+decode → stylize → encode, composed from iterator stages; no algorithm lives here. `render`
+is the whole of one planned render (memory check, stages, work folder, run); `stylize_video`
+is the one-call API: prepare, then render.
+"""
 
 from __future__ import annotations
 
 import logging
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from fractions import Fraction
 from pathlib import Path
 from typing import Protocol
@@ -16,31 +21,12 @@ from PIL import Image
 
 from vidstyle.config import RenderSettings, check_layer_weights
 from vidstyle.device import resolve_device
-from vidstyle.errors import ConfigError, OutputError, RenderInterrupted
+from vidstyle.errors import OutputError, RenderInterrupted
 from vidstyle.frame import FrameRecord
-from vidstyle.media import (
-    CODEC_ALIASES,
-    VideoInfo,
-    available_codecs,
-    check_container_holds,
-    check_output_writable,
-    image_to_tensor,
-    plan_size,
-    probe,
-    read_frames,
-    tensor_to_image,
-)
-from vidstyle.media.still import (
-    IMAGE_EXT,
-    check_image_output,
-    image_size,
-    is_still_image,
-    read_image,
-    write_image,
-)
+from vidstyle.media import VideoInfo, image_to_tensor, read_frames, tensor_to_image
+from vidstyle.media.still import image_size, read_image, write_image
 from vidstyle.memory import check_fits
-from vidstyle.models import resolve_model
-from vidstyle.provenance import stale_reason, stale_settings
+from vidstyle.prepare import RenderJob, RenderPlan, prepare
 from vidstyle.resume import (
     SegmentedWriter,
     WorkDir,
@@ -50,13 +36,14 @@ from vidstyle.resume import (
     settings_files,
     skip_before,
 )
-from vidstyle.stylize.color import LuminanceFeatures, preserve_colors_stage
+from vidstyle.stylize.color import LuminanceFeatures, PreserveColors, preserve_colors_stage
 from vidstyle.stylize.feedforward import FeedForwardStylizer
 from vidstyle.stylize.losses import PerceptualLoss, perceptual_loss
 from vidstyle.stylize.quality import QualityStylizer
 from vidstyle.stylize.style_image import load_style_image
-from vidstyle.stylize.targets import StyleTargets, blend_weights
+from vidstyle.stylize.targets import StyleTargets
 from vidstyle.temporal import TemporalSmoother, flow_needed, flow_stage
+from vidstyle.temporal.flow import FlowStage
 
 log = logging.getLogger(__name__)
 
@@ -95,21 +82,22 @@ class _IterationShare:
     content`) gets `first_iterations`, often minutes of work, during which a bar counting whole
     frames would sit at 0/N with no rate and no ETA. `watch` sits in front of the stylizer to
     see which frame it takes next; the share is capped below 1 because an early stop may end
-    the frame sooner and `advance` then completes it.
+    the frame sooner and `advance` then completes it. Built with the stylizer (which reports
+    its iterations to it); `run` tells it where to report and whether the render is resumed.
     """
 
-    def __init__(self, progress: Progress, settings: RenderSettings) -> None:
-        self.progress = progress
-        self.settings = settings
+    def __init__(self, first_iterations: int, iterations: int, init: str) -> None:
+        self.first_iterations, self.iterations, self.init = first_iterations, iterations, init
+        self.progress: Progress = NullProgress()
         self.fresh_next = True  # False for a resumed render: it warm-starts from its saved output
-        self.budget = settings.first_iterations
+        self.budget = first_iterations
         self.done = 0
 
     def watch(self, records: Iterable[FrameRecord]) -> Iterator[FrameRecord]:
         for record in records:
-            fresh = self.fresh_next or record.new_shot or self.settings.init == "content"
+            fresh = self.fresh_next or record.new_shot or self.init == "content"
             self.fresh_next = False
-            self.budget = self.settings.first_iterations if fresh else self.settings.iterations
+            self.budget = self.first_iterations if fresh else self.iterations
             self.done = 0
             yield record
 
@@ -135,20 +123,6 @@ class RenderResult:
         return done / self.seconds if self.seconds > 0 else 0.0
 
 
-def default_output_path(input_path: Path, styles: Sequence[Path], *, still: bool = False) -> Path:
-    """`<stem>.<style-stem>.mp4` beside the input (style stems joined with '+' for blends);
-    `.png` for a still image input."""
-    style_part = "+".join(style.stem for style in styles)
-    suffix = IMAGE_EXT if still else ".mp4"
-    return input_path.with_name(f"{input_path.stem}.{style_part}{suffix}")
-
-
-def expected_frames(info: VideoInfo, max_frames: int | None) -> int | None:
-    if info.frame_count is None:
-        return max_frames
-    return min(info.frame_count, max_frames) if max_frames else info.frame_count
-
-
 def build_loss(
     settings: RenderSettings, device: torch.device, *, luminance_only: bool = False
 ) -> PerceptualLoss:
@@ -163,56 +137,6 @@ def build_loss(
         style_layer_weights=settings.style_layer_weights,
         adapt_features=LuminanceFeatures if luminance_only else None,
     )
-
-
-def check_mode_inputs(settings: RenderSettings, styles: Sequence[Path]) -> None:
-    """Quality mode takes its style from --style; fast mode from the trained --model alone (a
-    network is trained for one style, so a --style beside it would be silently ignored)."""
-    if settings.mode == "fast":
-        if styles:
-            raise ConfigError(
-                "fast mode takes its style from --model (fixed when it was trained); drop "
-                "--style, or use --mode quality to render with a style image"
-            )
-        if not settings.model:
-            raise ConfigError(
-                "fast mode needs --model: a file from `vidstyle train` or a name that "
-                "`vidstyle models` lists"
-            )
-        # A model that is not there fails the command before any render is planned or logged.
-        resolve_model(settings.model, settings.models_dir)
-    elif not styles:
-        raise ConfigError("quality mode needs --style IMAGE (or --mode fast with --model)")
-
-
-def _check_codec(codec: str) -> None:
-    codecs = available_codecs()
-    encoder = CODEC_ALIASES.get(codec.lower())
-    if encoder is not None and codecs.get(encoder, False):
-        raise ConfigError(
-            f"codec '{codec}' is not an encoder name; use --codec {encoder} (encoders: "
-            f"{', '.join(name for name, ok in codecs.items() if ok)})"
-        )
-    if not codecs.get(codec, False):
-        have = ", ".join(name for name, ok in codecs.items() if ok) or "none"
-        missing = ", ".join(name for name, ok in codecs.items() if not ok)
-        note = f" (not in this PyAV build: {missing})" if missing else ""
-        raise ConfigError(f"codec '{codec}' is not available; choose one of {have}{note}")
-
-
-def _to_records(
-    info: VideoInfo,
-    size: tuple[int, int],
-    max_frames: int | None,
-    device: torch.device,
-    start: int = 0,
-) -> Iterator[FrameRecord]:
-    for frame in read_frames(info, size=size, max_frames=max_frames):
-        if frame.index < start:
-            continue  # finished by an earlier run (resume): decoded only to count frames
-        yield FrameRecord(
-            index=frame.index, pts=frame.pts, content=image_to_tensor(frame.image, device)
-        )
 
 
 Stylizer = Callable[[Iterable[FrameRecord]], Iterator[FrameRecord]]
@@ -241,160 +165,140 @@ def build_stylizer(
     return stylizer, loss.features.source.describe()
 
 
-def _render_still(
-    input_path: Path,
-    output: Path,
-    style_images: Sequence[Image.Image],
-    settings: RenderSettings,
-    progress: Progress,
-) -> RenderResult:
-    """One still image: the frame-1 path of a render (no flow, smoothing, segments or codec),
-    written as an image."""
-    device = resolve_device(settings.device)
-    torch.manual_seed(settings.seed)
-    source = read_image(input_path)
-    size = image_size((source.shape[1], source.shape[0]), settings.size)
-    log.info(
-        "%s → %s: %dx%d, %s mode on %s",
-        input_path,
-        output,
-        size[0],
-        size[1],
-        settings.mode,
-        device,
-    )
-    check_fits((source.shape[1], source.shape[0]), size, settings, device, input_path)
-    stylizer, _ = build_stylizer(settings, device, style_images)
-    if size != (source.shape[1], source.shape[0]):
-        resized = Image.fromarray(source).resize(size, Image.Resampling.LANCZOS)
-        source = np.asarray(resized, dtype=np.uint8)
-    record = FrameRecord(index=0, pts=0, content=image_to_tensor(source, device), new_shot=True)
-    started = time.perf_counter()
-    progress.start(input_path.name, 1)
-    try:
-        records = stylizer(iter([record]))
-        colors = preserve_colors_stage(settings.preserve_colors, settings.mode)
-        if colors is not None:
-            records = colors(records)
-        styled = next(records).styled
-        assert styled is not None
-        progress.advance()
-        write_image(tensor_to_image(styled), output)
-    except KeyboardInterrupt:
-        raise RenderInterrupted("interrupted; nothing was written", output) from None
-    finally:
-        progress.finish()
-    seconds = time.perf_counter() - started
-    log.info("%s: 1 image in %.1f s", output.name, seconds)
-    return RenderResult(
-        input=input_path, output=output, status="rendered", frames=1, seconds=seconds, size=size
-    )
+@dataclass
+class Stages:
+    """The stages of one render, built on its device; `run` composes them around the decoder
+    and the segment writer."""
+
+    device: torch.device
+    stylizer: Stylizer
+    features: str | None  # quality mode: the VGG features in use (part of the fingerprint)
+    flow: FlowStage | None = None  # flow of the source frames, for warm start and smoothing
+    smoother: TemporalSmoother | None = None
+    colors: PreserveColors | None = None
+    share: _IterationShare | None = None  # quality mode's progress within a frame
+    # Stages that carry state from frame to frame (saved with each segment, restored on resume).
+    stateful: list[object] = field(default_factory=list)
 
 
-def stylize_video(
-    input_path: Path,
-    styles: Sequence[Path],
-    settings: RenderSettings,
-    *,
-    output: Path | None = None,
-    progress: Progress | None = None,
-) -> RenderResult:
-    """Render one video in the given style(s). Raises VidstyleError subclasses for user errors."""
-    progress = progress or NullProgress()
-    check_mode_inputs(settings, styles)
-    if settings.mode == "quality" and settings.style_blend is not None:
-        blend_weights(settings.style_blend, len(styles))  # a wrong count fails before any work
-    still = is_still_image(input_path)
-    info = None if still else probe(input_path)
-    style_images = [load_style_image(path) for path in styles]
-    # Fast mode names the output after the model (`clip.starry.mp4`), as quality mode does
-    # after the style image.
-    output = output or default_output_path(
-        input_path, styles or [Path(settings.model or "")], still=still
-    )
-    if output.exists() and output.resolve() == input_path.resolve():
-        raise OutputError("output would overwrite the input; pass another -o", output)
-    if still:
-        check_image_output(output)
-    if output.exists() and not settings.overwrite:
-        stale = stale_settings(output, input_path, styles, settings)
-        if stale:
-            log.warning("%s %s", output, stale_reason(stale))
-            return RenderResult(input=input_path, output=output, status="stale")
-        log.info("%s exists; skipping (pass --overwrite to render again)", output)
-        return RenderResult(input=input_path, output=output, status="skipped")
-    check_output_writable(output)
-    if still:
-        return _render_still(input_path, output, style_images, settings, progress)
-    assert info is not None
-    _check_codec(settings.codec)
-    check_container_holds(output, settings.codec)  # not only when the segments are joined
-    device = resolve_device(settings.device)
-    torch.manual_seed(settings.seed)
-
-    size, size_note = plan_size(info.size, settings.size)
-    if size_note:
-        log.info("%s: %s", input_path.name, size_note)
-    log.info(
-        "%s → %s: %dx%d, %s fps, %s mode on %s",
-        input_path,
-        output,
-        size[0],
-        size[1],
-        info.fps,
-        settings.mode,
-        device,
-    )
-    check_fits(info.size, size, settings, device, input_path)  # before any work is wasted
-    share = _IterationShare(progress, settings) if settings.mode == "quality" else None
+def build_stages(settings: RenderSettings, device: torch.device, styles: Sequence[Path]) -> Stages:
+    """Every stage `settings` asks for, on `device`, in the style of the `styles` images."""
+    share = None
+    if settings.mode == "quality":
+        share = _IterationShare(settings.first_iterations, settings.iterations, settings.init)
     stylizer, features = build_stylizer(
-        settings, device, style_images, on_iteration=None if share is None else share.on_iteration
+        settings,
+        device,
+        [load_style_image(path) for path in styles],
+        on_iteration=None if share is None else share.on_iteration,
     )
     smoother = TemporalSmoother(settings.smooth) if settings.smooth > 0 else None
+    return Stages(
+        device=device,
+        stylizer=stylizer,
+        features=features,
+        flow=flow_stage(settings, device) if flow_needed(settings) else None,
+        smoother=smoother,
+        colors=preserve_colors_stage(settings.preserve_colors, settings.mode),
+        share=share,
+        stateful=[stylizer, smoother],
+    )
 
+
+def render(
+    plan: RenderPlan,
+    device: torch.device,
+    *,
+    sharing: int = 1,
+    progress: Progress | None = None,
+) -> RenderResult:
+    """Carry out a plan that renders (not a skip) on `device`, which `sharing` renders share
+    (each must fit in that share of its memory)."""
+    assert not plan.skip, "a skipped plan has nothing to render"
+    progress = progress or NullProgress()
+    settings = plan.settings
+    if plan.job.create_folder:
+        _make_folder(plan.output)
+    torch.manual_seed(settings.seed)
+    if plan.still:
+        return _render_still(plan, device, sharing, progress)
+    assert plan.info is not None and plan.size is not None
+    if plan.size_note:
+        log.info("%s: %s", plan.input.name, plan.size_note)
+    log.info(
+        "%s → %s: %dx%d, %s fps, %s mode on %s",
+        plan.input,
+        plan.output,
+        plan.size[0],
+        plan.size[1],
+        plan.info.fps,
+        settings.mode,
+        device,
+    )
+    _check_memory(plan, plan.info.size, plan.size, device, sharing)  # before any work is wasted
+    stages = build_stages(settings, device, plan.styles)
     # Earlier progress of this same command, if it was interrupted (vidstyle.resume); the
     # stages that carry state from frame to frame continue from the last saved frame.
     identity = fingerprint(
-        input_path, styles, settings, files=settings_files(settings), features=features
+        plan.input, plan.styles, settings, files=settings_files(settings), features=stages.features
     )
-    work = WorkDir.open(output, identity, resume=settings.resume)
-    stages = [stylizer, smoother]
-    restore(stages, work.carry)
-    start = work.next_index
-    if share is not None:
-        share.fresh_next = start == 0
+    work = WorkDir.open(plan.output, identity, resume=settings.resume)
+    return run(plan, stages, work, progress)
 
-    total = expected_frames(info, settings.max_frames)
+
+def _check_memory(
+    plan: RenderPlan,
+    source_size: tuple[int, int],
+    size: tuple[int, int],
+    device: torch.device,
+    sharing: int,
+) -> None:
+    settings = plan.settings
+    check_fits(
+        source_size,
+        size,
+        device,
+        plan.input,
+        mode=settings.mode,
+        batch_size=settings.batch_size,
+        style_scale=settings.style_scale,
+        sharing=sharing,
+    )
+
+
+def _make_folder(output: Path) -> None:
+    """The output's folder and the mirrored subfolders above it, as needed."""
+    try:
+        output.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        raise OutputError(
+            f"cannot create the output folder ({err.strerror or err}); choose another -o",
+            output.parent,
+        ) from err
+
+
+def run(plan: RenderPlan, stages: Stages, work: WorkDir, progress: Progress) -> RenderResult:
+    """Render the plan's video through `stages` into `work`'s segments, then join them under the
+    output's name. Ctrl-C raises `RenderInterrupted` with the progress saved."""
+    settings, info, size = plan.settings, plan.info, plan.size
+    assert info is not None and size is not None
+    restore(stages.stateful, work.carry)
+    start = work.next_index
+    if stages.share is not None:
+        stages.share.progress, stages.share.fresh_next = progress, start == 0
+    total = plan.frames
     frame_ticks = Fraction(1) / (info.fps * info.time_base) if info.fps else Fraction(1)
     started = time.perf_counter()
     written = 0
     progress.start(
-        f"{input_path.name} (from frame {start})" if start else input_path.name,
+        f"{plan.input.name} (from frame {start})" if start else plan.input.name,
         None if total is None else max(0, total - start),
     )
     # The stages with threads (decoder, flow), closed on the way out even when a traceback
     # keeps this frame alive: their threads stop now, not whenever the garbage collector runs.
     threaded: list[Iterator[FrameRecord]] = []
     try:
-        flow = flow_needed(settings)
-        # Flow into the first new frame needs the source frame before it: decode one more.
-        context = 1 if flow and start else 0
-        frames = _to_records(info, size, settings.max_frames, device, start=start - context)
-        threaded.append(frames)
-        if flow:
-            # Flow of the source frames, computed once on a worker thread ahead of the
-            # stylizer, and shared by it (warm start, temporal loss) and the smoothing stage.
-            frames = flow_stage(settings, device)(frames)
-            threaded.append(frames)
-        if start:
-            frames = skip_before(frames, start)
-        records = stylizer(frames if share is None else share.watch(frames))
-        if smoother is not None:
-            records = smoother(records)
-        colors = preserve_colors_stage(settings.preserve_colors, settings.mode)
-        if colors is not None:
-            # After smoothing, so luminance-only output keeps the source's chroma exactly.
-            records = colors(records)
+        records = _compose(plan, stages, start, threaded)
         # Frames are encoded into segments in the work folder, on their own thread
         # (overlapped with stylization); each full segment is saved with the stages' state.
         with SegmentedWriter(
@@ -402,7 +306,7 @@ def stylize_video(
             info,
             size,
             settings,
-            snapshot=lambda: capture(stages),
+            snapshot=lambda: capture(stages.stateful),
             queue_size=2 * settings.batch_size,
         ) as segments:
             for record in records:
@@ -420,14 +324,7 @@ def stylize_video(
         work.remove_if_empty()
         if not isinstance(err, KeyboardInterrupt):
             raise
-        saved = work.next_index
-        raise RenderInterrupted(
-            f"interrupted; {saved} frames are saved, run the same command to resume (nothing "
-            "was written under the final name)"
-            if saved
-            else "interrupted; nothing was written under the final name",
-            output,
-        ) from None
+        raise _interrupted(work.next_index, plan.output) from None
     finally:
         for stage in reversed(threaded):  # downstream first: it may be iterating upstream
             stage.close()  # type: ignore[attr-defined]
@@ -435,17 +332,150 @@ def stylize_video(
     seconds = time.perf_counter() - started
     log.info(
         "%s: %d frames in %.1f s (%.2f frames/s)",
-        output.name,
+        plan.output.name,
         written,
         seconds,
         written / seconds if seconds else 0.0,
     )
     return RenderResult(
-        input=input_path,
-        output=output,
+        input=plan.input,
+        output=plan.output,
         status="rendered",
         frames=frames_total,
         seconds=seconds,
         size=size,
         resumed_from=start,
     )
+
+
+def _compose(
+    plan: RenderPlan, stages: Stages, start: int, threaded: list[Iterator[FrameRecord]]
+) -> Iterator[FrameRecord]:
+    """decode → flow → stylize → smooth → colours, from frame `start` on; the stages that run
+    threads are added to `threaded` for the caller to close."""
+    assert plan.info is not None and plan.size is not None
+    # Flow into the first new frame needs the source frame before it: decode one more.
+    context = 1 if stages.flow is not None and start else 0
+    frames = _to_records(
+        plan.info, plan.size, plan.settings.max_frames, stages.device, start=start - context
+    )
+    threaded.append(frames)
+    if stages.flow is not None:
+        # Flow of the source frames, computed once on a worker thread ahead of the
+        # stylizer, and shared by it (warm start, temporal loss) and the smoothing stage.
+        frames = stages.flow(frames)
+        threaded.append(frames)
+    if start:
+        frames = skip_before(frames, start)
+    if stages.share is not None:
+        frames = stages.share.watch(frames)
+    records = stages.stylizer(frames)
+    if stages.smoother is not None:
+        records = stages.smoother(records)
+    if stages.colors is not None:
+        # After smoothing, so luminance-only output keeps the source's chroma exactly.
+        records = stages.colors(records)
+    return records
+
+
+def _to_records(
+    info: VideoInfo,
+    size: tuple[int, int],
+    max_frames: int | None,
+    device: torch.device,
+    start: int = 0,
+) -> Iterator[FrameRecord]:
+    for frame in read_frames(info, size=size, max_frames=max_frames):
+        if frame.index < start:
+            continue  # finished by an earlier run (resume): decoded only to count frames
+        yield FrameRecord(
+            index=frame.index, pts=frame.pts, content=image_to_tensor(frame.image, device)
+        )
+
+
+def _interrupted(saved: int, output: Path) -> RenderInterrupted:
+    return RenderInterrupted(
+        f"interrupted; {saved} frames are saved, run the same command to resume (nothing "
+        "was written under the final name)"
+        if saved
+        else "interrupted; nothing was written under the final name",
+        output,
+    )
+
+
+def _render_still(
+    plan: RenderPlan, device: torch.device, sharing: int, progress: Progress
+) -> RenderResult:
+    """One still image: the frame-1 path of a render (no flow, smoothing, segments or codec),
+    written as an image."""
+    settings = plan.settings
+    source = read_image(plan.input)
+    size = image_size((source.shape[1], source.shape[0]), settings.size)
+    log.info(
+        "%s → %s: %dx%d, %s mode on %s",
+        plan.input,
+        plan.output,
+        size[0],
+        size[1],
+        settings.mode,
+        device,
+    )
+    _check_memory(plan, (source.shape[1], source.shape[0]), size, device, sharing)
+    styles = [load_style_image(path) for path in plan.styles]
+    stylizer, _ = build_stylizer(settings, device, styles)
+    colors = preserve_colors_stage(settings.preserve_colors, settings.mode)
+    if size != (source.shape[1], source.shape[0]):
+        resized = Image.fromarray(source).resize(size, Image.Resampling.LANCZOS)
+        source = np.asarray(resized, dtype=np.uint8)
+    record = FrameRecord(index=0, pts=0, content=image_to_tensor(source, device), new_shot=True)
+    started = time.perf_counter()
+    progress.start(plan.input.name, 1)
+    try:
+        records = stylizer(iter([record]))
+        if colors is not None:
+            records = colors(records)
+        styled = next(records).styled
+        assert styled is not None
+        progress.advance()
+        write_image(tensor_to_image(styled), plan.output)
+    except KeyboardInterrupt:
+        raise RenderInterrupted("interrupted; nothing was written", plan.output) from None
+    finally:
+        progress.finish()
+    seconds = time.perf_counter() - started
+    log.info("%s: 1 image in %.1f s", plan.output.name, seconds)
+    return RenderResult(
+        input=plan.input,
+        output=plan.output,
+        status="rendered",
+        frames=1,
+        seconds=seconds,
+        size=size,
+    )
+
+
+def stylize_video(
+    input_path: Path,
+    styles: Sequence[Path],
+    settings: RenderSettings,
+    *,
+    output: Path | None = None,
+    progress: Progress | None = None,
+) -> RenderResult:
+    """Render one video (or still image) in the given style(s); an existing output is skipped
+    unless `settings.overwrite`. Raises VidstyleError subclasses for user errors."""
+    plan = prepare(RenderJob(input_path, tuple(styles), output), settings)
+    if plan.skip:
+        log_skip(plan)
+        status = "stale" if plan.stale else "skipped"
+        return RenderResult(input=plan.input, output=plan.output, status=status)
+    return render(plan, resolve_device(settings.device), progress=progress)
+
+
+def log_skip(plan: RenderPlan) -> None:
+    """Say why a plan's output is not rendered: a stale one even with -q (it is not what the
+    command asks for), an up-to-date one as information."""
+    if plan.stale:
+        log.warning("%s %s", plan.output, plan.skip_reason.removeprefix("output "))
+    else:
+        log.info("%s exists; skipping (pass --overwrite to render again)", plan.output)
