@@ -358,15 +358,32 @@ def test_a_usage_error_stops_the_whole_batch(
 
 
 @pytest.mark.slow
-def test_a_killed_worker_fails_only_its_video_and_is_replaced(
+def test_a_worker_killed_halfway_through_a_message_fails_only_its_video_and_is_replaced(
     four_clips: Path, library: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     import multiprocessing.context
     import os
     import signal
-    import time
 
-    # Each worker logs "INPUT → OUTPUT: ..." as it starts a render; the record carries its pid.
+    import poolworkers
+
+    from vidstyle import pool
+
+    # Every worker is a real one, but the first to report progress within a frame is SIGKILLed
+    # (as by the OOM killer) halfway through writing that message to the parent: the worst
+    # moment, with its pipe's lock held and half a message in it.
+    monkeypatch.setenv(poolworkers.DIE_MARKER, str(tmp_path / "died"))
+    monkeypatch.setattr(pool, "_worker_main", poolworkers.dies_mid_message)
+    started = {"processes": 0}
+    start = multiprocessing.context.SpawnProcess.start
+
+    def counted(self: multiprocessing.context.SpawnProcess) -> None:
+        started["processes"] += 1
+        start(self)
+
+    monkeypatch.setattr(multiprocessing.context.SpawnProcess, "start", counted)
+    # The workers' log records reach the parent's handlers: "INPUT → OUTPUT: ..." from each
+    # render, carrying the pid of the worker that logged it.
     renders: dict[str, int] = {}
 
     class Pids(logging.Handler):
@@ -379,40 +396,71 @@ def test_a_killed_worker_fails_only_its_video_and_is_replaced(
     handler = Pids()
     logger.addHandler(handler)
     monkeypatch.setattr(logger, "level", logging.INFO)
-    started = {"processes": 0}
-    start = multiprocessing.context.SpawnProcess.start
 
-    def counted(self: multiprocessing.context.SpawnProcess) -> None:
-        started["processes"] += 1
-        start(self)
-
-    monkeypatch.setattr(multiprocessing.context.SpawnProcess, "start", counted)
-
-    class KillFirst(Recorder):
-        def job_started(self, job: Job, description: str, total: int | None) -> None:
-            super().job_started(job, description, total)
-            if len(self.started) == 1:
-                # SIGKILL the worker rendering it, as the OOM killer would, while it optimises
-                # the first frame: a worker killed while it sends a message on the shared
-                # result queue would leave the queue's lock held (a known hazard of the pool).
-                time.sleep(0.5)
-                os.kill(renders[str(job.input)], signal.SIGKILL)
+    def hung(signum: int, frame: object) -> None:
+        raise TimeoutError("the batch hung after a worker died")
 
     out = tmp_path / "out"
-    settings = SETTINGS.replace(first_iterations=40)  # frame 1 takes a while: no messages
-    plan = plan_batch([four_clips], [library / "a.png"], settings, output=out)
-    events = KillFirst()
+    plan = plan_batch([four_clips], [library / "a.png"], SETTINGS, output=out)
+    previous = signal.signal(signal.SIGALRM, hung)
+    signal.alarm(600)
     try:
-        summary = run_batch(plan, jobs=2, events=events)
+        summary = run_batch(plan, jobs=2, events=Recorder())
     finally:
+        signal.alarm(0)
+        signal.signal(signal.SIGALRM, previous)
         logger.removeHandler(handler)
-    victim = plan.jobs[events.started[0] - 1]
+    assert (tmp_path / "died").exists()
     failed = [r for r in summary.results if r.status == "failed"]
-    assert [r.job for r in failed] == [victim]
-    assert "the worker process rendering it died" in failed[0].message
+    assert len(failed) == 1 and "the worker process rendering it died" in failed[0].message
+    victim = failed[0].job
     assert summary.count("rendered") == 3 and not victim.output.exists()
     assert all(frame_count(job.output) == 3 for job in plan.jobs if job is not victim)
     assert started["processes"] >= 3  # the dead worker was replaced
+    assert set(renders) == {str(job.input) for job in plan.jobs}
+    assert os.getpid() not in renders.values()
+
+
+@pytest.mark.slow
+def test_ctrl_c_stops_the_worker_processes_saves_progress_and_exits_130(
+    four_clips: Path,
+    library: Path,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    import os
+    import signal
+
+    from vidstyle.console import BatchProgress
+
+    # Ctrl-C once the batch has finished a frame: the terminal's SIGINT reaches the parent
+    # (the workers ignore theirs), which tells the workers to save and stop.
+    report = BatchProgress.job_advanced
+    pressed: list[int] = []
+
+    def advanced(self: BatchProgress, job: object, count: int) -> None:
+        report(self, job, count)
+        if not pressed:
+            pressed.append(1)
+            os.kill(os.getpid(), signal.SIGINT)
+
+    monkeypatch.setattr(BatchProgress, "job_advanced", advanced)
+    out = tmp_path / "out"
+    args = [four_clips, "-s", library / "a.png", "-o", out, "--segment-frames", "1", *FAST]
+    code = run([*args, "--jobs", "2"])
+    captured = capsys.readouterr()
+    assert code == 130
+    assert "run the same command to resume" in " ".join(captured.err.split())
+    finished = [Path(line) for line in captured.out.split()]
+    assert len(finished) < 4 and all(frame_count(path) == 3 for path in finished)  # 2 not started
+    saved = list(out.glob(".*.vidstyle-work/state.json"))
+    assert saved and not list(out.glob(".*vidstyle-part*"))
+
+    monkeypatch.setattr(BatchProgress, "job_advanced", report)
+    assert run(args) == 0
+    assert "resuming after frame" in capsys.readouterr().err
+    assert all(frame_count(out / f"v{i}.a.mp4") == 3 for i in range(4))
 
 
 def test_run_batch_reports_in_plan_order_and_counts(tmp_path: Path) -> None:
