@@ -256,19 +256,7 @@ def plan_batch(
 
     single_file = _single_output_file(paths, groups, output)
     output_dir = None if single_file or output is None else output
-    if output_dir is not None:
-        if output_dir.exists() and not output_dir.is_dir():
-            raise ConfigError(f"-o {output_dir} is a file; several outputs need a folder")
-        if output_dir.suffix.lower() in _OUTPUT_SUFFIXES and not output_dir.exists():
-            raise ConfigError(
-                f"-o {output_dir} looks like a file name, but this command renders several "
-                "files; give a folder (it is created if missing)"
-            )
-    if output is None and any(path.is_dir() for path in paths):
-        raise ConfigError(
-            "rendering a folder needs -o OUTDIR (outputs written beside the inputs would be "
-            "taken for inputs by the next run)"
-        )
+    _check_output_folder(paths, output_dir, output)
     found, problems = discover(
         paths, recursive=recursive, extensions=extensions, exclude=output_dir
     )
@@ -283,15 +271,7 @@ def plan_batch(
         for group in groups:
             style_name = _style_name(group, settings)
             name = output_name(name_template, item.path, style_name, ext)
-            if single_file:
-                assert output is not None
-                target = output
-            elif output_dir is None:
-                target = item.path.parent / name
-            elif item.root is None:
-                target = output_dir / name
-            else:  # mirror the input's place under the folder it was found in
-                target = output_dir / item.path.parent.relative_to(item.root) / name
+            target = output if single_file and output else _target(item, name, output_dir)
             other = targets.setdefault(target.resolve(), item.path)
             if other != item.path:
                 raise ConfigError(
@@ -309,6 +289,34 @@ def plan_batch(
     for style_name, request in requests:
         jobs.append(_plan_job(preparer, len(jobs) + 1, style_name, request))
     return BatchPlan(jobs, output_dir, settings)
+
+
+def _check_output_folder(
+    paths: Sequence[Path], output_dir: Path | None, output: Path | None
+) -> None:
+    if output_dir is not None:
+        if output_dir.exists() and not output_dir.is_dir():
+            raise ConfigError(f"-o {output_dir} is a file; several outputs need a folder")
+        if output_dir.suffix.lower() in _OUTPUT_SUFFIXES and not output_dir.exists():
+            raise ConfigError(
+                f"-o {output_dir} looks like a file name, but this command renders several "
+                "files; give a folder (it is created if missing)"
+            )
+    if output is None and any(path.is_dir() for path in paths):
+        raise ConfigError(
+            "rendering a folder needs -o OUTDIR (outputs written beside the inputs would be "
+            "taken for inputs by the next run)"
+        )
+
+
+def _target(item: _Found, name: str, output_dir: Path | None) -> Path:
+    """Where an input's output named `name` goes: beside it, or in the output folder (under
+    the input's place in the folder it was found in)."""
+    if output_dir is None:
+        return item.path.parent / name
+    if item.root is None:
+        return output_dir / name
+    return output_dir / item.path.parent.relative_to(item.root) / name
 
 
 def _writes(output: Path | None, settings: RenderSettings) -> bool:
