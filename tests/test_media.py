@@ -20,6 +20,7 @@ import numpy as np
 import pytest
 import torch
 
+from vidstyle.atomic import temp_path_for
 from vidstyle.errors import ConfigError, InputError, OutputError
 from vidstyle.media import (
     VIDEO_CODECS,
@@ -34,7 +35,6 @@ from vidstyle.media import (
     read_frames,
     tensor_to_image,
 )
-from vidstyle.media.writer import temp_path_for
 
 NTSC = Fraction(30000, 1001)
 
@@ -450,7 +450,7 @@ def test_audio_the_container_cannot_hold_is_reencoded(
     source = mediagen.make_video(tmp_path / "pcm.mkv", frames=24, audio_codec="pcm_u8")
     assert probe(source).audio[0].codec == "pcm_u8"
     output = tmp_path / "out.mp4"
-    with caplog.at_level(logging.INFO, logger="vidstyle.media.writer"):
+    with caplog.at_level(logging.INFO, logger="vidstyle.media.audio"):
         transcode(source, output)
     out = probe(output)
     assert [a.codec for a in out.audio] == ["aac"]

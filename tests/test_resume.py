@@ -19,9 +19,11 @@ import numpy as np
 import pytest
 from clitools import FAST, decoded, interrupt_after, run
 
-from vidstyle.config import RenderSettings
 from vidstyle.media import VideoWriter, image_to_tensor, probe, read_frames
-from vidstyle.resume import STATE_FILE, SegmentedWriter, WorkDir, work_dir_for
+from vidstyle.media.segments import SegmentedWriter
+from vidstyle.workdir import STATE_FILE, WorkDir, work_dir_for
+
+ULTRAFAST = {"codec": "libx264", "crf": 18, "encoder_preset": "ultrafast"}
 
 # clitools.FAST keeps smoothing and flow-warped warm starts on (the defaults): they are what a
 # resume must carry over.
@@ -264,7 +266,7 @@ def test_joined_segments_keep_the_timing_and_audio_of_one_encode(
     clip = mediagen.make_video(tmp_path / f"clip{source}", frames=14, fps=fps, vfr=vfr)
     info = probe(clip)
     frames = list(read_frames(info))
-    settings = RenderSettings(codec=codec, encoder_preset="medium", segment_frames=4, crf=20)
+    encoding = {"codec": codec, "crf": 20, "encoder_preset": "medium", "segment_frames": 4}
 
     direct = tmp_path / f"direct{output}"
     with VideoWriter(direct, info, info.size, codec=codec, crf=20, encoder_preset="medium") as w:
@@ -273,11 +275,11 @@ def test_joined_segments_keep_the_timing_and_audio_of_one_encode(
 
     joined = tmp_path / f"joined{output}"
     work = WorkDir(joined, {"test": "1"})
-    with SegmentedWriter(work, info, info.size, settings, snapshot=dict) as segments:
+    with SegmentedWriter(work, info, info.size, **encoding, snapshot=dict) as segments:
         for frame in frames:
             segments.write(image_to_tensor(frame.image), frame.pts)
     assert [s.frames for s in work.segments] == [4, 4, 4, 2]
-    assert work.join(info, info.size, settings) == 14
+    assert work.join(info) == 14
     assert not work.path.exists()
 
     assert len(decoded(joined)) == 14
@@ -291,12 +293,13 @@ def test_joined_segments_keep_the_timing_and_audio_of_one_encode(
 
 def test_segment_writer_keeps_committed_segments_on_an_error(tmp_path: Path, clip: Path) -> None:
     info = probe(clip)
-    settings = RenderSettings(encoder_preset="ultrafast", segment_frames=3)
     work = WorkDir(tmp_path / "out.mp4", {"test": "1"})
     frames = list(read_frames(info, max_frames=5))
     with (
         pytest.raises(RuntimeError, match="boom"),
-        SegmentedWriter(work, info, info.size, settings, snapshot=lambda: {"n": 1}) as segments,
+        SegmentedWriter(
+            work, info, info.size, **ULTRAFAST, segment_frames=3, snapshot=lambda: {"n": 1}
+        ) as segments,
     ):
         for frame in frames:
             segments.write(image_to_tensor(frame.image), frame.pts)

@@ -17,6 +17,7 @@ from PIL import Image
 from vidstyle.config import RenderSettings, check_layer_weights
 from vidstyle.device import resolve_device
 from vidstyle.errors import ConfigError, OutputError, RenderInterrupted
+from vidstyle.fingerprint import render_fingerprint, settings_files
 from vidstyle.frame import FrameRecord
 from vidstyle.media import (
     CODEC_ALIASES,
@@ -30,6 +31,7 @@ from vidstyle.media import (
     read_frames,
     tensor_to_image,
 )
+from vidstyle.media.segments import SegmentedWriter
 from vidstyle.media.still import (
     IMAGE_EXT,
     check_image_output,
@@ -41,15 +43,7 @@ from vidstyle.media.still import (
 from vidstyle.memory import check_fits
 from vidstyle.models import resolve_model
 from vidstyle.provenance import stale_reason, stale_settings
-from vidstyle.resume import (
-    SegmentedWriter,
-    WorkDir,
-    capture,
-    fingerprint,
-    restore,
-    settings_files,
-    skip_before,
-)
+from vidstyle.resume import capture, restore, skip_before
 from vidstyle.stylize.color import LuminanceFeatures, preserve_colors_stage
 from vidstyle.stylize.feedforward import FeedForwardStylizer
 from vidstyle.stylize.losses import PerceptualLoss, perceptual_loss
@@ -57,6 +51,7 @@ from vidstyle.stylize.quality import QualityStylizer
 from vidstyle.stylize.style_image import load_style_image
 from vidstyle.stylize.targets import StyleTargets, blend_weights
 from vidstyle.temporal import TemporalSmoother, flow_needed, flow_stage
+from vidstyle.workdir import WorkDir
 
 log = logging.getLogger(__name__)
 
@@ -354,7 +349,7 @@ def stylize_video(
 
     # Earlier progress of this same command, if it was interrupted (vidstyle.resume); the
     # stages that carry state from frame to frame continue from the last saved frame.
-    identity = fingerprint(
+    identity = render_fingerprint(
         input_path, styles, settings, files=settings_files(settings), features=features
     )
     work = WorkDir.open(output, identity, resume=settings.resume)
@@ -401,7 +396,10 @@ def stylize_video(
             work,
             info,
             size,
-            settings,
+            codec=settings.codec,
+            crf=settings.crf,
+            encoder_preset=settings.encoder_preset,
+            segment_frames=settings.segment_frames,
             snapshot=lambda: capture(stages),
             queue_size=2 * settings.batch_size,
         ) as segments:
@@ -415,7 +413,7 @@ def stylize_video(
         if settings.max_frames is not None and work.last_pts is not None:
             # A preview's audio ends where its last frame ends.
             end_pts = work.last_pts + round(frame_ticks)
-        frames_total = work.join(info, size, settings, end_pts=end_pts)
+        frames_total = work.join(info, audio=settings.audio, end_pts=end_pts)
     except BaseException as err:
         work.remove_if_empty()
         if not isinstance(err, KeyboardInterrupt):
