@@ -79,8 +79,13 @@ class WorkDir:
     """The resumable state of one render: `open` it, write segments into it (it is the
     `SegmentStore` of a `SegmentedWriter`), then `join` it into the output."""
 
-    def __init__(self, output: Path, fingerprint: Mapping[str, str]) -> None:
+    def __init__(
+        self, output: Path, fingerprint: Mapping[str, str], *, first_index: int = 0
+    ) -> None:
+        """`first_index`: the source frame this render starts at (a part of a video rendered
+        in parts); segments are numbered by their frames' place in the source."""
         self.output = output
+        self.first_index = first_index
         self.path = work_dir_for(output)
         self.fingerprint = dict(fingerprint)
         self._segments: list[Segment] = []
@@ -99,7 +104,15 @@ class WorkDir:
 
     @property
     def next_index(self) -> int:
-        """Index of the first frame not yet saved."""
+        """Source index of the first frame not yet saved."""
+        if not self._segments:
+            return self.first_index
+        last = self._segments[-1]
+        return last.first_index + last.frames
+
+    @property
+    def saved_frames(self) -> int:
+        """How many frames are saved."""
         return sum(segment.frames for segment in self._segments)
 
     @property
@@ -108,12 +121,19 @@ class WorkDir:
         return self._segments[-1].last_pts if self._segments else None
 
     @classmethod
-    def open(cls, output: Path, fingerprint: Mapping[str, str], *, resume: bool = True) -> WorkDir:
+    def open(
+        cls,
+        output: Path,
+        fingerprint: Mapping[str, str],
+        *,
+        resume: bool = True,
+        first_index: int = 0,
+    ) -> WorkDir:
         """The work folder for `output`: earlier progress if it may be reused, else empty.
 
         Says what it did: resumed, or why earlier progress was discarded.
         """
-        work = cls(output, fingerprint)
+        work = cls(output, fingerprint, first_index=first_index)
         if not work.path.exists():
             return work
         try:
@@ -171,9 +191,13 @@ class WorkDir:
             )
             for item in state["segments"]
         ]
+        expected = self.first_index
         for segment in segments:
             if not segment.path.is_file():
                 raise ValueError(f"{segment.path.name} is missing")
+            if segment.first_index != expected:
+                raise ValueError(f"{segment.path.name} does not start at frame {expected}")
+            expected += segment.frames
         carry_file = state.get("carry")
         carry = None
         if carry_file:
