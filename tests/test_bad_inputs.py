@@ -6,6 +6,7 @@ from __future__ import annotations
 import errno
 import shutil
 import subprocess
+import tempfile
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -14,9 +15,9 @@ import numpy as np
 import pytest
 from clitools import FAST, frame_count, run
 
+from vidstyle import atomic
 from vidstyle.media import probe, read_frames
-from vidstyle.media import writer as media_writer
-from vidstyle.resume import work_dir_for
+from vidstyle.workdir import WorkDir, work_dir_for
 
 EARLIER = b"an earlier render"
 
@@ -156,14 +157,14 @@ def test_corrupt_packets_mid_stream_keep_the_frame_count_by_repeating_frames(
 
 def _read_only(monkeypatch: pytest.MonkeyPatch, folder: Path) -> None:
     """Make `folder` refuse new files (chmod does not stop root, who runs CI containers)."""
-    real = media_writer.tempfile.NamedTemporaryFile
+    real = tempfile.NamedTemporaryFile
 
     def refuse(*args, **kwargs):
         if Path(kwargs.get("dir", "")) == folder:
             raise PermissionError(errno.EACCES, "Permission denied")
         return real(*args, **kwargs)
 
-    monkeypatch.setattr(media_writer.tempfile, "NamedTemporaryFile", refuse)
+    monkeypatch.setattr(tempfile, "NamedTemporaryFile", refuse)
 
 
 @pytest.mark.parametrize("batch", [False, True], ids=["one-file", "batch"])
@@ -190,7 +191,7 @@ def test_output_folder_not_writable(
 def test_disk_full_while_rendering_leaves_no_partial_output(
     folder: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    real = media_writer.temp_path_for
+    real = atomic.temp_path_for
 
     def full(path: Path) -> Path:
         temp = real(path)
@@ -199,7 +200,7 @@ def test_disk_full_while_rendering_leaves_no_partial_output(
             temp.symlink_to("/dev/full")
         return temp
 
-    monkeypatch.setattr(media_writer, "temp_path_for", full)
+    monkeypatch.setattr(atomic, "temp_path_for", full)
     out = folder / "out" / "earlier.mp4"
     before = snapshot(folder)
     code = run(
@@ -218,13 +219,13 @@ def test_disk_full_when_joining_keeps_the_frames_for_the_next_run(
     folder: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     out = folder / "out" / "earlier.mp4"
-    media_writer.temp_path_for(out).symlink_to("/dev/full")
+    atomic.temp_path_for(out).symlink_to("/dev/full")
     args = [folder / "clip.mp4", "-s", folder / "style.png", "-o", out, "--overwrite", *FAST]
     assert run([*args, "-q"]) == 1
     line = one_line(capsys.readouterr().err)
     assert "earlier.mp4" in line and "disk full" in line
     assert out.read_bytes() == EARLIER
-    assert not media_writer.temp_path_for(out).exists()
+    assert not atomic.temp_path_for(out).exists()
     assert work_dir_for(out).exists()  # every frame is saved
 
     # Space freed: the same command only joins the saved segments.
@@ -264,19 +265,17 @@ def test_disk_full_while_saving_progress_is_one_line(
 def test_disk_full_when_saving_the_resume_state_is_one_line(
     folder: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    from vidstyle import resume
+    real = WorkDir.next_segment_path
 
-    real = resume.WorkDir.next_segment_path
-
-    def full(self: resume.WorkDir) -> Path:
+    def full(self: WorkDir) -> Path:
         path = real(self)
         # The stage states saved with the segment (torch.save) hit a full disk.
-        carry = self.path / f".carry-{len(self.segments):06d}.pt.tmp"
+        carry = atomic.temp_path_for(self.path / f"carry-{len(self.segments):06d}.pt")
         carry.unlink(missing_ok=True)
         carry.symlink_to("/dev/full")
         return path
 
-    monkeypatch.setattr(resume.WorkDir, "next_segment_path", full)
+    monkeypatch.setattr(WorkDir, "next_segment_path", full)
     out = folder / "out" / "earlier.mp4"
     before = snapshot(folder)
     code = run(

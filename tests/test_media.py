@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import os
+import stat
 import threading
 from collections.abc import Iterator
 from fractions import Fraction
@@ -20,6 +21,7 @@ import numpy as np
 import pytest
 import torch
 
+from vidstyle.atomic import temp_path_for
 from vidstyle.errors import ConfigError, InputError, OutputError
 from vidstyle.media import (
     VIDEO_CODECS,
@@ -34,7 +36,7 @@ from vidstyle.media import (
     read_frames,
     tensor_to_image,
 )
-from vidstyle.media.writer import temp_path_for
+from vidstyle.media.still import write_image
 
 NTSC = Fraction(30000, 1001)
 
@@ -450,7 +452,7 @@ def test_audio_the_container_cannot_hold_is_reencoded(
     source = mediagen.make_video(tmp_path / "pcm.mkv", frames=24, audio_codec="pcm_u8")
     assert probe(source).audio[0].codec == "pcm_u8"
     output = tmp_path / "out.mp4"
-    with caplog.at_level(logging.INFO, logger="vidstyle.media.writer"):
+    with caplog.at_level(logging.INFO, logger="vidstyle.media.audio"):
         transcode(source, output)
     out = probe(output)
     assert [a.codec for a in out.audio] == ["aac"]
@@ -674,6 +676,27 @@ def test_writer_checks_frames(tmp_path: Path, clip: Path) -> None:
     with pytest.raises(ValueError), VideoWriter(tmp_path / "out.mp4", info, info.size) as writer:
         writer.write(np.zeros((48, 64, 4), np.uint8), 0)
     assert sorted(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize("name", ["out.mp4", "out.png"])
+def test_an_output_gets_the_umask_mode_over_a_leftover_temporary_file(
+    tmp_path: Path, clip: Path, name: str
+) -> None:
+    # A killed run leaves its temporary file behind, with whatever mode it had; the next
+    # output written through it must still get the mode any new file of the user's gets.
+    output = tmp_path / name
+    temp_path_for(output).write_bytes(b"left by a killed run")
+    temp_path_for(output).chmod(0o600)
+    old = os.umask(0o022)
+    try:
+        if output.suffix == ".mp4":
+            transcode(clip, output, max_frames=2)
+        else:
+            write_image(np.zeros((8, 8, 3), np.uint8), output)
+    finally:
+        os.umask(old)
+    assert stat.S_IMODE(output.stat().st_mode) == 0o644
+    assert sorted(tmp_path.iterdir()) == [output]
 
 
 def test_check_output_writable(tmp_path: Path) -> None:

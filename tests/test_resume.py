@@ -19,9 +19,12 @@ import numpy as np
 import pytest
 from clitools import FAST, decoded, interrupt_after, run
 
-from vidstyle.config import RenderSettings
+from vidstyle.atomic import temp_path_for
 from vidstyle.media import VideoWriter, image_to_tensor, probe, read_frames
-from vidstyle.resume import STATE_FILE, SegmentedWriter, WorkDir, work_dir_for
+from vidstyle.media.segments import SegmentedWriter, join_segments
+from vidstyle.workdir import STATE_FILE, WorkDir, work_dir_for
+
+ULTRAFAST = {"codec": "libx264", "crf": 18, "encoder_preset": "ultrafast"}
 
 # clitools.FAST keeps smoothing and flow-warped warm starts on (the defaults): they are what a
 # resume must carry over.
@@ -222,6 +225,37 @@ def test_no_resume_discards_earlier_progress(
     assert len(decoded(out)) == 4 and not work_dir_for(out).exists()
 
 
+def test_dry_run_shows_saved_progress_only_when_a_rerun_would_resume_it(
+    folder: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    out = folder / "out.mp4"
+    args = [
+        folder / "clip.mp4",
+        "-s",
+        folder / "style.png",
+        "-o",
+        out,
+        "--segment-frames",
+        "2",
+        "--max-frames",
+        "4",
+        *FAST,
+    ]
+    interrupt_after(monkeypatch, 3)
+    assert run(args) == 130
+    monkeypatch.undo()
+    capsys.readouterr()
+    assert run([*args, "--dry-run"]) == 0
+    assert "resume at frame 3" in capsys.readouterr().out
+
+    # A work folder of another format (another vidstyle version) is never resumed.
+    state = work_dir_for(out) / STATE_FILE
+    state.write_text(json.dumps({**json.loads(state.read_text()), "format": 99}))
+    assert run([*args, "--dry-run"]) == 0
+    plan = capsys.readouterr().out
+    assert "resume" not in plan and "render" in plan
+
+
 def test_a_damaged_state_file_starts_over(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
     out = tmp_path / "out.mp4"
     work = work_dir_for(out)
@@ -264,7 +298,7 @@ def test_joined_segments_keep_the_timing_and_audio_of_one_encode(
     clip = mediagen.make_video(tmp_path / f"clip{source}", frames=14, fps=fps, vfr=vfr)
     info = probe(clip)
     frames = list(read_frames(info))
-    settings = RenderSettings(codec=codec, encoder_preset="medium", segment_frames=4, crf=20)
+    encoding = {"codec": codec, "crf": 20, "encoder_preset": "medium", "segment_frames": 4}
 
     direct = tmp_path / f"direct{output}"
     with VideoWriter(direct, info, info.size, codec=codec, crf=20, encoder_preset="medium") as w:
@@ -273,11 +307,11 @@ def test_joined_segments_keep_the_timing_and_audio_of_one_encode(
 
     joined = tmp_path / f"joined{output}"
     work = WorkDir(joined, {"test": "1"})
-    with SegmentedWriter(work, info, info.size, settings, snapshot=dict) as segments:
+    with SegmentedWriter(work, info, info.size, **encoding, snapshot=dict) as segments:
         for frame in frames:
             segments.write(image_to_tensor(frame.image), frame.pts)
     assert [s.frames for s in work.segments] == [4, 4, 4, 2]
-    assert work.join(info, info.size, settings) == 14
+    assert work.join(info) == 14
     assert not work.path.exists()
 
     assert len(decoded(joined)) == 14
@@ -289,14 +323,54 @@ def test_joined_segments_keep_the_timing_and_audio_of_one_encode(
         assert mediagen.read_audio_packets(joined) == mediagen.read_audio_packets(clip)
 
 
+def test_segments_of_several_work_folders_join_into_one_encode(tmp_path: Path) -> None:
+    # A video rendered in parts (frames 0-5 and 6-13, each into its own work folder, each part's
+    # encoder starting afresh) joins with the timing and audio of one encode of every frame.
+    clip = mediagen.make_video(tmp_path / "clip.mp4", frames=14, fps=Fraction(30000, 1001))
+    info = probe(clip)
+    frames = list(read_frames(info))
+    direct = tmp_path / "direct.mp4"
+    with VideoWriter(direct, info, info.size, **ULTRAFAST) as writer:
+        for frame in frames:
+            writer.write(frame.image, frame.pts)
+
+    parts = [
+        WorkDir(tmp_path / "part1.mp4", {}),
+        WorkDir(tmp_path / "part2.mp4", {}, first_index=6),
+    ]
+    for work, part in zip(parts, (frames[:6], frames[6:]), strict=True):
+        with SegmentedWriter(
+            work, info, info.size, **ULTRAFAST, segment_frames=4, snapshot=dict
+        ) as part_writer:
+            for frame in part:
+                part_writer.write(image_to_tensor(frame.image), frame.pts)
+    assert parts[1].next_index == 14 and parts[1].saved_frames == 8
+    segments = [*parts[0].segments, *parts[1].segments]
+    # Numbered by their place in the source, ending where one render's segments end.
+    expected = [(0, 4), (4, 2), (6, 2), (8, 4), (12, 2)]
+    assert [(s.first_index, s.frames) for s in segments] == expected
+
+    joined = tmp_path / "joined.mp4"
+    with pytest.raises(ValueError, match="out of order"):
+        join_segments(segments[::-1], joined, info)
+    assert not joined.exists() and not temp_path_for(joined).exists()
+    assert join_segments(segments, joined, info) == 14
+    assert len(decoded(joined)) == 14
+    assert frame_times(joined) == frame_times(direct)
+    assert probe(joined).fps == probe(direct).fps
+    assert probe(joined).duration == pytest.approx(probe(direct).duration, abs=1e-6)
+    assert mediagen.read_audio_packets(joined) == mediagen.read_audio_packets(clip)
+
+
 def test_segment_writer_keeps_committed_segments_on_an_error(tmp_path: Path, clip: Path) -> None:
     info = probe(clip)
-    settings = RenderSettings(encoder_preset="ultrafast", segment_frames=3)
     work = WorkDir(tmp_path / "out.mp4", {"test": "1"})
     frames = list(read_frames(info, max_frames=5))
     with (
         pytest.raises(RuntimeError, match="boom"),
-        SegmentedWriter(work, info, info.size, settings, snapshot=lambda: {"n": 1}) as segments,
+        SegmentedWriter(
+            work, info, info.size, **ULTRAFAST, segment_frames=3, snapshot=lambda: {"n": 1}
+        ) as segments,
     ):
         for frame in frames:
             segments.write(image_to_tensor(frame.image), frame.pts)

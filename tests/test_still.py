@@ -11,7 +11,7 @@ import torch
 from clitools import FAST, run
 from PIL import Image
 
-from vidstyle.media import writer as media_writer
+from vidstyle.atomic import temp_path_for
 from vidstyle.models import save_model
 from vidstyle.nets.transformer import TransformerNet
 
@@ -93,13 +93,13 @@ def test_disk_full_writing_the_image_keeps_the_earlier_one(
     photo = mediagen.make_image(folder / "photo.png", (64, 48))
     out = folder / "photo.style.png"
     out.write_bytes(b"an earlier render")
-    media_writer.temp_path_for(out).symlink_to("/dev/full")
+    temp_path_for(out).symlink_to("/dev/full")
     code = run([photo, "-s", folder / "style.png", "--overwrite", "-q", *FAST])
     line = _one_line(capsys.readouterr().err)
     assert code == 1
     assert "photo.style.png" in line and "disk full" in line
     assert out.read_bytes() == b"an earlier render"
-    assert not media_writer.temp_path_for(out).exists()
+    assert not temp_path_for(out).exists()
 
 
 def test_a_batch_renders_videos_to_videos_and_photos_to_images(

@@ -340,15 +340,9 @@ def _plan_job(preparer: Preparer, number: int, style_name: str, request: RenderJ
 
 def _saved_frames(output: Path) -> int:
     """Frames an interrupted render to `output` has saved (resumed if the settings match)."""
-    import json
+    from vidstyle.workdir import saved_frames
 
-    from vidstyle.resume import STATE_FILE, work_dir_for
-
-    try:
-        state = json.loads((work_dir_for(output) / STATE_FILE).read_text(encoding="utf-8"))
-        return sum(int(segment["frames"]) for segment in state["segments"])
-    except (OSError, ValueError, KeyError, TypeError):
-        return 0
+    return saved_frames(output)
 
 
 def plan_table(plan: BatchPlan) -> list[str]:

@@ -479,7 +479,7 @@ def load_preset(name: str) -> dict[str, Any]:
     resource = resources.files("vidstyle").joinpath("configs", f"{name}.toml")
     if name == "reference" or not resource.is_file():
         message = f"unknown preset '{name}'; choose one of: {', '.join(preset_names())}"
-        from vidstyle.media.writer import ENCODER_PRESETS  # only now: it imports PyAV
+        from vidstyle.media.codecs import ENCODER_PRESETS  # only now: it imports PyAV
 
         if name in ENCODER_PRESETS:
             # x264's speed names are what ffmpeg users type after -preset.

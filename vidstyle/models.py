@@ -20,17 +20,16 @@ Models are found by path or by name in the models directory: `--models-dir`, els
 
 from __future__ import annotations
 
-import contextlib
 import os
-import tempfile
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 import torch
 
+from vidstyle.atomic import output_error, write_atomically
 from vidstyle.errors import OutputError, WeightsError
 from vidstyle.nets.transformer import TransformerArch, TransformerNet
 
@@ -97,37 +96,28 @@ def _one_line(exc: BaseException, limit: int = 160) -> str:
 
 
 def atomic_save(obj: object, path: Path) -> None:
-    """`torch.save` to a temporary file beside `path`, then rename: a crash, a full disk or
-    Ctrl-C during the write never leaves a truncated file under `path`, and an older file there
-    stays intact until the new one is complete."""
+    """`torch.save` atomically (`vidstyle.atomic`): a crash, a full disk or Ctrl-C during the
+    write never leaves a truncated file under `path`, and an older file there stays intact until
+    the new one is complete."""
     path = Path(path)
     if not path.parent.is_dir():
         raise OutputError(f"folder {path.parent} does not exist; create it first", path)
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".part", dir=path.parent)
-    tmp = Path(tmp_name)
     try:
-        # mkstemp creates the file 0600; a model is meant to be shared like any file the user
-        # writes, so it gets the mode open() would give it (0666 less the umask).
-        os.fchmod(fd, 0o666 & ~_umask())
-        with os.fdopen(fd, "wb") as handle:
-            torch.save(obj, handle)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
+        write_atomically(path, lambda file: torch_save(obj, file))
     except OSError as err:
-        with contextlib.suppress(OSError):
-            tmp.unlink()
-        raise OutputError(f"cannot write ({err.strerror or err}); check the folder", path) from err
-    except BaseException:
-        with contextlib.suppress(OSError):
-            tmp.unlink()
+        raise output_error(err, path) from err
+
+
+def torch_save(obj: object, file: BinaryIO) -> None:
+    """`torch.save` to an open file, raising a failed write (a full disk) as the `OSError` it
+    is: torch reports it as a RuntimeError from its C++ zip writer ("unexpected pos ..."), with
+    the file's own OSError only as its context."""
+    try:
+        torch.save(obj, file)
+    except RuntimeError as err:
+        if isinstance(err.__context__, OSError):
+            raise err.__context__ from None
         raise
-
-
-def _umask() -> int:
-    mask = os.umask(0o022)  # the only way to read it is to set it; put it back at once
-    os.umask(mask)
-    return mask
 
 
 def model_dict(net: TransformerNet, *, style: str, training: Mapping[str, Any]) -> dict[str, Any]:

@@ -22,20 +22,14 @@ from PIL import Image
 from vidstyle.config import RenderSettings, check_layer_weights
 from vidstyle.device import resolve_device
 from vidstyle.errors import OutputError, RenderInterrupted
+from vidstyle.fingerprint import render_fingerprint, settings_files
 from vidstyle.frame import FrameRecord
 from vidstyle.media import VideoInfo, image_to_tensor, read_frames, tensor_to_image
+from vidstyle.media.segments import SegmentedWriter
 from vidstyle.media.still import image_size, read_image, write_image
 from vidstyle.memory import check_fits
 from vidstyle.prepare import RenderJob, RenderPlan, prepare
-from vidstyle.resume import (
-    SegmentedWriter,
-    WorkDir,
-    capture,
-    fingerprint,
-    restore,
-    settings_files,
-    skip_before,
-)
+from vidstyle.resume import capture, restore, skip_before
 from vidstyle.stylize.color import LuminanceFeatures, PreserveColors, preserve_colors_stage
 from vidstyle.stylize.feedforward import FeedForwardStylizer
 from vidstyle.stylize.losses import PerceptualLoss, perceptual_loss
@@ -44,6 +38,7 @@ from vidstyle.stylize.style_image import load_style_image
 from vidstyle.stylize.targets import StyleTargets
 from vidstyle.temporal import TemporalSmoother, flow_needed, flow_stage
 from vidstyle.temporal.flow import FlowStage
+from vidstyle.workdir import WorkDir
 
 log = logging.getLogger(__name__)
 
@@ -239,7 +234,7 @@ def render(
     stages = build_stages(settings, device, plan.styles)
     # Earlier progress of this same command, if it was interrupted (vidstyle.resume); the
     # stages that carry state from frame to frame continue from the last saved frame.
-    identity = fingerprint(
+    identity = render_fingerprint(
         plan.input, plan.styles, settings, files=settings_files(settings), features=stages.features
     )
     work = WorkDir.open(plan.output, identity, resume=settings.resume)
@@ -305,7 +300,10 @@ def run(plan: RenderPlan, stages: Stages, work: WorkDir, progress: Progress) -> 
             work,
             info,
             size,
-            settings,
+            codec=settings.codec,
+            crf=settings.crf,
+            encoder_preset=settings.encoder_preset,
+            segment_frames=settings.segment_frames,
             snapshot=lambda: capture(stages.stateful),
             queue_size=2 * settings.batch_size,
         ) as segments:
@@ -319,7 +317,7 @@ def run(plan: RenderPlan, stages: Stages, work: WorkDir, progress: Progress) -> 
         if settings.max_frames is not None and work.last_pts is not None:
             # A preview's audio ends where its last frame ends.
             end_pts = work.last_pts + round(frame_ticks)
-        frames_total = work.join(info, size, settings, end_pts=end_pts)
+        frames_total = work.join(info, audio=settings.audio, end_pts=end_pts)
     except BaseException as err:
         work.remove_if_empty()
         if not isinstance(err, KeyboardInterrupt):

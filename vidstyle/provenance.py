@@ -1,4 +1,4 @@
-"""What an output was made with: the render's settings fingerprint (`vidstyle.resume.fingerprint`)
+"""What an output was made with: the render's fingerprint (`vidstyle.fingerprint`)
 is kept in the output file's metadata, so a later run can tell an output that is what it would
 render from one made with other settings (a preview, another style), which is stale.
 
@@ -16,6 +16,7 @@ import av
 import av.error
 
 from vidstyle.config import RenderSettings
+from vidstyle.fingerprint import differences, render_fingerprint, settings_files
 
 #: The container metadata key (Matroska stores keys in capitals; it is read either way).
 METADATA_KEY = "vidstyle"
@@ -52,14 +53,11 @@ def stale_settings(
 ) -> list[str]:
     """What differs between the render that made `output` and this one (fingerprint keys such as
     `size`, `max_frames`, `style 1`, `input`); empty if it is up to date or cannot be judged."""
-    from vidstyle.resume import fingerprint, settings_files  # imports torch; only when needed
-
     recorded = recorded_settings(output)
     if recorded is None:
         return []
-    current = fingerprint(input_path, styles, settings, files=settings_files(settings))
-    keys = (set(recorded) | set(current)) - _NOT_COMPARED
-    return sorted(key for key in keys if recorded.get(key) != current.get(key))
+    current = render_fingerprint(input_path, styles, settings, files=settings_files(settings))
+    return differences(recorded, current, ignore=_NOT_COMPARED)
 
 
 def stale_reason(differences: Sequence[str]) -> str:

@@ -1,21 +1,21 @@
 """Media I/O: probe a video, decode it to upright RGB frames, encode frames back with the
-source's timing and audio, and convert between images and model tensors.
+source's timing and audio (or join encoded segments), and convert between images and model
+tensors.
 
 Nothing here imports the models; `frames` uses torch only for tensor conversion.
 """
 
-from vidstyle.media.frames import image_to_tensor, plan_size, tensor_to_image
-from vidstyle.media.probe import AudioStreamInfo, VideoInfo, probe
-from vidstyle.media.reader import DecodedFrame, read_frames
-from vidstyle.media.writer import (
+from vidstyle.media.codecs import (
     CODEC_ALIASES,
     VIDEO_CODECS,
-    VideoWriter,
     available_codecs,
     check_container_holds,
-    check_output_writable,
-    output_error,
 )
+from vidstyle.media.frames import image_to_tensor, plan_size, tensor_to_image
+from vidstyle.media.output import check_output_writable
+from vidstyle.media.probe import AudioStreamInfo, VideoInfo, probe
+from vidstyle.media.reader import DecodedFrame, read_frames
+from vidstyle.media.writer import VideoWriter
 
 __all__ = [
     "CODEC_ALIASES",
@@ -28,7 +28,6 @@ __all__ = [
     "check_container_holds",
     "check_output_writable",
     "image_to_tensor",
-    "output_error",
     "plan_size",
     "probe",
     "read_frames",

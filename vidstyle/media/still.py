@@ -7,15 +7,14 @@ beside the target and renamed when complete, like a video.
 
 from __future__ import annotations
 
-import contextlib
-import os
 from pathlib import Path
 
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
+from vidstyle.atomic import output_error, write_atomically
 from vidstyle.errors import ConfigError, InputError
-from vidstyle.media.writer import check_output_writable, output_error, temp_path_for
+from vidstyle.media.output import check_output_writable
 
 #: Output suffixes for a still image, and the Pillow format each is written in.
 IMAGE_SUFFIXES: dict[str, str] = {".png": "PNG", ".jpg": "JPEG", ".jpeg": "JPEG", ".webp": "WEBP"}
@@ -80,18 +79,8 @@ def write_image(image: np.ndarray, path: Path) -> None:
     check_image_output(path)
     check_output_writable(path)
     fmt = IMAGE_SUFFIXES[path.suffix.lower()]
-    temp = temp_path_for(path)
+    picture = Image.fromarray(image, "RGB")
     try:
-        with temp.open("wb") as file:
-            Image.fromarray(image, "RGB").save(file, format=fmt, **_SAVE_OPTIONS[fmt])
-            file.flush()
-            os.fsync(file.fileno())
-        os.replace(temp, path)
+        write_atomically(path, lambda file: picture.save(file, format=fmt, **_SAVE_OPTIONS[fmt]))
     except OSError as err:
-        with contextlib.suppress(OSError):
-            temp.unlink()
         raise output_error(err, path) from err
-    except BaseException:
-        with contextlib.suppress(OSError):
-            temp.unlink()
-        raise

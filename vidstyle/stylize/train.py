@@ -33,6 +33,7 @@ from vidstyle.config import TrainSettings
 from vidstyle.device import resolve_device
 from vidstyle.errors import ConfigError, InputError, RenderInterrupted, VidstyleError, WeightsError
 from vidstyle.filetypes import IMAGE_EXTENSIONS, VIDEO_EXTENSIONS
+from vidstyle.fingerprint import differences, training_fingerprint
 from vidstyle.media import probe, read_frames
 from vidstyle.models import (
     CHECKPOINT_FORMAT,
@@ -42,7 +43,6 @@ from vidstyle.models import (
     model_dict,
 )
 from vidstyle.nets.transformer import TransformerNet
-from vidstyle.resume import file_digest
 from vidstyle.stylize.losses import PerceptualLoss, perceptual_loss
 from vidstyle.stylize.style_image import load_style_image, style_tensor
 from vidstyle.temporal.flow import FlowEstimator, warp
@@ -50,10 +50,9 @@ from vidstyle.temporal.losses import temporal_loss
 
 log = logging.getLogger(__name__)
 
-CHECKPOINT_VERSION = 1
-# Settings that may change between a run and its resumption; any other difference means the
-# checkpoint belongs to another training run.
-_RESUMABLE_CHANGES = frozenset({"steps", "checkpoint_every", "device"})
+# Changes whenever what a checkpoint holds changes incompatibly, its fingerprint included
+# (`vidstyle.fingerprint.training_fingerprint`: compared key by key when resuming).
+CHECKPOINT_VERSION = 2
 
 
 @dataclass(frozen=True)
@@ -311,27 +310,12 @@ def build_loss(settings: TrainSettings, device: torch.device) -> PerceptualLoss:
     return perceptual_loss(settings, device)
 
 
-def _fingerprint(
-    settings: TrainSettings, style: Path, data: Sequence[Path], loss_network: str
-) -> dict[str, Any]:
-    """What identifies a training run, as plain values (compared when resuming)."""
-    values = {
-        f.name: getattr(settings, f.name)
-        for f in fields(settings)
-        if f.name not in _RESUMABLE_CHANGES
-    }
-    values["style_sha256"] = file_digest(style, length=16)
-    values["data"] = [str(Path(p).resolve()) for p in data]
-    values["loss_network"] = loss_network
-    return values
-
-
 def _loss_network(loss: PerceptualLoss) -> str:
     source = loss.features.source
     return f"{source.kind} {source.arch}" + (f" ({source.layout} layout)" if source.layout else "")
 
 
-def _load_checkpoint(path: Path, fingerprint: Mapping[str, Any]) -> dict[str, Any]:
+def _load_checkpoint(path: Path, fingerprint: Mapping[str, str]) -> dict[str, Any]:
     obj = load_file(path, "training checkpoint", remedy="pass --restart to start over")
     if not isinstance(obj, dict) or obj.get("format") != CHECKPOINT_FORMAT:
         raise WeightsError(
@@ -343,10 +327,9 @@ def _load_checkpoint(path: Path, fingerprint: Mapping[str, Any]) -> dict[str, An
             "pass --restart to train from scratch",
             path,
         )
-    saved = obj.get("fingerprint") or {}
-    differs = sorted(k for k in set(saved) | set(fingerprint) if saved.get(k) != fingerprint.get(k))
+    differs = differences(obj.get("fingerprint") or {}, fingerprint)
     if differs:
-        names = ", ".join(k.replace("_sha256", "").replace("_", "-") for k in differs)
+        names = ", ".join(k.replace("_", "-") for k in differs)  # as the options are named
         raise ConfigError(
             f"checkpoint is from a different training run (differs in: {names}); run the "
             "original command to resume it, pass --restart to start over, or choose another --out",
@@ -383,7 +366,7 @@ def train(
 
     loss = build_loss(settings, device)
     log.info("Loss network: %s", loss.features.source.describe())
-    fingerprint = _fingerprint(settings, style, data, _loss_network(loss))
+    fingerprint = training_fingerprint(settings, style, data, _loss_network(loss))
     resumed = None
     if restart and ckpt_path.exists():
         log.info("--restart: discarding %s", ckpt_path)
