@@ -1,4 +1,4 @@
-"""Resumable renders (issue 5): segments, state, SIGKILL and Ctrl-C, changed commands, joining."""
+"""Resumable renders: segments, state, SIGKILL and Ctrl-C, changed commands, joining."""
 
 from __future__ import annotations
 
