@@ -18,7 +18,7 @@ import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from vidstyle.config import RenderSettings
 from vidstyle.errors import EXIT_USAGE, ConfigError, InputError, VidstyleError
@@ -395,6 +395,8 @@ def run_batch(
     jobs: int = 1,
     events: BatchEvents | None = None,
     raise_errors: bool = False,
+    cluster: str | None = None,
+    task_cpus: int = 1,
 ) -> BatchSummary:
     """Render the plan's jobs; failures are recorded and the batch goes on.
 
@@ -402,11 +404,21 @@ def run_batch(
     one of the devices of the plan's `settings.device` (a comma-separated list, taken in turn).
     `raise_errors` (one video, as `vidstyle clip.mp4 --style s.png`): errors propagate as they
     are. Ctrl-C stops every render cleanly (progress saved) and sets `interrupted`.
+    `cluster`: every render is a task on the Ray cluster at that address (`vidstyle.cluster`),
+    asking for a GPU with a CUDA device, else for `task_cpus` CPUs. With the settings' `split`,
+    each video's shots are jobs of their own (`vidstyle.split`).
     """
     from vidstyle.pipeline import log_skip
 
     events = events or NullEvents()
-    devices = parse_devices(plan.settings.device)
+    if cluster is not None:
+        from vidstyle.cluster import ClusterExecutor
+
+        # Before any work: Ray missing, or a device Ray cannot give.
+        executor: Any = ClusterExecutor(cluster, plan.settings.device, task_cpus)
+        devices = [plan.settings.device]
+    else:
+        devices = parse_devices(plan.settings.device)
     if jobs < 1:
         raise ConfigError(f"--jobs must be at least 1 (got {jobs})")
     summary = BatchSummary()
@@ -422,21 +434,30 @@ def run_batch(
             log_skip(job.plan)
             status = "stale" if job.stale else "skipped"
             run.record(JobResult(job, status, message=job.reason))
-    render = plan.to_render
-    workers = min(jobs, len(render))
+    render: list[Job] = plan.to_render
+    runner: Any = run
     try:
-        if workers <= 1:
+        if plan.settings.split != "none" and render:
+            from vidstyle.split import split_jobs
+
+            parts = jobs if cluster is None else executor.slots()
+            render, runner = split_jobs(render, run, parts=parts)
+        workers = min(jobs, len(render))
+        if cluster is not None:
+            if render:
+                executor.render(render, runner)
+        elif workers <= 1:
             if len(devices) > 1:
                 log.info("one render at a time: using %s (more devices need --jobs)", devices[0])
-            _render_in_process(render, devices[0], run)
+            _render_in_process(render, devices[0], runner)
         else:
             from vidstyle.pool import ProcessPool
 
-            ProcessPool(devices, workers).render(render, run)
+            ProcessPool(devices, workers).render(render, runner)
         if run.stop_error is not None:
             raise run.stop_error
         # Jobs no render got to: the batch was stopped, or no worker process could start.
-        for job in render:
+        for job in plan.to_render:
             if job.number not in run.done:
                 run.record(_not_started(job, summary.interrupted))
     finally:

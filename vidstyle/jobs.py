@@ -34,6 +34,10 @@ class Job:
     plan: RenderPlan | None = None  # None: planning failed (`error` says why)
     error: VidstyleError | None = None
     resume_from: int = 0  # frames saved by an earlier, interrupted run of this output
+    # A part of a video rendered in parts (vidstyle.split): the number of the video's job. Its
+    # result is the batch's only through the video's, once every part is done and joined.
+    part_of: int | None = None
+    parts: int = 0  # a video rendered in parts: how many (its frames are counted in theirs)
 
     @property
     def input(self) -> Path:
