@@ -1,11 +1,13 @@
-"""Many videos: discovery, output planning, skip/overwrite, per-file errors, worker processes.
+"""Many videos: discovery, output planning, skip/overwrite, per-file errors, the summary.
 
-`plan_batch` turns the command line's paths and styles into jobs (one per input and style), each
-with its output path and what will happen to it (render, skip, or fail with a reason found while
-planning: a missing path, a file that is not a video); `run_batch` renders them, in this process
-or in `jobs` worker processes, and reports through `BatchEvents`. A failing input is recorded
-with its reason and the batch goes on; a problem with the command itself (a bad option, an
-unreadable style image, missing weights) stops it, since every input would fail the same way.
+`plan_batch` turns the command line's paths and styles into jobs (one per input and style),
+each with its output path and its plan (`vidstyle.prepare`): render, skip, or fail with a
+reason found while planning (a missing path, a file that is not a video). `run_batch` hands
+the jobs to render to an executor, this process or `jobs` worker processes (`vidstyle.pool`),
+which runs `vidstyle.jobs.render_job` for each and reports through `BatchEvents`. A failing
+input is recorded with its reason and the batch goes on; a problem with the command itself (a
+bad option, an unreadable style image, missing weights) stops it, since every input would
+fail the same way.
 
 Nothing here prints: `vidstyle.cli` shows the plan, the progress and the summary.
 """
