@@ -134,3 +134,13 @@ def test_a_dry_run_makes_the_checks_a_render_makes_before_its_first_frame(
     assert run([clip, "-s", style, "-o", tmp_path / "x.mp4", "--codec", "nope", "--dry-run"]) == 2
     assert "codec 'nope' is not available" in capsys.readouterr().err
     assert list(out.iterdir()) == [] and not (tmp_path / "x.mp4").exists()
+
+
+def test_a_missing_input_is_named_whatever_its_output(tmp_path: Path) -> None:
+    from vidstyle.errors import InputError
+
+    style = mediagen.make_image(tmp_path / "style.png", (48, 48))
+    (tmp_path / "gone.style.mp4").write_bytes(b"an earlier render")
+    for missing in (tmp_path / "gone.mp4", tmp_path / "no" / "such" / "clip.mp4"):
+        with pytest.raises(InputError, match=f"{missing}: file not found"):
+            stylize_video(missing, [style], SETTINGS)
