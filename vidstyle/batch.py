@@ -29,6 +29,7 @@ from vidstyle.jobs import (
     BatchEvents,
     BatchRun,
     BatchSummary,
+    Executor,
     Job,
     JobResult,
     NullEvents,
@@ -432,15 +433,17 @@ def run_batch(
             run.record(JobResult(job, status, message=job.reason))
     render = plan.to_render
     workers = min(jobs, len(render))
-    try:
-        if workers <= 1:
-            if len(devices) > 1:
-                log.info("one render at a time: using %s (more devices need --jobs)", devices[0])
-            _render_in_process(render, devices[0], run)
-        else:
-            from vidstyle.pool import ProcessPool
+    executor: Executor
+    if workers <= 1:
+        if len(devices) > 1:
+            log.info("one render at a time: using %s (more devices need --jobs)", devices[0])
+        executor = InProcess(devices[0])
+    else:
+        from vidstyle.pool import ProcessPool
 
-            ProcessPool(devices, workers).render(render, run)
+        executor = ProcessPool(devices, workers)
+    try:
+        executor.render(render, run)
         if run.stop_error is not None:
             raise run.stop_error
         # Jobs no render got to: the batch was stopped, or no worker process could start.
@@ -454,12 +457,18 @@ def run_batch(
     return summary
 
 
-def _render_in_process(render: Sequence[Job], device: str, run: BatchRun) -> None:
-    """The in-process executor: one job after another, events straight to the batch."""
-    for job in render:
-        if run.stopping:
-            return
-        run.finished(render_job(job, device, emit=run.deliver))
+class InProcess:
+    """The executor of one render at a time: in this process, one job after another, its
+    events straight to the batch."""
+
+    def __init__(self, device: str) -> None:
+        self.device = device
+
+    def render(self, jobs: Sequence[Job], run: BatchRun) -> None:
+        for job in jobs:
+            if run.stopping:
+                return
+            run.finished(render_job(job, self.device, emit=run.deliver))
 
 
 def _not_started(job: Job, interrupted: bool) -> JobResult:
