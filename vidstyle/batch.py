@@ -1,11 +1,13 @@
-"""Many videos: discovery, output planning, skip/overwrite, per-file errors, worker processes.
+"""Many videos: discovery, output planning, skip/overwrite, per-file errors, the summary.
 
-`plan_batch` turns the command line's paths and styles into jobs (one per input and style), each
-with its output path and what will happen to it (render, skip, or fail with a reason found while
-planning: a missing path, a file that is not a video); `run_batch` renders them, in this process
-or in `jobs` worker processes, and reports through `BatchEvents`. A failing input is recorded
-with its reason and the batch goes on; a problem with the command itself (a bad option, an
-unreadable style image, missing weights) stops it, since every input would fail the same way.
+`plan_batch` turns the command line's paths and styles into jobs (one per input and style),
+each with its output path and its plan (`vidstyle.prepare`): render, skip, or fail with a
+reason found while planning (a missing path, a file that is not a video). `run_batch` hands
+the jobs to render to an executor, this process or `jobs` worker processes (`vidstyle.pool`),
+which runs `vidstyle.jobs.render_job` for each and reports through `BatchEvents`. A failing
+input is recorded with its reason and the batch goes on; a problem with the command itself (a
+bad option, an unreadable style image, missing weights) stops it, since every input would
+fail the same way.
 
 Nothing here prints: `vidstyle.cli` shows the plan, the progress and the summary.
 """
@@ -27,6 +29,7 @@ from vidstyle.jobs import (
     BatchEvents,
     BatchRun,
     BatchSummary,
+    Executor,
     Job,
     JobResult,
     NullEvents,
@@ -411,11 +414,12 @@ def run_batch(
     from vidstyle.pipeline import log_skip
 
     events = events or NullEvents()
+    cluster_executor = None
     if cluster is not None:
         from vidstyle.cluster import ClusterExecutor
 
-        # Before any work: Ray missing, or a device Ray cannot give.
-        executor: Any = ClusterExecutor(cluster, plan.settings.device, task_cpus)
+        # Before any work: Ray missing, the cluster unreachable, a device Ray cannot give.
+        cluster_executor = ClusterExecutor(cluster, plan.settings.device, task_cpus)
         devices = [plan.settings.device]
     else:
         devices = parse_devices(plan.settings.device)
@@ -435,25 +439,15 @@ def run_batch(
             status = "stale" if job.stale else "skipped"
             run.record(JobResult(job, status, message=job.reason))
     render: list[Job] = plan.to_render
-    runner: Any = run
+    runner: Any = run  # a BatchRun, or the SplitRun in front of it
     try:
         if plan.settings.split != "none" and render:
             from vidstyle.split import split_jobs
 
-            parts = jobs if cluster is None else executor.slots()
+            parts = jobs if cluster_executor is None else cluster_executor.slots()
             render, runner = split_jobs(render, run, parts=parts)
-        workers = min(jobs, len(render))
-        if cluster is not None:
-            if render:
-                executor.render(render, runner)
-        elif workers <= 1:
-            if len(devices) > 1:
-                log.info("one render at a time: using %s (more devices need --jobs)", devices[0])
-            _render_in_process(render, devices[0], runner)
-        else:
-            from vidstyle.pool import ProcessPool
-
-            ProcessPool(devices, workers).render(render, runner)
+        executor = cluster_executor or _local_executor(devices, min(jobs, len(render)))
+        executor.render(render, runner)
         if run.stop_error is not None:
             raise run.stop_error
         # Jobs no render got to: the batch was stopped, or no worker process could start.
@@ -467,12 +461,29 @@ def run_batch(
     return summary
 
 
-def _render_in_process(render: Sequence[Job], device: str, run: BatchRun) -> None:
-    """The in-process executor: one job after another, events straight to the batch."""
-    for job in render:
-        if run.stopping:
-            return
-        run.finished(render_job(job, device, emit=run.deliver))
+def _local_executor(devices: Sequence[str], workers: int) -> Executor:
+    """Renders on this machine: in this process, or in `workers` worker processes."""
+    if workers <= 1:
+        if len(devices) > 1:
+            log.info("one render at a time: using %s (more devices need --jobs)", devices[0])
+        return InProcess(devices[0])
+    from vidstyle.pool import ProcessPool
+
+    return ProcessPool(devices, workers)
+
+
+class InProcess:
+    """The executor of one render at a time: in this process, one job after another, its
+    events straight to the batch."""
+
+    def __init__(self, device: str) -> None:
+        self.device = device
+
+    def render(self, jobs: Sequence[Job], run: BatchRun) -> None:
+        for job in jobs:
+            if run.stopping:
+                return
+            run.finished(render_job(job, self.device, emit=run.deliver))
 
 
 def _not_started(job: Job, interrupted: bool) -> JobResult:

@@ -11,7 +11,7 @@ to a `BatchRun`, which keeps the summary and tells the batch's `BatchEvents`.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Protocol
@@ -252,6 +252,14 @@ class BatchSummary:
     @property
     def frames_per_second(self) -> float:
         return self.frames / self.seconds if self.seconds > 0 else 0.0
+
+
+class Executor(Protocol):
+    """Runs `render_job` for each of a batch's jobs to render, somewhere, and reports each
+    job's events and result to `run` as they come; starts no job once `run.stopping`. Jobs it
+    did not get to are the caller's to account for."""
+
+    def render(self, jobs: Sequence[Job], run: BatchRun) -> None: ...
 
 
 class BatchRun:

@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
 from typing import Protocol
@@ -173,8 +173,12 @@ class Stages:
     smoother: TemporalSmoother | None = None
     colors: PreserveColors | None = None
     share: _IterationShare | None = None  # quality mode's progress within a frame
-    # Stages that carry state from frame to frame (saved with each segment, restored on resume).
-    stateful: list[object] = field(default_factory=list)
+
+    @property
+    def stateful(self) -> list[object]:
+        """The stages that carry state from frame to frame (saved with each segment, restored
+        on resume)."""
+        return [self.stylizer, self.smoother]
 
 
 def build_stages(settings: RenderSettings, device: torch.device, styles: Sequence[Path]) -> Stages:
@@ -197,7 +201,6 @@ def build_stages(settings: RenderSettings, device: torch.device, styles: Sequenc
         smoother=smoother,
         colors=preserve_colors_stage(settings.preserve_colors, settings.mode),
         share=share,
-        stateful=[stylizer, smoother],
     )
 
 

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from vidstyle.config import RenderSettings
-from vidstyle.errors import ConfigError, OutputError, VidstyleError
+from vidstyle.errors import ConfigError, InputError, OutputError, VidstyleError
 from vidstyle.media import (
     CODEC_ALIASES,
     VideoInfo,
@@ -172,6 +172,8 @@ class Preparer:
 
     def prepare(self, job: RenderJob) -> RenderPlan:
         settings = self.settings
+        if not job.input.exists():  # before anything is said about its output
+            raise InputError("file not found; check the path", job.input)
         still = self.is_still(job.input)
         # Fast mode names the output after the model (`clip.starry.mp4`), as quality mode does
         # after the style image.
