@@ -7,6 +7,7 @@ import contextlib
 import os
 import shutil
 import signal
+import subprocess
 import sys
 import threading
 import time
@@ -152,5 +153,45 @@ def test_a_node_that_cannot_see_a_file_says_which_and_why(tmp_path: Path) -> Non
     with pytest.raises(InputError, match="file system every node mounts"):
         check_shared_paths([tmp_path / "missing.mp4"], tmp_path / "out.mp4", "10.0.0.7")
     (tmp_path / "in.mp4").write_bytes(b"")
+    (tmp_path / "a-file").write_bytes(b"")  # where the output's folder should be
     with pytest.raises(OutputError, match="10.0.0.7"):
-        check_shared_paths([tmp_path / "in.mp4"], tmp_path / "absent" / "out.mp4", "10.0.0.7")
+        check_shared_paths([tmp_path / "in.mp4"], tmp_path / "a-file" / "out.mp4", "10.0.0.7")
+
+
+def test_a_video_split_at_its_shots_on_the_cluster_is_the_file_a_whole_render_writes(
+    cluster: str, style_image: Path, tmp_path: Path
+) -> None:
+    clip = mediagen.make_video(tmp_path / "cuts.mp4", frames=9, motion="cuts")
+    args = [clip, "-s", style_image, *FAST, "--segment-frames", "2", "-q"]
+    assert run([*args, "-o", tmp_path / "whole.mp4"]) == 0
+    split = tmp_path / "split.mp4"
+    assert run([*args, "-o", split, "--split", "shots", "--cluster", cluster]) == 0
+    assert split.read_bytes() == (tmp_path / "whole.mp4").read_bytes()
+
+
+def test_ctrl_c_cancels_the_cluster_tasks_and_the_same_command_resumes(
+    cluster: str, style_image: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    clip = mediagen.make_video(tmp_path / "long.mp4", frames=12, seed=3)
+    args = [clip, "-s", style_image, *FAST, "--segment-frames", "2"]
+    args += ["--first-iterations", "40", "--iterations", "10", "--stop-tolerance", "0"]
+    assert run([*args, "-o", tmp_path / "here.mp4", "-q"]) == 0
+
+    out = tmp_path / "there.mp4"
+    state = tmp_path / f".{out.name}.vidstyle-work" / "state.json"
+    command = [sys.executable, "-m", "vidstyle", *map(str, args), "-o", str(out)]
+    driver = subprocess.Popen([*command, "--cluster", cluster], stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 120
+    while not state.exists() and driver.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.05)
+    driver.send_signal(signal.SIGINT)  # as Ctrl-C in the terminal
+    _, err = driver.communicate(timeout=120)
+    assert driver.returncode == 130, err
+    assert "interrupted" in err and "Traceback" not in err
+    assert not out.exists() and state.exists()
+    assert not _render_task_pids()  # the task was cancelled, not left running
+
+    capsys.readouterr()
+    assert run([*args, "-o", out, "--cluster", cluster]) == 0
+    assert "resuming after frame" in capsys.readouterr().err
+    same_frames(tmp_path / "here.mp4", out)

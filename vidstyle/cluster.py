@@ -138,6 +138,8 @@ def check_shared_paths(inputs: Sequence[Path], output: Path, node: str) -> None:
         if not os.access(path, os.R_OK):
             raise InputError(f"cannot be read {where}", path)
     folder = output.parent
+    while not folder.exists() and folder != folder.parent:
+        folder = folder.parent  # the render creates a batch's output folders
     if not (folder.is_dir() and os.access(folder, os.W_OK | os.X_OK)):
         raise OutputError(f"its folder cannot be written {where}", output)
 
