@@ -14,6 +14,8 @@ Motion kinds (frame ``i`` of ``frames``; "flow" is the forward flow from frame `
   position in every frame. Background flow is zero.
 - ``"cut"``: a hard cut at `cut_index` between two unrelated textures; each shot pans as in
   ``"pan"`` (``pan_px=0`` gives two static shots).
+- ``"cuts"``: two hard cuts, at `cut_indices`, between three unrelated textures, each shot
+  panning as in ``"pan"``.
 - ``"static"``: the same frame repeated.
 
 Timestamps: constant-rate clips use time base ``1/fps`` and pts ``0, 1, 2, ...``. Variable-rate
@@ -36,7 +38,7 @@ import av
 import numpy as np
 from PIL import Image
 
-Motion = Literal["pan", "object", "cut", "static"]
+Motion = Literal["pan", "object", "cut", "cuts", "static"]
 
 #: Frame durations, in units of ``1/(2*fps)``, that variable-frame-rate clips cycle through.
 VFR_DURATIONS: tuple[int, ...] = (1, 3, 2, 2)
@@ -88,6 +90,11 @@ def cut_index(frames: int) -> int:
     return frames // 2
 
 
+def cut_indices(frames: int) -> tuple[int, int]:
+    """Indices of the first frames of the second and third shots of a ``motion="cuts"`` clip."""
+    return frames // 3, 2 * frames // 3
+
+
 def object_side(size: tuple[int, int]) -> int:
     """Side in px of the moving square of a ``motion="object"`` clip of `size` (w, h)."""
     return max(4, min(size) // 3)
@@ -137,6 +144,13 @@ def make_frames(
         rest = frames - cut
         second = _pan(texture(width + pan_px * rest, height, seed + 7919), rest, width, pan_px)
         return first + second
+    if motion == "cuts":
+        firsts = [0, *cut_indices(frames), frames]
+        out = []
+        for shot, (a, b) in enumerate(itertools.pairwise(firsts)):
+            canvas = texture(width + pan_px * (b - a), height, seed + 7919 * shot)
+            out += _pan(canvas, b - a, width, pan_px)
+        return out
     if motion == "object":
         background = texture(width, height, seed)
         # A distinct, higher-contrast texture so the square stands out from the background.
@@ -148,7 +162,7 @@ def make_frames(
             frame[y : y + h, x : x + w] = patch[:h, :w]
             out.append(frame)
         return out
-    raise ValueError(f"unknown motion {motion!r}; use pan, object, cut or static")
+    raise ValueError(f"unknown motion {motion!r}; use pan, object, cut, cuts or static")
 
 
 def _pan(canvas: np.ndarray, frames: int, width: int, pan_px: int) -> list[np.ndarray]:

@@ -106,3 +106,41 @@ def test_workers_on_one_device_each_fit_in_a_share_of_its_memory(
     # The pool shares each device between the workers it puts on it.
     assert ProcessPool(["cpu"], 2).sharing == {"cpu": 2}
     assert ProcessPool(["cuda:0", "cuda:1"], 3).sharing == {"cuda:0": 2, "cuda:1": 1}
+
+
+def test_a_dry_run_makes_the_checks_a_render_makes_before_its_first_frame(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import errno
+
+    from vidstyle.media import writer
+
+    clip = mediagen.make_video(tmp_path / "clip.mp4", frames=3, audio=False)
+    style = mediagen.make_image(tmp_path / "style.png", (48, 48))
+    out = tmp_path / "out"
+    out.mkdir()
+    real = writer.tempfile.NamedTemporaryFile
+
+    def refuse(*args: object, **kwargs: object) -> object:
+        # A read-only folder (chmod does not stop root, who runs CI containers).
+        if Path(str(kwargs.get("dir", ""))) == out:
+            raise PermissionError(errno.EACCES, "Permission denied")
+        return real(*args, **kwargs)  # type: ignore[call-overload]
+
+    monkeypatch.setattr(writer.tempfile, "NamedTemporaryFile", refuse)
+    assert run([clip, "-s", style, "-o", out, "--dry-run", *FAST]) == 1
+    err = capsys.readouterr().err
+    assert "permission denied" in err.lower() and str(out) in err
+    assert run([clip, "-s", style, "-o", tmp_path / "x.mp4", "--codec", "nope", "--dry-run"]) == 2
+    assert "codec 'nope' is not available" in capsys.readouterr().err
+    assert list(out.iterdir()) == [] and not (tmp_path / "x.mp4").exists()
+
+
+def test_a_missing_input_is_named_whatever_its_output(tmp_path: Path) -> None:
+    from vidstyle.errors import InputError
+
+    style = mediagen.make_image(tmp_path / "style.png", (48, 48))
+    (tmp_path / "gone.style.mp4").write_bytes(b"an earlier render")
+    for missing in (tmp_path / "gone.mp4", tmp_path / "no" / "such" / "clip.mp4"):
+        with pytest.raises(InputError, match=f"{missing}: file not found"):
+            stylize_video(missing, [style], SETTINGS)

@@ -1,11 +1,13 @@
-"""Many videos: discovery, output planning, skip/overwrite, per-file errors, worker processes.
+"""Many videos: discovery, output planning, skip/overwrite, per-file errors, the summary.
 
-`plan_batch` turns the command line's paths and styles into jobs (one per input and style), each
-with its output path and what will happen to it (render, skip, or fail with a reason found while
-planning: a missing path, a file that is not a video); `run_batch` renders them, in this process
-or in `jobs` worker processes, and reports through `BatchEvents`. A failing input is recorded
-with its reason and the batch goes on; a problem with the command itself (a bad option, an
-unreadable style image, missing weights) stops it, since every input would fail the same way.
+`plan_batch` turns the command line's paths and styles into jobs (one per input and style),
+each with its output path and its plan (`vidstyle.prepare`): render, skip, or fail with a
+reason found while planning (a missing path, a file that is not a video). `run_batch` hands
+the jobs to render to an executor, this process or `jobs` worker processes (`vidstyle.pool`),
+which runs `vidstyle.jobs.render_job` for each and reports through `BatchEvents`. A failing
+input is recorded with its reason and the batch goes on; a problem with the command itself (a
+bad option, an unreadable style image, missing weights) stops it, since every input would
+fail the same way.
 
 Nothing here prints: `vidstyle.cli` shows the plan, the progress and the summary.
 """
@@ -18,7 +20,7 @@ import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from vidstyle.config import RenderSettings
 from vidstyle.errors import EXIT_USAGE, ConfigError, InputError, VidstyleError
@@ -27,6 +29,7 @@ from vidstyle.jobs import (
     BatchEvents,
     BatchRun,
     BatchSummary,
+    Executor,
     Job,
     JobResult,
     NullEvents,
@@ -395,6 +398,8 @@ def run_batch(
     jobs: int = 1,
     events: BatchEvents | None = None,
     raise_errors: bool = False,
+    cluster: str | None = None,
+    task_cpus: int = 1,
 ) -> BatchSummary:
     """Render the plan's jobs; failures are recorded and the batch goes on.
 
@@ -402,11 +407,22 @@ def run_batch(
     one of the devices of the plan's `settings.device` (a comma-separated list, taken in turn).
     `raise_errors` (one video, as `vidstyle clip.mp4 --style s.png`): errors propagate as they
     are. Ctrl-C stops every render cleanly (progress saved) and sets `interrupted`.
+    `cluster`: every render is a task on the Ray cluster at that address (`vidstyle.cluster`),
+    asking for a GPU with a CUDA device, else for `task_cpus` CPUs. With the settings' `split`,
+    each video's shots are jobs of their own (`vidstyle.split`).
     """
     from vidstyle.pipeline import log_skip
 
     events = events or NullEvents()
-    devices = parse_devices(plan.settings.device)
+    cluster_executor = None
+    if cluster is not None:
+        from vidstyle.cluster import ClusterExecutor
+
+        # Before any work: Ray missing, the cluster unreachable, a device Ray cannot give.
+        cluster_executor = ClusterExecutor(cluster, plan.settings.device, task_cpus)
+        devices = [plan.settings.device]
+    else:
+        devices = parse_devices(plan.settings.device)
     if jobs < 1:
         raise ConfigError(f"--jobs must be at least 1 (got {jobs})")
     summary = BatchSummary()
@@ -422,21 +438,20 @@ def run_batch(
             log_skip(job.plan)
             status = "stale" if job.stale else "skipped"
             run.record(JobResult(job, status, message=job.reason))
-    render = plan.to_render
-    workers = min(jobs, len(render))
+    render: list[Job] = plan.to_render
+    runner: Any = run  # a BatchRun, or the SplitRun in front of it
     try:
-        if workers <= 1:
-            if len(devices) > 1:
-                log.info("one render at a time: using %s (more devices need --jobs)", devices[0])
-            _render_in_process(render, devices[0], run)
-        else:
-            from vidstyle.pool import ProcessPool
+        if plan.settings.split != "none" and render:
+            from vidstyle.split import split_jobs
 
-            ProcessPool(devices, workers).render(render, run)
+            parts = jobs if cluster_executor is None else cluster_executor.slots()
+            render, runner = split_jobs(render, run, parts=parts)
+        executor = cluster_executor or _local_executor(devices, min(jobs, len(render)))
+        executor.render(render, runner)
         if run.stop_error is not None:
             raise run.stop_error
         # Jobs no render got to: the batch was stopped, or no worker process could start.
-        for job in render:
+        for job in plan.to_render:
             if job.number not in run.done:
                 run.record(_not_started(job, summary.interrupted))
     finally:
@@ -446,12 +461,29 @@ def run_batch(
     return summary
 
 
-def _render_in_process(render: Sequence[Job], device: str, run: BatchRun) -> None:
-    """The in-process executor: one job after another, events straight to the batch."""
-    for job in render:
-        if run.stopping:
-            return
-        run.finished(render_job(job, device, emit=run.deliver))
+def _local_executor(devices: Sequence[str], workers: int) -> Executor:
+    """Renders on this machine: in this process, or in `workers` worker processes."""
+    if workers <= 1:
+        if len(devices) > 1:
+            log.info("one render at a time: using %s (more devices need --jobs)", devices[0])
+        return InProcess(devices[0])
+    from vidstyle.pool import ProcessPool
+
+    return ProcessPool(devices, workers)
+
+
+class InProcess:
+    """The executor of one render at a time: in this process, one job after another, its
+    events straight to the batch."""
+
+    def __init__(self, device: str) -> None:
+        self.device = device
+
+    def render(self, jobs: Sequence[Job], run: BatchRun) -> None:
+        for job in jobs:
+            if run.stopping:
+                return
+            run.finished(render_job(job, self.device, emit=run.deliver))
 
 
 def _not_started(job: Job, interrupted: bool) -> JobResult:

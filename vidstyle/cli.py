@@ -221,6 +221,26 @@ def render(
             rich_help_panel=PANEL_BATCH,
         ),
     ] = 1,
+    cluster: Annotated[
+        str | None,
+        typer.Option(
+            "--cluster",
+            help="Render on the Ray cluster at this address (auto, host:6379, ray://host:10001), "
+            "a task per video (or per shot, with --split shots). Every node must see the inputs "
+            "and outputs under the same paths. Needs pip install 'vidstyle[ray]'.",
+            rich_help_panel=PANEL_BATCH,
+            show_default=False,
+        ),
+    ] = None,
+    task_cpus: Annotated[
+        int,
+        typer.Option(
+            "--task-cpus",
+            help="With --cluster on CPUs: the CPUs each render asks Ray for, and its threads.",
+            rich_help_panel=PANEL_BATCH,
+            min=1,
+        ),
+    ] = 1,
     dry_run: Annotated[
         bool,
         typer.Option(
@@ -254,6 +274,8 @@ def render(
             ext=ext,
             name=name,
             jobs=jobs,
+            cluster=cluster,
+            task_cpus=task_cpus,
             dry_run=dry_run,
             quiet=quiet,
         )
@@ -269,6 +291,8 @@ def _render(
     ext: list[str] | None,
     name: str,
     jobs: int,
+    cluster: str | None,
+    task_cpus: int,
     dry_run: bool,
     quiet: bool,
 ) -> None:
@@ -291,10 +315,23 @@ def _render(
         raise typer.Exit(1 if any(job.action == "fail" for job in plan.jobs) else 0)
     single = len(plan.jobs) == 1  # `vidstyle clip.mp4 -s s.png`: errors as they are
     progress = _BatchDisplay(
-        BatchProgress(enabled=not quiet, files=len(plan.jobs), frames=plan.frames_to_render)
+        BatchProgress(
+            enabled=not quiet,
+            files=len(plan.jobs),
+            frames=plan.frames_to_render,
+            # A video in parts shows a row per part being rendered below its overall row.
+            overall=len(plan.jobs) > 1 or settings.split != "none",
+        )
     )
     try:
-        summary = run_batch(plan, jobs=jobs, events=progress, raise_errors=single)
+        summary = run_batch(
+            plan,
+            jobs=jobs,
+            events=progress,
+            raise_errors=single,
+            cluster=cluster,
+            task_cpus=task_cpus,
+        )
     finally:
         progress.bar.finish()
     if not single and not quiet:
@@ -326,7 +363,7 @@ class _BatchDisplay:
 
     def job_finished(self, result: Any) -> None:
         self.bar.job_finished(result)
-        if result.status == "rendered":
+        if result.status == "rendered" and result.job.part_of is None:
             if self.bar.files == 1:
                 self.bar.finish()  # its last state stays on screen, the path below it
             # print, not typer.echo: while the display runs on this terminal sys.stdout is

@@ -340,6 +340,13 @@ class RenderSettings:
     segment_frames: int = setting(
         120, "Frames per saved segment: a crash loses at most this many.", PANEL_BATCH, low=1
     )
+    split: str = setting(
+        "none",
+        "shots: render each video's shots as jobs of their own (in parallel with --jobs or "
+        "--cluster) and join them into the output a whole render gives.",
+        PANEL_BATCH,
+        choices=("none", "shots"),
+    )
 
     def replace(self, **changes: Any) -> RenderSettings:
         return dataclasses.replace(self, **changes)

@@ -207,7 +207,15 @@ class BatchProgress:
     pipeline's imports.
     """
 
-    def __init__(self, *, enabled: bool = True, files: int = 1, frames: int | None = None) -> None:
+    def __init__(
+        self,
+        *,
+        enabled: bool = True,
+        files: int = 1,
+        frames: int | None = None,
+        overall: bool | None = None,
+    ) -> None:
+        """`overall`: show the overall row (default: with more than one file)."""
         self.enabled = enabled
         self.files = files
         self._done = 0
@@ -219,7 +227,7 @@ class BatchProgress:
         self._partial: dict[int, float] = {}  # job number -> share of its current frame done
         self._total = frames or None  # the overall row's total, kept here as rows come and go
         self._completed = 0
-        if enabled and files > 1:
+        if enabled and (files > 1 if overall is None else overall):
             self._overall = self._display().add_task(self._overall_text(), total=self._total)
 
     def _display(self) -> Progress:
@@ -242,8 +250,9 @@ class BatchProgress:
 
     @staticmethod
     def _planned(job: object) -> int:
-        """Frames the plan counted for `job` in the overall total."""
-        if getattr(job, "action", "") != "render":
+        """Frames the plan counted for `job` in the overall total (a video rendered in parts:
+        none; its parts count them)."""
+        if getattr(job, "action", "") != "render" or getattr(job, "parts", 0):
             return 0
         return max(0, (getattr(job, "frames", None) or 0) - getattr(job, "resume_from", 0))
 
@@ -290,7 +299,8 @@ class BatchProgress:
     def job_finished(self, result: object) -> None:
         job = result.job  # type: ignore[attr-defined]
         number: int = job.number
-        self._done += 1
+        if getattr(job, "part_of", None) is None:  # a part is not a file of its own
+            self._done += 1
         self._partial.pop(number, None)
         if self._progress is None:
             return

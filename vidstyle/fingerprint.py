@@ -26,6 +26,7 @@ _RENDER_EXCLUDED = frozenset(
         "overwrite",
         "resume",
         "segment_frames",
+        "split",  # a video split at its shots renders the same frames
         "audio",
         "batch_size",
         "models_dir",

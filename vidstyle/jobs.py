@@ -11,7 +11,7 @@ to a `BatchRun`, which keeps the summary and tells the batch's `BatchEvents`.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Protocol
@@ -34,6 +34,10 @@ class Job:
     plan: RenderPlan | None = None  # None: planning failed (`error` says why)
     error: VidstyleError | None = None
     resume_from: int = 0  # frames saved by an earlier, interrupted run of this output
+    # A part of a video rendered in parts (vidstyle.split): the number of the video's job. Its
+    # result is the batch's only through the video's, once every part is done and joined.
+    part_of: int | None = None
+    parts: int = 0  # a video rendered in parts: how many (its frames are counted in theirs)
 
     @property
     def input(self) -> Path:
@@ -248,6 +252,14 @@ class BatchSummary:
     @property
     def frames_per_second(self) -> float:
         return self.frames / self.seconds if self.seconds > 0 else 0.0
+
+
+class Executor(Protocol):
+    """Runs `render_job` for each of a batch's jobs to render, somewhere, and reports each
+    job's events and result to `run` as they come; starts no job once `run.stopping`. Jobs it
+    did not get to are the caller's to account for."""
+
+    def render(self, jobs: Sequence[Job], run: BatchRun) -> None: ...
 
 
 class BatchRun:

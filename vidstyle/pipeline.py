@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
 from typing import Protocol
@@ -30,6 +30,7 @@ from vidstyle.media.still import image_size, read_image, write_image
 from vidstyle.memory import check_fits
 from vidstyle.prepare import RenderJob, RenderPlan, prepare
 from vidstyle.resume import capture, restore, skip_before
+from vidstyle.shots import PART_KEY
 from vidstyle.stylize.color import LuminanceFeatures, PreserveColors, preserve_colors_stage
 from vidstyle.stylize.feedforward import FeedForwardStylizer
 from vidstyle.stylize.losses import PerceptualLoss, perceptual_loss
@@ -172,8 +173,12 @@ class Stages:
     smoother: TemporalSmoother | None = None
     colors: PreserveColors | None = None
     share: _IterationShare | None = None  # quality mode's progress within a frame
-    # Stages that carry state from frame to frame (saved with each segment, restored on resume).
-    stateful: list[object] = field(default_factory=list)
+
+    @property
+    def stateful(self) -> list[object]:
+        """The stages that carry state from frame to frame (saved with each segment, restored
+        on resume)."""
+        return [self.stylizer, self.smoother]
 
 
 def build_stages(settings: RenderSettings, device: torch.device, styles: Sequence[Path]) -> Stages:
@@ -196,7 +201,6 @@ def build_stages(settings: RenderSettings, device: torch.device, styles: Sequenc
         smoother=smoother,
         colors=preserve_colors_stage(settings.preserve_colors, settings.mode),
         share=share,
-        stateful=[stylizer, smoother],
     )
 
 
@@ -237,7 +241,18 @@ def render(
     identity = render_fingerprint(
         plan.input, plan.styles, settings, files=settings_files(settings), features=stages.features
     )
-    work = WorkDir.open(plan.output, identity, resume=settings.resume)
+    if plan.shot is None:
+        work = WorkDir.open(plan.output, identity, resume=settings.resume)
+    else:
+        shot = plan.shot
+        identity[PART_KEY] = f"{shot.first}-{shot.stop}"
+        work = WorkDir.open(
+            plan.output,
+            identity,
+            resume=settings.resume,
+            first_index=shot.first,
+            path=shot.folder(plan.output),
+        )
     return run(plan, stages, work, progress)
 
 
@@ -273,27 +288,31 @@ def _make_folder(output: Path) -> None:
 
 
 def run(plan: RenderPlan, stages: Stages, work: WorkDir, progress: Progress) -> RenderResult:
-    """Render the plan's video through `stages` into `work`'s segments, then join them under the
-    output's name. Ctrl-C raises `RenderInterrupted` with the progress saved."""
-    settings, info, size = plan.settings, plan.info, plan.size
+    """Render the plan's video (or its part, `plan.shot`) through `stages` into `work`'s
+    segments, then join them under the output's name (not a part's: the parts are joined when
+    all are done). Ctrl-C raises `RenderInterrupted` with the progress saved."""
+    settings, info, size, shot = plan.settings, plan.info, plan.size, plan.shot
     assert info is not None and size is not None
     restore(stages.stateful, work.carry)
     start = work.next_index
+    # Frames [first, stop) (stop None: to the end), of which `total` are expected.
+    first, stop = (0, settings.max_frames) if shot is None else (shot.first, shot.stop)
+    total = plan.frames if shot is None else shot.stop
     if stages.share is not None:
-        stages.share.progress, stages.share.fresh_next = progress, start == 0
-    total = plan.frames
+        stages.share.progress, stages.share.fresh_next = progress, start == first
     frame_ticks = Fraction(1) / (info.fps * info.time_base) if info.fps else Fraction(1)
     started = time.perf_counter()
     written = 0
+    name = plan.input.name if shot is None else shot.describe(plan.input.name)
     progress.start(
-        f"{plan.input.name} (from frame {start})" if start else plan.input.name,
+        f"{name} (from frame {start})" if start > first else name,
         None if total is None else max(0, total - start),
     )
     # The stages with threads (decoder, flow), closed on the way out even when a traceback
     # keeps this frame alive: their threads stop now, not whenever the garbage collector runs.
     threaded: list[Iterator[FrameRecord]] = []
     try:
-        records = _compose(plan, stages, start, threaded)
+        records = _compose(plan, stages, start, stop, threaded)
         # Frames are encoded into segments in the work folder, on their own thread
         # (overlapped with stylization); each full segment is saved with the stages' state.
         with SegmentedWriter(
@@ -310,9 +329,19 @@ def run(plan: RenderPlan, stages: Stages, work: WorkDir, progress: Progress) -> 
             for record in records:
                 assert record.styled is not None
                 # Only the image and its time: the record's other tensors can be freed.
-                segments.write(record.styled, record.pts)
+                segments.write(record.styled, record.pts, new_shot=record.new_shot)
                 written += 1
                 progress.advance()
+        if shot is not None:
+            return RenderResult(
+                input=plan.input,
+                output=plan.output,
+                status="rendered",
+                frames=work.saved_frames,
+                seconds=time.perf_counter() - started,
+                size=size,
+                resumed_from=start - first,
+            )
         end_pts = None
         if settings.max_frames is not None and work.last_pts is not None:
             # A preview's audio ends where its last frame ends.
@@ -347,16 +376,18 @@ def run(plan: RenderPlan, stages: Stages, work: WorkDir, progress: Progress) -> 
 
 
 def _compose(
-    plan: RenderPlan, stages: Stages, start: int, threaded: list[Iterator[FrameRecord]]
+    plan: RenderPlan,
+    stages: Stages,
+    start: int,
+    stop: int | None,
+    threaded: list[Iterator[FrameRecord]],
 ) -> Iterator[FrameRecord]:
-    """decode → flow → stylize → smooth → colours, from frame `start` on; the stages that run
-    threads are added to `threaded` for the caller to close."""
+    """decode → flow → stylize → smooth → colours, frames `start` to `stop` (None: the end);
+    the stages that run threads are added to `threaded` for the caller to close."""
     assert plan.info is not None and plan.size is not None
     # Flow into the first new frame needs the source frame before it: decode one more.
     context = 1 if stages.flow is not None and start else 0
-    frames = _to_records(
-        plan.info, plan.size, plan.settings.max_frames, stages.device, start=start - context
-    )
+    frames = _to_records(plan.info, plan.size, stop, stages.device, start=start - context)
     threaded.append(frames)
     if stages.flow is not None:
         # Flow of the source frames, computed once on a worker thread ahead of the

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from vidstyle.config import RenderSettings
-from vidstyle.errors import ConfigError, OutputError, VidstyleError
+from vidstyle.errors import ConfigError, InputError, OutputError, VidstyleError
 from vidstyle.media import (
     CODEC_ALIASES,
     VideoInfo,
@@ -31,6 +31,7 @@ from vidstyle.media import (
 from vidstyle.media.still import IMAGE_EXT, check_image_output, is_still_image
 from vidstyle.models import resolve_model
 from vidstyle.provenance import stale_reason, stale_settings
+from vidstyle.shots import Shot
 from vidstyle.stylize.style_image import load_style_image
 from vidstyle.stylize.targets import blend_weights
 
@@ -60,6 +61,9 @@ class RenderPlan:
     info: VideoInfo | None = None  # the probed video; None for a still image or a skip
     size: tuple[int, int] | None = None  # the frame size rendered; None as for `info`
     size_note: str | None = None  # said in the log when the render starts
+    # Render only this part of the video into its own work folder, without writing the output
+    # (vidstyle.shots joins the parts); None: the whole video.
+    shot: Shot | None = None
 
     @property
     def input(self) -> Path:
@@ -71,7 +75,9 @@ class RenderPlan:
 
     @property
     def frames(self) -> int | None:
-        """Frames the output will have (None: the container does not say)."""
+        """Frames the output will have, or this part of it (None: the container does not say)."""
+        if self.shot is not None:
+            return self.shot.frames
         if self.still:
             return 1
         if self.info is None:
@@ -166,6 +172,8 @@ class Preparer:
 
     def prepare(self, job: RenderJob) -> RenderPlan:
         settings = self.settings
+        if not job.input.exists():  # before anything is said about its output
+            raise InputError("file not found; check the path", job.input)
         still = self.is_still(job.input)
         # Fast mode names the output after the model (`clip.starry.mp4`), as quality mode does
         # after the style image.

@@ -80,13 +80,19 @@ class WorkDir:
     `SegmentStore` of a `SegmentedWriter`), then `join` it into the output."""
 
     def __init__(
-        self, output: Path, fingerprint: Mapping[str, str], *, first_index: int = 0
+        self,
+        output: Path,
+        fingerprint: Mapping[str, str],
+        *,
+        first_index: int = 0,
+        path: Path | None = None,
     ) -> None:
         """`first_index`: the source frame this render starts at (a part of a video rendered
-        in parts); segments are numbered by their frames' place in the source."""
+        in parts); segments are numbered by their frames' place in the source. `path`: the
+        folder, if not the output's own (a part's, inside it)."""
         self.output = output
         self.first_index = first_index
-        self.path = work_dir_for(output)
+        self.path = path or work_dir_for(output)
         self.fingerprint = dict(fingerprint)
         self._segments: list[Segment] = []
         self._carry: dict[str, Any] | None = None
@@ -128,12 +134,13 @@ class WorkDir:
         *,
         resume: bool = True,
         first_index: int = 0,
+        path: Path | None = None,
     ) -> WorkDir:
         """The work folder for `output`: earlier progress if it may be reused, else empty.
 
         Says what it did: resumed, or why earlier progress was discarded.
         """
-        work = cls(output, fingerprint, first_index=first_index)
+        work = cls(output, fingerprint, first_index=first_index, path=path)
         if not work.path.exists():
             return work
         try:
@@ -180,6 +187,21 @@ class WorkDir:
         )
         return work
 
+    @classmethod
+    def saved(cls, output: Path, path: Path, first_index: int) -> WorkDir | None:
+        """What the renders into `path` (a part of a video rendered in parts) have saved, with
+        the fingerprint they recorded; None if nothing readable is saved there."""
+        work = cls(output, {}, first_index=first_index, path=path)
+        try:
+            state = _read_state(path)
+            if state is None:
+                return None
+            work.fingerprint = dict(state.get("fingerprint", {}))
+            work._load(state)
+        except (OSError, ValueError, KeyError, TypeError, RuntimeError):
+            return None
+        return work
+
     def _load(self, state: Mapping[str, Any]) -> None:
         segments = [
             Segment(
@@ -216,7 +238,7 @@ class WorkDir:
         self._segments, self._carry, self._carry_file = [], None, None
 
     def next_segment_path(self) -> Path:
-        self.path.mkdir(exist_ok=True)
+        self.path.mkdir(parents=True, exist_ok=True)
         return self.path / f"seg-{len(self._segments):06d}{SEGMENT_SUFFIX}"
 
     def add_segment(self, segment: Segment, state: Mapping[str, Any]) -> None:

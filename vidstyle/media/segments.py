@@ -110,8 +110,14 @@ class SegmentedWriter(CloseOrAbort):
         """Frames saved or submitted, earlier runs included."""
         return self.store.next_index + self._submitted
 
-    def write(self, image: torch.Tensor, pts: int) -> None:
-        """Queue one stylized frame (1×3×H×W in [0, 1]) shown at source time `pts`."""
+    def write(self, image: torch.Tensor, pts: int, *, new_shot: bool = False) -> None:
+        """Queue one stylized frame (1×3×H×W in [0, 1]) shown at source time `pts`.
+
+        A new shot's first frame (`new_shot`) starts a segment: a video split at its shots
+        (vidstyle.shots) then writes exactly the segments, and so the bytes, of a whole render.
+        """
+        if new_shot and self._submitted:
+            self.commit()
         if self._writer is None:
             self._open(pts)
         assert self._encoder is not None

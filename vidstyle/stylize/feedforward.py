@@ -153,8 +153,7 @@ class FeedForwardStylizer:
     def __call__(self, frames: Iterable[FrameRecord]) -> Iterator[FrameRecord]:
         batch: list[FrameRecord] = []
         for record in frames:
-            if batch and record.content.shape != batch[0].content.shape:
-                # Cannot happen within one video; flushing keeps the stage correct regardless.
+            if batch and self._starts_batch(record, batch[0]):
                 yield from self._run(batch)
                 batch = []
             batch.append(record)
@@ -163,6 +162,20 @@ class FeedForwardStylizer:
                 batch = []
         if batch:
             yield from self._run(batch)
+
+    def _starts_batch(self, record: FrameRecord, first: FrameRecord) -> bool:
+        """Whether `record` must open a new batch after one that began with `first`.
+
+        Batches start at multiples of the batch size and at every new shot, so each frame lands
+        in the same batch whether the video is rendered whole, resumed at a saved segment or
+        split at its shots: a GPU may pick another convolution algorithm for another batch
+        size, and the frames would then differ in their last bits.
+        """
+        return (
+            record.new_shot
+            or record.index % self.options.batch_size == 0
+            or record.content.shape != first.content.shape  # not within one video; kept safe
+        )
 
     def _run(self, batch: list[FrameRecord]) -> Iterator[FrameRecord]:
         styled = self.stylize(torch.cat([record.content for record in batch]))

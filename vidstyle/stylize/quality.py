@@ -117,8 +117,6 @@ class QualityStylizer:
         self.on_frame = on_frame
         self.on_iteration = on_iteration
         self.stats: list[FrameStats] = []
-        # A private generator: noise init is reproducible for a seed and leaves global RNG alone.
-        self._generator = torch.Generator().manual_seed(settings.seed)
         # Resume (vidstyle.resume): the last output and the first content frame of its shot
         # (the style targets are fitted to it), and what a resumed render starts from.
         self._last: Tensor | None = None
@@ -145,7 +143,9 @@ class QualityStylizer:
             start = palette_start(record.content, warped, reliable)
             return torch.lerp(start, warped, reliable), True
         if fresh and self.settings.first_init == "noise":
-            noise = torch.rand(record.content.shape, generator=self._generator)
+            noise = torch.rand(
+                record.content.shape, generator=_noise_generator(self.settings.seed, record.index)
+            )
             return noise.to(record.content.device), False
         return record.content, False
 
@@ -202,15 +202,12 @@ class QualityStylizer:
             "previous": self._last,
             "settled": self._settled,
             "shot_content": self._shot_content,
-            "generator": self._generator.get_state(),
         }
 
     def set_resume_state(self, state: Mapping[str, Any]) -> None:
         """Continue after a saved frame: the next `__call__` warm-starts from its output."""
         self._resumed = (state.get("previous"), state.get("shot_content"))
         self._settled = state.get("settled")
-        if state.get("generator") is not None:
-            self._generator.set_state(state["generator"])
 
     def __call__(self, frames: Iterable[FrameRecord]) -> Iterator[FrameRecord]:
         previous, shot = self._resumed or (None, None)
@@ -296,3 +293,10 @@ class QualityStylizer:
             previous = result.image
             self._last = previous
             yield replace(record, styled=result.image)
+
+
+def _noise_generator(seed: int, index: int) -> torch.Generator:
+    """The generator of frame `index`'s noise start: the same for a frame whatever was rendered
+    before it, so a shot rendered on its own (or a resumed render) starts where a render of the
+    whole video does. A private generator leaves the global RNG alone."""
+    return torch.Generator().manual_seed((seed * 1_000_003 + index) & 0x7FFF_FFFF_FFFF_FFFF)

@@ -1,0 +1,319 @@
+"""Renders of a batch as Ray tasks on a cluster (`--cluster`; optional extra `vidstyle[ray]`).
+
+Ray schedules, places and retries; vidstyle only describes each render as a task:
+
+- resources: one GPU with `--device cuda` (Ray gives the task its own GPU, seen as `cuda`),
+  else `--task-cpus` CPUs, which is also the render's torch thread count;
+- files: inputs, style images, models and outputs are read and written by the workers under
+  the same paths as on this machine, so they must be on a file system every node mounts there;
+  a worker that cannot read an input or write beside the output fails that job in one line;
+- a worker that dies (killed, out of memory, node lost) has its task retried up to
+  `TASK_RETRIES` times, and the retry resumes from the segments the work folder holds;
+- progress, log lines and results come back through one small actor (`_Relay`) that the
+  driver polls, into the same display and summary as a local batch;
+- Ctrl-C cancels every unfinished task; a cancelled render saves its segments (Ray raises
+  KeyboardInterrupt in it) and the next run of the same command resumes.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from vidstyle.errors import ConfigError, InputError, OutputError, VidstyleError
+from vidstyle.jobs import Event, Job, JobPartial, JobResult, JobStarted, render_job
+
+log = logging.getLogger(__name__)
+
+# Retries of a task whose worker process died (Ray's own count; a render error is not retried:
+# it would fail the same way again).
+TASK_RETRIES = 3
+# After Ctrl-C, how long the cancelled renders get to save their last segment.
+_CANCEL_GRACE_S = 30.0
+_POLL_S = 0.2
+# Quality mode reports progress within a frame every iteration; a few updates a second are
+# enough for the display and keep the relay's traffic small.
+_PARTIAL_EVERY_S = 0.5
+
+INSTALL_HINT = "--cluster needs Ray on this machine and every node: pip install 'vidstyle[ray]'"
+
+
+def import_ray() -> Any:
+    """The `ray` module, or a one-line ConfigError saying what to install."""
+    try:
+        import ray
+    except ImportError as err:
+        raise ConfigError(INSTALL_HINT) from err
+    return ray
+
+
+def connect(address: str) -> Any:
+    """Connect this process to the cluster at `address` (`auto`, `host:port`, `ray://...`)."""
+    ray = import_ray()
+    if ray.is_initialized():
+        return ray
+    _use_auth_token_if_any()
+    try:
+        ray.init(
+            address=address,
+            logging_level=logging.WARNING,
+            log_to_driver=False,  # workers' log lines come through the relay, formatted as ours
+            include_dashboard=False,
+        )
+    except (ConnectionError, ValueError, RuntimeError, TimeoutError) as err:
+        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        raise ConfigError(
+            f"cannot reach the Ray cluster at {address!r} ({first}); start one with `ray start "
+            "--head` or pass its address (host:6379, ray://host:10001, auto); a cluster with "
+            "token authentication needs RAY_AUTH_MODE=token here"
+        ) from err
+    _cluster_messages_to_log()
+    return ray
+
+
+def _cluster_messages_to_log() -> None:
+    """Ray prints the cluster's notices (a worker died, a task will be retried) on the
+    driver's stdout, which holds only output paths here; they go to the debug log instead,
+    and the driver says in its own words what happened to a render."""
+    with contextlib.suppress(ImportError, AttributeError):
+        from ray._private import worker
+
+        def to_log(data: dict[str, Any], ignore_prefix: bool) -> None:
+            for line in data.get("lines", []):
+                log.debug("ray (%s): %s", data.get("pid"), line)
+
+        worker.print_to_stdstream = to_log
+
+
+def _use_auth_token_if_any() -> None:
+    """Send the cluster's token where there is one. `ray start --head` turns on token
+    authentication and saves the token in ~/.ray/auth_token, but a driver only sends it when
+    RAY_AUTH_MODE=token: without this, connecting to a cluster started on this machine with
+    default settings fails after a minute of retries."""
+    if "RAY_AUTH_MODE" in os.environ:
+        return
+    if os.environ.get("RAY_AUTH_TOKEN") or (Path.home() / ".ray" / "auth_token").is_file():
+        os.environ["RAY_AUTH_MODE"] = "token"
+
+
+def task_resources(device: str, task_cpus: int) -> dict[str, float]:
+    """What one render asks Ray for."""
+    names = [name.strip() for name in device.split(",") if name.strip()]
+    if len(names) != 1 or (names[0].startswith("cuda:")):
+        raise ConfigError(
+            f"--device {device!r} with --cluster: use cuda (Ray gives every task a GPU of its "
+            "own) or cpu"
+        )
+    if task_cpus < 1:
+        raise ConfigError(f"--task-cpus must be at least 1 (got {task_cpus})")
+    if names[0] == "cuda":
+        return {"num_gpus": 1.0, "num_cpus": 1.0}
+    return {"num_cpus": float(task_cpus)}
+
+
+# --------------------------------------------------------------------------------------------
+# The worker side
+
+
+@dataclass(frozen=True)
+class TaskSpec:
+    """What a task needs besides the job (small and picklable)."""
+
+    device: str  # "cuda" (the GPU Ray gives the task) or "cpu"
+    threads: int
+    log_level: int
+
+
+def check_shared_paths(inputs: Sequence[Path], output: Path, node: str) -> None:
+    """Fail in one line when this node cannot see a job's files where the driver does."""
+    where = f"on node {node}; inputs and outputs must be on a file system every node mounts "
+    where += "under the same path"
+    for path in inputs:
+        if not os.access(path, os.R_OK):
+            raise InputError(f"cannot be read {where}", path)
+    folder = output.parent
+    while not folder.exists() and folder != folder.parent:
+        folder = folder.parent  # the render creates a batch's output folders
+    if not (folder.is_dir() and os.access(folder, os.W_OK | os.X_OK)):
+        raise OutputError(f"its folder cannot be written {where}", output)
+
+
+class _RelayLogHandler(logging.Handler):
+    """Log records to the driver, as (logger name, level, message)."""
+
+    def __init__(self, post: Callable[[tuple[Any, ...]], None]) -> None:
+        super().__init__()
+        self.post = post
+
+    def emit(self, record: logging.LogRecord) -> None:
+        with contextlib.suppress(Exception):
+            self.post(("log", record.name, record.levelno, record.getMessage()))
+
+
+class _Throttled:
+    """Forwards a render's events to the driver; progress within a frame at most every
+    `_PARTIAL_EVERY_S` (quality mode reports it on every iteration)."""
+
+    def __init__(self, post: Callable[[tuple[Any, ...]], None]) -> None:
+        self.post = post
+        self._last_partial = 0.0
+
+    def __call__(self, event: Event) -> None:
+        if isinstance(event, JobPartial):
+            now = time.monotonic()
+            if now - self._last_partial < _PARTIAL_EVERY_S:
+                return
+            self._last_partial = now
+        self.post(("event", event))
+
+
+class _Relay:
+    """An actor holding the events the tasks post until the driver collects them."""
+
+    def __init__(self) -> None:
+        self.items: list[tuple[Any, ...]] = []
+
+    def post(self, item: tuple[Any, ...]) -> None:
+        self.items.append(item)
+
+    def drain(self) -> list[tuple[Any, ...]]:
+        items, self.items = self.items, []
+        return items
+
+
+def _render_task(job: Job, spec: TaskSpec, relay: Any) -> JobResult:
+    """One render on a worker (a Ray task): its progress and logs go to the relay."""
+    import ray
+    import torch
+
+    def post(item: tuple[Any, ...]) -> None:
+        relay.post.remote(item)
+
+    logger = logging.getLogger("vidstyle")
+    logger.handlers[:] = [_RelayLogHandler(post)]
+    logger.setLevel(spec.log_level)
+    logger.propagate = False
+    torch.set_num_threads(spec.threads)
+    try:
+        check_shared_paths([job.input, *job.styles], job.output, ray.util.get_node_ip_address())
+    except VidstyleError as err:
+        result = JobResult(job, "failed", message=str(err), exit_code=err.exit_code, error=err)
+    else:
+        result = render_job(job, spec.device, emit=_Throttled(post))
+    result = result.portable()
+    post(("result", result))  # also returned: the driver takes the first it sees
+    return result
+
+
+# --------------------------------------------------------------------------------------------
+# The driver side
+
+
+class ClusterExecutor:
+    """Runs a batch's jobs as Ray tasks and reports them to its run, as the local executors
+    do. Connects when made, so a missing Ray or an unreachable cluster fails before any work."""
+
+    def __init__(self, address: str, device: str, task_cpus: int) -> None:
+        self.resources = task_resources(device, task_cpus)
+        self.ray = connect(address)
+        gpu = "num_gpus" in self.resources
+        self.spec = TaskSpec(
+            device="cuda" if gpu else "cpu",
+            threads=1 if gpu else task_cpus,
+            log_level=logging.getLogger("vidstyle").getEffectiveLevel(),
+        )
+        self.task_cpus = task_cpus
+        self.jobs: dict[int, Job] = {}
+        self.started: set[int] = set()
+        self.finished: set[int] = set()
+
+    def slots(self) -> int:
+        """How many renders the cluster runs at once (as it is now)."""
+        resources = self.ray.cluster_resources()
+        if "num_gpus" in self.resources:
+            return max(1, int(resources.get("GPU", 1)))
+        return max(1, int(resources.get("CPU", 1) // self.task_cpus))
+
+    def render(self, jobs: Sequence[Job], run: Any) -> None:
+        """Run `jobs` on the cluster; events and results go to `run` (a `BatchRun`)."""
+        ray = self.ray
+        relay = ray.remote(num_cpus=0)(_Relay).remote()
+        task = ray.remote(_render_task).options(
+            max_retries=TASK_RETRIES, retry_exceptions=False, **self.resources
+        )
+        self.jobs = {job.number: job for job in jobs}
+        pending = {task.remote(job, self.spec, relay): job.number for job in jobs}
+        try:
+            while pending and not run.stopping:
+                self._step(pending, relay, run)
+            if pending:  # a usage error: the rest would fail the same way
+                self._cancel(pending, relay, run, grace=0.0)
+        except KeyboardInterrupt:
+            run.interrupt()
+            self._cancel(pending, relay, run, grace=_CANCEL_GRACE_S)
+        finally:
+            with contextlib.suppress(Exception):
+                ray.kill(relay)
+
+    def _step(self, pending: dict[Any, int], relay: Any, run: Any) -> None:
+        ready, _ = self.ray.wait(list(pending), num_returns=len(pending), timeout=_POLL_S)
+        self._forward(self.ray.get(relay.drain.remote()), run)
+        for ref in ready:
+            self._collect(ref, pending.pop(ref), run)
+
+    def _forward(self, items: list[tuple[Any, ...]], run: Any) -> None:
+        for item in items:
+            kind = item[0]
+            if kind == "log":
+                _, name, level, message = item
+                logging.getLogger(name).log(level, "%s", message)
+            elif kind == "result":
+                self._finish(item[1], run)
+            elif item[1].number not in self.finished:
+                event = item[1]
+                if isinstance(event, JobStarted):
+                    if event.number in self.started:
+                        log.warning(
+                            "%s: the Ray worker rendering it was lost; the retry resumes from "
+                            "the saved segments",
+                            self.jobs[event.number].input,
+                        )
+                    self.started.add(event.number)
+                run.deliver(event)
+
+    def _collect(self, ref: Any, number: int, run: Any) -> None:
+        """The result of a finished task (or why it has none)."""
+        job = self.jobs[number]
+        try:
+            result = self.ray.get(ref)
+        except self.ray.exceptions.TaskCancelledError:
+            result = JobResult(job, "interrupted", message="cancelled", exit_code=130)
+        except self.ray.exceptions.RayError as err:
+            text = (
+                f"{job.input}: the Ray worker rendering it was lost {TASK_RETRIES + 1} times "
+                f"({type(err).__name__}); run again to resume"
+            )
+            result = JobResult(job, "failed", message=text, exit_code=1)
+        self._finish(result, run)
+
+    def _finish(self, result: JobResult, run: Any) -> None:
+        if result.job.number in self.finished:
+            return
+        self.finished.add(result.job.number)
+        run.finished(result)
+
+    def _cancel(self, pending: dict[Any, int], relay: Any, run: Any, *, grace: float) -> None:
+        """Cancel every unfinished task; give the running ones `grace` seconds to save."""
+        for ref in pending:
+            with contextlib.suppress(Exception):
+                self.ray.cancel(ref)
+        deadline = time.monotonic() + grace
+        with contextlib.suppress(KeyboardInterrupt):  # a second Ctrl-C stops waiting
+            while pending and time.monotonic() < deadline:
+                self._step(pending, relay, run)
