@@ -173,24 +173,20 @@ def test_a_changed_command_starts_over_and_says_why(
     assert len(decoded(out)) == 8
 
 
+def interrupted_preview(folder: Path, monkeypatch: pytest.MonkeyPatch) -> tuple[list[object], Path]:
+    """A 4-frame preview in segments of 2, Ctrl-C after frame 3: its command and output."""
+    out = folder / "out.mp4"
+    args = [folder / "clip.mp4", "-s", folder / "style.png", "-o", out, "--segment-frames", "2"]
+    args += ["--max-frames", "4", *FAST]
+    interrupt_after(monkeypatch, 3)
+    assert run(args) == 130
+    return args, out
+
+
 def test_changed_style_image_content_is_a_changed_command(
     folder: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    out = folder / "out.mp4"
-    args = [
-        folder / "clip.mp4",
-        "-s",
-        folder / "style.png",
-        "-o",
-        out,
-        "--segment-frames",
-        "2",
-        "--max-frames",
-        "4",
-        *FAST,
-    ]
-    interrupt_after(monkeypatch, 3)
-    assert run(args) == 130
+    args, out = interrupted_preview(folder, monkeypatch)
     monkeypatch.undo()
     mediagen.make_image(folder / "style.png", (64, 64), seed=5)  # same name, other picture
     capsys.readouterr()
@@ -201,21 +197,7 @@ def test_changed_style_image_content_is_a_changed_command(
 def test_no_resume_discards_earlier_progress(
     folder: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    out = folder / "out.mp4"
-    args = [
-        folder / "clip.mp4",
-        "-s",
-        folder / "style.png",
-        "-o",
-        out,
-        "--segment-frames",
-        "2",
-        "--max-frames",
-        "4",
-        *FAST,
-    ]
-    interrupt_after(monkeypatch, 3)
-    assert run(args) == 130
+    args, out = interrupted_preview(folder, monkeypatch)
     assert work_dir_for(out).exists()
     monkeypatch.undo()
     capsys.readouterr()
@@ -228,21 +210,7 @@ def test_no_resume_discards_earlier_progress(
 def test_dry_run_shows_saved_progress_only_when_a_rerun_would_resume_it(
     folder: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    out = folder / "out.mp4"
-    args = [
-        folder / "clip.mp4",
-        "-s",
-        folder / "style.png",
-        "-o",
-        out,
-        "--segment-frames",
-        "2",
-        "--max-frames",
-        "4",
-        *FAST,
-    ]
-    interrupt_after(monkeypatch, 3)
-    assert run(args) == 130
+    args, out = interrupted_preview(folder, monkeypatch)
     monkeypatch.undo()
     capsys.readouterr()
     assert run([*args, "--dry-run"]) == 0
