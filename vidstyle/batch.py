@@ -20,7 +20,7 @@ import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from vidstyle.config import RenderSettings
 from vidstyle.errors import EXIT_USAGE, ConfigError, InputError, VidstyleError
@@ -33,6 +33,7 @@ from vidstyle.jobs import (
     Job,
     JobResult,
     NullEvents,
+    RunReport,
     render_job,
 )
 from vidstyle.pool import worker_devices
@@ -439,7 +440,7 @@ def run_batch(
             status = "stale" if job.stale else "skipped"
             run.record(JobResult(job, status, message=job.reason))
     render: list[Job] = plan.to_render
-    runner: Any = run  # a BatchRun, or the SplitRun in front of it
+    runner: RunReport = run
     try:
         if plan.settings.split != "none" and render:
             from vidstyle.split import split_jobs
@@ -479,7 +480,7 @@ class InProcess:
     def __init__(self, device: str) -> None:
         self.device = device
 
-    def render(self, jobs: Sequence[Job], run: BatchRun) -> None:
+    def render(self, jobs: Sequence[Job], run: RunReport) -> None:
         for job in jobs:
             if run.stopping:
                 return

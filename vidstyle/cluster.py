@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from vidstyle.errors import ConfigError, InputError, OutputError, VidstyleError
-from vidstyle.jobs import Event, Job, JobPartial, JobResult, JobStarted, render_job
+from vidstyle.jobs import Event, Job, JobPartial, JobResult, JobStarted, RunReport, render_job
 
 log = logging.getLogger(__name__)
 
@@ -240,8 +240,8 @@ class ClusterExecutor:
             return max(1, int(resources.get("GPU", 1)))
         return max(1, int(resources.get("CPU", 1) // self.task_cpus))
 
-    def render(self, jobs: Sequence[Job], run: Any) -> None:
-        """Run `jobs` on the cluster; events and results go to `run` (a `BatchRun`)."""
+    def render(self, jobs: Sequence[Job], run: RunReport) -> None:
+        """Run `jobs` on the cluster; events and results go to `run`."""
         ray = self.ray
         relay = ray.remote(num_cpus=0)(_Relay).remote()
         task = ray.remote(_render_task).options(
@@ -261,13 +261,13 @@ class ClusterExecutor:
             with contextlib.suppress(Exception):
                 ray.kill(relay)
 
-    def _step(self, pending: dict[Any, int], relay: Any, run: Any) -> None:
+    def _step(self, pending: dict[Any, int], relay: Any, run: RunReport) -> None:
         ready, _ = self.ray.wait(list(pending), num_returns=len(pending), timeout=_POLL_S)
         self._forward(self.ray.get(relay.drain.remote()), run)
         for ref in ready:
             self._collect(ref, pending.pop(ref), run)
 
-    def _forward(self, items: list[tuple[Any, ...]], run: Any) -> None:
+    def _forward(self, items: list[tuple[Any, ...]], run: RunReport) -> None:
         for item in items:
             kind = item[0]
             if kind == "log":
@@ -287,7 +287,7 @@ class ClusterExecutor:
                     self.started.add(event.number)
                 run.deliver(event)
 
-    def _collect(self, ref: Any, number: int, run: Any) -> None:
+    def _collect(self, ref: Any, number: int, run: RunReport) -> None:
         """The result of a finished task (or why it has none)."""
         job = self.jobs[number]
         try:
@@ -302,13 +302,13 @@ class ClusterExecutor:
             result = JobResult(job, "failed", message=text, exit_code=1)
         self._finish(result, run)
 
-    def _finish(self, result: JobResult, run: Any) -> None:
+    def _finish(self, result: JobResult, run: RunReport) -> None:
         if result.job.number in self.finished:
             return
         self.finished.add(result.job.number)
         run.finished(result)
 
-    def _cancel(self, pending: dict[Any, int], relay: Any, run: Any, *, grace: float) -> None:
+    def _cancel(self, pending: dict[Any, int], relay: Any, run: RunReport, *, grace: float) -> None:
         """Cancel every unfinished task; give the running ones `grace` seconds to save."""
         for ref in pending:
             with contextlib.suppress(Exception):

@@ -254,12 +254,26 @@ class BatchSummary:
         return self.frames / self.seconds if self.seconds > 0 else 0.0
 
 
+class RunReport(Protocol):
+    """What an executor reports to: the `BatchRun`, or a `vidstyle.split.SplitRun` in front of
+    it when some jobs are parts of videos."""
+
+    @property
+    def stopping(self) -> bool: ...
+
+    def interrupt(self) -> None: ...
+
+    def deliver(self, event: Event) -> None: ...
+
+    def finished(self, result: JobResult) -> None: ...
+
+
 class Executor(Protocol):
     """Runs `render_job` for each of a batch's jobs to render, somewhere, and reports each
     job's events and result to `run` as they come; starts no job once `run.stopping`. Jobs it
     did not get to are the caller's to account for."""
 
-    def render(self, jobs: Sequence[Job], run: BatchRun) -> None: ...
+    def render(self, jobs: Sequence[Job], run: RunReport) -> None: ...
 
 
 class BatchRun:

@@ -31,13 +31,13 @@ from dataclasses import dataclass
 from typing import Any
 
 from vidstyle.jobs import (
-    BatchRun,
     Event,
     Job,
     JobAdvanced,
     JobPartial,
     JobResult,
     JobStarted,
+    RunReport,
     render_job,
 )
 
@@ -95,7 +95,7 @@ class ProcessPool:
         self.threads = max(1, (os.cpu_count() or 1) // workers)
         self.level = logging.getLogger("vidstyle").getEffectiveLevel()
 
-    def render(self, jobs: Sequence[Job], run: BatchRun) -> None:
+    def render(self, jobs: Sequence[Job], run: RunReport) -> None:
         """Render `jobs`, reporting to `run`, until each is done or the batch stops; jobs not
         started are left to the caller to account for."""
         pending = deque(jobs)
@@ -133,7 +133,7 @@ class ProcessPool:
         child_end.close()
         return _Worker(slot, process, parent_end)
 
-    def _step(self, workers: dict[int, _Worker], pending: deque[Job], run: BatchRun) -> None:
+    def _step(self, workers: dict[int, _Worker], pending: deque[Job], run: RunReport) -> None:
         """Wait a moment for messages or exits; handle them; give free workers work."""
         waiting = [w.conn for w in workers.values()] + [
             w.process.sentinel for w in workers.values()
@@ -157,7 +157,7 @@ class ProcessPool:
                 worker.told_to_stop = True
                 _send(worker, None)
 
-    def _receive(self, worker: _Worker, run: BatchRun) -> bool:
+    def _receive(self, worker: _Worker, run: RunReport) -> bool:
         """Handle every whole message the worker has sent; False once its pipe has ended (the
         worker exited or died, possibly halfway through a message)."""
         try:
@@ -180,7 +180,7 @@ class ProcessPool:
             return False
         return True
 
-    def _lost(self, worker: _Worker, run: BatchRun) -> None:
+    def _lost(self, worker: _Worker, run: RunReport) -> None:
         """A worker's pipe has ended: it exited, or died (SIGKILL, out of memory, a crash in C
         code); its job, if it had one, failed."""
         _stop(worker)

@@ -105,7 +105,8 @@ def _saved(job: Job, shot: Shot) -> int:
 
 
 class SplitRun:
-    """The `BatchRun` an executor reports to when some of its jobs are parts of videos."""
+    """What an executor reports to (a `RunReport`) when some of its jobs are parts of videos:
+    the parts' events and results are shown here, the rest go to the batch's `BatchRun`."""
 
     def __init__(self, run: BatchRun, videos: dict[int, _Video], parts: Sequence[Job]) -> None:
         self.run = run
