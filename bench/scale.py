@@ -2,9 +2,9 @@
 the same batch with `--jobs` worker processes, and the per-task overhead of Ray.
 
 For each worker count N, a Ray head is started on 127.0.0.1 with N CPU slots (`ray start
---head --num-cpus N`), and `vidstyle <folder> -o <out> --cluster <head> --task-cpus 1` renders
+--head --num-cpus N`), and `vidstyle <folder> -o <out> --cluster <head> --threads 1` renders
 the batch (N tasks at a time, one torch thread each); then `vidstyle <folder> -o <out> --jobs N`
-renders it in N local worker processes (each gets cores/N torch threads). Each is a fresh
+renders it in N local worker processes (`--threads 1` for both). Each is a fresh
 `vidstyle` process, timed from start to exit, so process start, model loading and the join are
 in the figures, as a user sees them. Both renders give the same files; the script checks that.
 
@@ -47,7 +47,9 @@ def make_inputs(folder: Path, args: argparse.Namespace) -> tuple[Path, list[str]
     clips.mkdir()
     for i in range(args.clips):
         mediagen.make_video(clips / f"clip{i}.mp4", frames=args.frames, size=(160, 90), seed=i)
-    common = ["--size", str(args.size), "--device", "cpu", "--encoder-preset", "ultrafast", "-q"]
+    # One thread per render either way: the same work, and (quality mode) the same pixels.
+    common = ["--size", str(args.size), "--device", "cpu", "--threads", "1"]
+    common += ["--encoder-preset", "ultrafast", "-q"]
     if args.mode == "fast":
         import torch
 
@@ -104,8 +106,7 @@ def main() -> None:
             ray_out, jobs_out = folder / f"ray{workers}", folder / f"jobs{workers}"
             with local_head(workers, folder / f"head{workers}.log") as address:
                 ray_s = timed(
-                    [*vidstyle, str(clips), "-o", str(ray_out), *common]
-                    + ["--cluster", address, "--task-cpus", "1"]
+                    [*vidstyle, str(clips), "-o", str(ray_out), *common] + ["--cluster", address]
                 )
             jobs_s = timed(
                 [*vidstyle, str(clips), "-o", str(jobs_out), *common] + ["--jobs", str(workers)]

@@ -23,6 +23,9 @@ from raycluster import local_head
 from vidstyle.cluster import check_shared_paths
 from vidstyle.errors import InputError, OutputError
 
+# A task renders with one thread unless --threads says otherwise; the renders here that are
+# compared with a task's use one too (quality mode's pixels depend on the thread count).
+ONE_THREAD = ["--threads", "1"]
 NEEDS_RAY = "the cluster tests need the extra: pip install -e '.[ray]'"
 
 
@@ -55,7 +58,7 @@ def same_frames(a: Path, b: Path) -> None:
 def test_a_batch_on_the_cluster_gives_the_files_a_local_batch_gives(
     cluster: str, clips: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    args = [clips / "in", "-s", clips / "style.png", *FAST, "-q"]
+    args = [clips / "in", "-s", clips / "style.png", *FAST, *ONE_THREAD, "-q"]
     assert run([*args, "-o", clips / "here"]) == 0
     capsys.readouterr()
     assert run([*args, "-o", clips / "there", "--cluster", cluster]) == 0
@@ -75,7 +78,7 @@ def test_a_failed_input_fails_its_job_and_the_exit_code_says_so(
     shutil.copy(clips / "in" / "a.mp4", tmp_path / "in" / "good.mp4")
     (tmp_path / "in" / "broken.mp4").write_bytes(b"not a video at all")
     code = run(
-        [tmp_path / "in", "-s", clips / "style.png", *FAST, "-o", tmp_path / "out"]
+        [tmp_path / "in", "-s", clips / "style.png", *FAST, *ONE_THREAD, "-o", tmp_path / "out"]
         + ["--cluster", cluster]
     )
     assert code == 1
@@ -100,7 +103,7 @@ def test_a_killed_worker_is_retried_and_resumes_to_the_same_file(
     cluster: str, clips: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     clip = mediagen.make_video(tmp_path / "long.mp4", frames=12, seed=5)
-    args = [clip, "-s", clips / "style.png", *FAST, "--segment-frames", "2"]
+    args = [clip, "-s", clips / "style.png", *FAST, *ONE_THREAD, "--segment-frames", "2"]
     args += ["--first-iterations", "40", "--iterations", "10", "--stop-tolerance", "0"]
     assert run([*args, "-o", tmp_path / "here.mp4"]) == 0
 
@@ -138,7 +141,17 @@ def test_without_ray_installed_cluster_is_a_one_line_error(
     monkeypatch.setitem(sys.modules, "ray", None)  # import ray raises ImportError
     out = tmp_path / "out.mp4"
     code = run(
-        [clips / "in" / "a.mp4", "-s", clips / "style.png", *FAST, "-o", out, "--cluster", "auto"]
+        [
+            clips / "in" / "a.mp4",
+            "-s",
+            clips / "style.png",
+            *FAST,
+            *ONE_THREAD,
+            "-o",
+            out,
+            "--cluster",
+            "auto",
+        ]
     )
     assert code == 2
     err = capsys.readouterr().err.strip()
@@ -162,7 +175,7 @@ def test_a_video_split_at_its_shots_on_the_cluster_is_the_file_a_whole_render_wr
     cluster: str, style_image: Path, tmp_path: Path
 ) -> None:
     clip = mediagen.make_video(tmp_path / "cuts.mp4", frames=9, motion="cuts")
-    args = [clip, "-s", style_image, *FAST, "--segment-frames", "2", "-q"]
+    args = [clip, "-s", style_image, *FAST, *ONE_THREAD, "--segment-frames", "2", "-q"]
     assert run([*args, "-o", tmp_path / "whole.mp4"]) == 0
     split = tmp_path / "split.mp4"
     assert run([*args, "-o", split, "--split", "shots", "--cluster", cluster]) == 0
@@ -173,7 +186,7 @@ def test_ctrl_c_cancels_the_cluster_tasks_and_the_same_command_resumes(
     cluster: str, style_image: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     clip = mediagen.make_video(tmp_path / "long.mp4", frames=12, seed=3)
-    args = [clip, "-s", style_image, *FAST, "--segment-frames", "2"]
+    args = [clip, "-s", style_image, *FAST, *ONE_THREAD, "--segment-frames", "2"]
     args += ["--first-iterations", "40", "--iterations", "10", "--stop-tolerance", "0"]
     assert run([*args, "-o", tmp_path / "here.mp4", "-q"]) == 0
 

@@ -400,7 +400,6 @@ def run_batch(
     events: BatchEvents | None = None,
     raise_errors: bool = False,
     cluster: str | None = None,
-    task_cpus: int = 1,
 ) -> BatchSummary:
     """Render the plan's jobs; failures are recorded and the batch goes on.
 
@@ -409,7 +408,7 @@ def run_batch(
     `raise_errors` (one video, as `vidstyle clip.mp4 --style s.png`): errors propagate as they
     are. Ctrl-C stops every render cleanly (progress saved) and sets `interrupted`.
     `cluster`: every render is a task on the Ray cluster at that address (`vidstyle.cluster`),
-    asking for a GPU with a CUDA device, else for `task_cpus` CPUs. With the settings' `split`,
+    asking for a GPU with a CUDA device, else for `settings.threads` CPUs. With `settings.split`,
     each video's shots are jobs of their own (`vidstyle.split`).
     """
     from vidstyle.pipeline import log_skip
@@ -420,7 +419,7 @@ def run_batch(
         from vidstyle.cluster import ClusterExecutor
 
         # Before any work: Ray missing, the cluster unreachable, a device Ray cannot give.
-        cluster_executor = ClusterExecutor(cluster, plan.settings.device, task_cpus)
+        cluster_executor = ClusterExecutor(cluster, plan.settings.device, plan.settings.threads)
         devices = [plan.settings.device]
     else:
         devices = parse_devices(plan.settings.device)
@@ -447,7 +446,8 @@ def run_batch(
 
             parts = jobs if cluster_executor is None else cluster_executor.slots()
             render, runner = split_jobs(render, run, parts=parts)
-        executor = cluster_executor or _local_executor(devices, min(jobs, len(render)))
+        workers = min(jobs, len(render))
+        executor = cluster_executor or _local_executor(devices, workers, plan.settings.threads)
         executor.render(render, runner)
         if run.stop_error is not None:
             raise run.stop_error
@@ -462,7 +462,7 @@ def run_batch(
     return summary
 
 
-def _local_executor(devices: Sequence[str], workers: int) -> Executor:
+def _local_executor(devices: Sequence[str], workers: int, threads: int | None) -> Executor:
     """Renders on this machine: in this process, or in `workers` worker processes."""
     if workers <= 1:
         if len(devices) > 1:
@@ -470,7 +470,7 @@ def _local_executor(devices: Sequence[str], workers: int) -> Executor:
         return InProcess(devices[0])
     from vidstyle.pool import ProcessPool
 
-    return ProcessPool(devices, workers)
+    return ProcessPool(devices, workers, threads)
 
 
 class InProcess:

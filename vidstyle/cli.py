@@ -232,15 +232,6 @@ def render(
             show_default=False,
         ),
     ] = None,
-    task_cpus: Annotated[
-        int,
-        typer.Option(
-            "--task-cpus",
-            help="With --cluster on CPUs: the CPUs each render asks Ray for, and its threads.",
-            rich_help_panel=PANEL_BATCH,
-            min=1,
-        ),
-    ] = 1,
     dry_run: Annotated[
         bool,
         typer.Option(
@@ -275,7 +266,6 @@ def render(
             name=name,
             jobs=jobs,
             cluster=cluster,
-            task_cpus=task_cpus,
             dry_run=dry_run,
             quiet=quiet,
         )
@@ -292,7 +282,6 @@ def _render(
     name: str,
     jobs: int,
     cluster: str | None,
-    task_cpus: int,
     dry_run: bool,
     quiet: bool,
 ) -> None:
@@ -330,7 +319,6 @@ def _render(
             events=progress,
             raise_errors=single,
             cluster=cluster,
-            task_cpus=task_cpus,
         )
     finally:
         progress.bar.finish()

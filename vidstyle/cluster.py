@@ -3,7 +3,7 @@
 Ray schedules, places and retries; vidstyle only describes each render as a task:
 
 - resources: one GPU with `--device cuda` (Ray gives the task its own GPU, seen as `cuda`),
-  else `--task-cpus` CPUs, which is also the render's torch thread count;
+  else `--threads` CPUs (default 1), which is also the render's torch thread count;
 - files: inputs, style images, models and outputs are read and written by the workers under
   the same paths as on this machine, so they must be on a file system every node mounts there;
   a worker that cannot read an input or write beside the output fails that job in one line;
@@ -102,7 +102,7 @@ def _use_auth_token_if_any() -> None:
         os.environ["RAY_AUTH_MODE"] = "token"
 
 
-def task_resources(device: str, task_cpus: int) -> dict[str, float]:
+def task_resources(device: str, threads: int) -> dict[str, float]:
     """What one render asks Ray for."""
     names = [name.strip() for name in device.split(",") if name.strip()]
     if len(names) != 1 or (names[0].startswith("cuda:")):
@@ -110,11 +110,11 @@ def task_resources(device: str, task_cpus: int) -> dict[str, float]:
             f"--device {device!r} with --cluster: use cuda (Ray gives every task a GPU of its "
             "own) or cpu"
         )
-    if task_cpus < 1:
-        raise ConfigError(f"--task-cpus must be at least 1 (got {task_cpus})")
+    if threads < 1:
+        raise ConfigError(f"--threads must be at least 1 (got {threads})")
     if names[0] == "cuda":
         return {"num_gpus": 1.0, "num_cpus": 1.0}
-    return {"num_cpus": float(task_cpus)}
+    return {"num_cpus": float(threads)}
 
 
 # --------------------------------------------------------------------------------------------
@@ -219,16 +219,18 @@ class ClusterExecutor:
     """Runs a batch's jobs as Ray tasks and reports them to its run, as the local executors
     do. Connects when made, so a missing Ray or an unreachable cluster fails before any work."""
 
-    def __init__(self, address: str, device: str, task_cpus: int) -> None:
-        self.resources = task_resources(device, task_cpus)
+    def __init__(self, address: str, device: str, threads: int | None) -> None:
+        """`threads`: each task's CPU threads and the CPUs it asks for (None: 1)."""
+        threads = threads or 1
+        self.resources = task_resources(device, threads)
         self.ray = connect(address)
         gpu = "num_gpus" in self.resources
         self.spec = TaskSpec(
             device="cuda" if gpu else "cpu",
-            threads=1 if gpu else task_cpus,
+            threads=1 if gpu else threads,
             log_level=logging.getLogger("vidstyle").getEffectiveLevel(),
         )
-        self.task_cpus = task_cpus
+        self.threads = threads
         self.jobs: dict[int, Job] = {}
         self.started: set[int] = set()
         self.finished: set[int] = set()
@@ -238,7 +240,7 @@ class ClusterExecutor:
         resources = self.ray.cluster_resources()
         if "num_gpus" in self.resources:
             return max(1, int(resources.get("GPU", 1)))
-        return max(1, int(resources.get("CPU", 1) // self.task_cpus))
+        return max(1, int(resources.get("CPU", 1) // self.threads))
 
     def render(self, jobs: Sequence[Job], run: RunReport) -> None:
         """Run `jobs` on the cluster; events and results go to `run`."""

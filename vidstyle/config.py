@@ -133,6 +133,17 @@ class RenderSettings:
         "turn (cuda:0,cuda:1).",
         PANEL_MODE,
     )
+    threads: int | None = setting(
+        None,
+        "CPU threads of each render [default: the machine's cores, shared by the --jobs "
+        "workers; 1 per task with --cluster]. On a CPU the pixels depend on it (in their last "
+        "bits, which quality mode's optimiser amplifies): the same --threads gives the same "
+        "video however the work is split.",
+        PANEL_MODE,
+        low=1,
+        kind=int,
+        example="4",
+    )
     seed: int = setting(0, "Random seed (same command, same device: same output).", PANEL_MODE)
     size: int = setting(
         512,

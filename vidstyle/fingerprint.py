@@ -23,6 +23,7 @@ from vidstyle.config import RenderSettings, TrainSettings
 _RENDER_EXCLUDED = frozenset(
     {
         "device",
+        "threads",
         "overwrite",
         "resume",
         "segment_frames",

@@ -7,6 +7,7 @@ is the one-call API: prepare, then render.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
@@ -212,9 +213,30 @@ def render(
     progress: Progress | None = None,
 ) -> RenderResult:
     """Carry out a plan that renders (not a skip) on `device`, which `sharing` renders share
-    (each must fit in that share of its memory)."""
+    (each must fit in that share of its memory), with the settings' CPU thread count."""
     assert not plan.skip, "a skipped plan has nothing to render"
-    progress = progress or NullProgress()
+    threads = plan.settings.threads if device.type == "cpu" else None
+    with _torch_threads(threads):
+        return _render(plan, device, sharing, progress or NullProgress())
+
+
+@contextlib.contextmanager
+def _torch_threads(threads: int | None) -> Iterator[None]:
+    """torch's CPU thread count set to `threads` (None: left as it is) while the block runs."""
+    if threads is None:
+        yield
+        return
+    previous = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(previous)
+
+
+def _render(
+    plan: RenderPlan, device: torch.device, sharing: int, progress: Progress
+) -> RenderResult:
     settings = plan.settings
     if plan.job.create_folder:
         _make_folder(plan.output)

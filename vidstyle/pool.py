@@ -87,12 +87,13 @@ class _Worker:
 class ProcessPool:
     """Renders jobs in `workers` processes; worker i uses `devices[i % len(devices)]`."""
 
-    def __init__(self, devices: Sequence[str], workers: int) -> None:
+    def __init__(self, devices: Sequence[str], workers: int, threads: int | None = None) -> None:
         self.context = multiprocessing.get_context("spawn")
         self.device_of = worker_devices(devices, workers)
         # Renders side by side on one device each get a share of its memory (vidstyle.memory).
         self.sharing = {device: self.device_of.count(device) for device in devices}
-        self.threads = max(1, (os.cpu_count() or 1) // workers)
+        # The settings' --threads where given (the pixels depend on it), else a share of the cores.
+        self.threads = threads or max(1, (os.cpu_count() or 1) // workers)
         self.level = logging.getLogger("vidstyle").getEffectiveLevel()
 
     def render(self, jobs: Sequence[Job], run: RunReport) -> None:
