@@ -48,6 +48,36 @@ def test_gram_matrix_is_size_independent_for_a_repeated_pattern() -> None:
     assert torch.allclose(gram_matrix(small), gram_matrix(tiled), atol=1e-6)
 
 
+@pytest.mark.parametrize("channels_last", [False, True])
+def test_gram_matrix_and_its_gradient_are_the_plain_products(channels_last: bool) -> None:
+    """The Gram matrix has its own backward (one product instead of two): same values and
+    gradients as autograd of F·Fᵀ, for features in either memory format."""
+    generator = torch.Generator().manual_seed(0)
+    features = torch.randn(2, 5, 6, 7, generator=generator)
+    if channels_last:
+        features = features.contiguous(memory_format=torch.channels_last)
+    upstream = torch.randn(2, 5, 5, generator=generator)  # not symmetric: both halves matter
+    ours = features.clone().requires_grad_(True)
+    (gram_matrix(ours) * upstream).sum().backward()
+    plain = features.clone().requires_grad_(True)
+    flat = plain.reshape(2, 5, 42)
+    reference = torch.bmm(flat, flat.transpose(1, 2)) / (5 * 6 * 7)
+    (reference * upstream).sum().backward()
+    torch.testing.assert_close(gram_matrix(features), reference.detach())
+    torch.testing.assert_close(ours.grad, plain.grad)
+
+
+def test_the_loss_does_not_depend_on_the_memory_format_of_the_image(
+    loss: PerceptualLoss, frames: list[torch.Tensor]
+) -> None:
+    loss.set_content(frames[0])
+    image = frames[1].clone()
+    contiguous = loss(image).total
+    channels_last = loss(image.contiguous(memory_format=torch.channels_last)).total
+    torch.testing.assert_close(contiguous, channels_last)
+    assert image.is_contiguous()  # the caller's tensor is left as it was
+
+
 def test_new_pixels_start_in_the_stylised_palette() -> None:
     content = torch.rand(1, 3, 20, 30, generator=torch.Generator().manual_seed(1))
     # A stylisation that is (here) an exact colour map of the content: swap channels, darken.
