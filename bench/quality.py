@@ -37,37 +37,87 @@ import mediagen  # noqa: E402
 from vidstyle.config import resolve_settings  # noqa: E402
 from vidstyle.device import resolve_device  # noqa: E402
 from vidstyle.media import plan_size, probe  # noqa: E402
+from vidstyle.nets.vgg import VGGFeatures  # noqa: E402
 from vidstyle.pipeline import _to_records, build_loss  # noqa: E402
 from vidstyle.stylize.quality import FrameStats, QualityStylizer  # noqa: E402
 from vidstyle.stylize.style_image import load_style_image, style_tensor  # noqa: E402
 from vidstyle.temporal import flow_stage  # noqa: E402
 
 
-def time_forward_backward(
-    loss, size: tuple[int, int], device: torch.device, repeats: int = 3
-) -> float:
-    image = torch.rand(1, 3, size[1], size[0], device=device, requires_grad=True)
-    loss.set_content(image.detach())
-    best = float("inf")
-    for _ in range(repeats + 1):  # the first run warms up allocators and kernels
-        if device.type == "cuda":
-            torch.cuda.synchronize(device)
-        started = time.perf_counter()
-        loss(image).total.backward()
-        if device.type == "cuda":
-            torch.cuda.synchronize(device)
-        best = min(best, time.perf_counter() - started)
-    return best
+class Floor:
+    """A plain VGG forward and backward to relu5_1 (eager, fp32, default memory format, no
+    loss): what one iteration cannot undercut. Timed between frames, so each frame is compared
+    with the floor of the moment and a change in machine load affects both alike.
+
+    Also keeps the process's CPU time per frame (the stylizer's, plus decode and the flow
+    worker running ahead) and per floor pass: on a machine shared with other work, CPU time
+    barely moves with their load, while wall time does."""
+
+    def __init__(self, settings, size: tuple[int, int], device: torch.device) -> None:
+        self.vgg = VGGFeatures(
+            ["relu5_1"],
+            weights=settings.features,
+            weights_path=Path(settings.vgg_weights) if settings.vgg_weights else None,
+            layout=settings.vgg_layout,
+        ).to(device)
+        self.image = torch.rand(1, 3, size[1], size[0], device=device, requires_grad=True)
+        self.device = device
+        self.samples: list[float] = []  # wall seconds of a pass, one per frame
+        self.cpu_samples: list[float] = []  # CPU seconds of a pass, one per frame
+        self.frame_cpu: list[float] = []  # CPU seconds of each frame
+        self.time(repeats=3)  # warms up allocators and kernels; not a sample
+        self.samples.clear()
+        self.cpu_samples.clear()
+        self.start_run()
+
+    def start_run(self) -> None:
+        self._mark = time.process_time()
+
+    def time(self, repeats: int = 2) -> float:
+        """Best of `repeats` passes, in seconds; kept in `samples` (and `cpu_samples`)."""
+        best = best_cpu = float("inf")
+        for _ in range(repeats):
+            if self.device.type == "cuda":
+                torch.cuda.synchronize(self.device)
+            started, cpu_started = time.perf_counter(), time.process_time()
+            self.vgg(self.image)["relu5_1"].sum().backward()
+            if self.device.type == "cuda":
+                torch.cuda.synchronize(self.device)
+            best = min(best, time.perf_counter() - started)
+            best_cpu = min(best_cpu, time.process_time() - cpu_started)
+        self.samples.append(best)
+        self.cpu_samples.append(best_cpu)
+        return best
+
+    def after_frame(self, _: FrameStats) -> None:
+        self.frame_cpu.append(time.process_time() - self._mark)
+        self.time()
+        self._mark = time.process_time()
 
 
-def summarise(stats: list[FrameStats], gatys: list[float]) -> dict[str, float]:
+def summarise(
+    stats: list[FrameStats], gatys: list[float], floor: Floor, first: int
+) -> dict[str, float]:
+    """`first`: the index of this run's first frame in `floor`'s lists."""
     later = stats[1:]
+    # Each frame's time over its iterations times the floor timed right after it.
+    wall = [
+        s.seconds / (s.iterations * f) for s, f in zip(stats, floor.samples[first:], strict=True)
+    ]
+    cpu = [
+        c / (s.iterations * f)
+        for s, c, f in zip(stats, floor.frame_cpu[first:], floor.cpu_samples[first:], strict=True)
+    ]
     return {
         "frame1_s": stats[0].seconds,
         "frame1_iterations": stats[0].iterations,
         "later_s_per_frame": statistics.mean(s.seconds for s in later),
         "later_iterations_per_frame": statistics.mean(s.iterations for s in later),
         "later_final_loss": statistics.mean(gatys[1:]),
+        "frame1_s_per_iteration_vs_floor": wall[0],
+        "later_s_per_iteration_vs_floor": statistics.median(wall[1:]),
+        "frame1_cpu_per_iteration_vs_floor": cpu[0],
+        "later_cpu_per_iteration_vs_floor": statistics.median(cpu[1:]),
     }
 
 
@@ -97,6 +147,15 @@ def run(args: argparse.Namespace) -> dict:
             )
             info = probe(clip)
             features = "pretrained" if args.vgg_weights and args.features == "auto" else None
+            budgets = {
+                key: value
+                for key, value in (
+                    ("first_iterations", args.first_iterations),
+                    ("iterations", args.iterations),
+                    ("stop_tolerance", args.stop_tolerance),
+                )
+                if value is not None
+            }
             settings = resolve_settings(
                 args.preset,
                 overrides={
@@ -104,24 +163,33 @@ def run(args: argparse.Namespace) -> dict:
                     "vgg_weights": args.vgg_weights,
                     "device": args.device,
                     "size": long_side,
+                    **budgets,
                 },
             )
             size, _ = plan_size(info.size, settings.size)
             loss = build_loss(settings, device)
             loss.set_style([style_tensor(style, size, settings.style_scale, device)])
+            floor = Floor(settings, size, device)
             row: dict = {
                 "size": f"{size[0]}x{size[1]}",
                 "features": loss.features.source.describe(),
-                "vgg_fwd_bwd_s": time_forward_backward(loss, size, device),
             }
             for init in ("warped", "content"):
                 # The render's own stages: decode, flow (for the warped warm start and the
-                # temporal loss), then the quality stylizer.
-                stylizer = QualityStylizer(loss, settings.replace(init=init))
+                # temporal loss), then the quality stylizer; the floor is timed after each frame.
+                first = len(floor.frame_cpu)
+                stylizer = QualityStylizer(
+                    loss, settings.replace(init=init), on_frame=floor.after_frame
+                )
                 records = flow_stage(settings, device)(_to_records(info, size, args.frames, device))
+                floor.start_run()
                 rendered = list(stylizer(records))
                 gatys = [gatys_loss(loss, record) for record in rendered]
-                row["warm" if init == "warped" else "cold"] = summarise(stylizer.stats, gatys)
+                row["warm" if init == "warped" else "cold"] = summarise(
+                    stylizer.stats, gatys, floor, first
+                )
+            row["vgg_fwd_bwd_s"] = statistics.median(floor.samples)
+            row["vgg_fwd_bwd_cpu_s"] = statistics.median(floor.cpu_samples)
             warm, cold = row["warm"], row["cold"]
             row["warm_loss_vs_cold_pct"] = 100 * (
                 warm["later_final_loss"] / cold["later_final_loss"] - 1
@@ -153,8 +221,8 @@ def table(report: dict) -> str:
         f"{report['rows'][0]['features']}",
         "",
         "| size | VGG fwd+bwd (s) | start | frame 1 s / iters | later frames s / iters "
-        "| later Gatys loss |",
-        "|---|---|---|---|---|---|",
+        "| per iteration vs VGG fwd+bwd, frame 1 / later: wall; CPU | later Gatys loss |",
+        "|---|---|---|---|---|---|---|",
     ]
     for row in report["rows"]:
         for key, label in (("warm", "warm (flow-warped prev output)"), ("cold", "cold (content)")):
@@ -163,6 +231,10 @@ def table(report: dict) -> str:
                 f"| {row['size']} | {row['vgg_fwd_bwd_s']:.3f} | {label} | "
                 f"{r['frame1_s']:.1f} / {r['frame1_iterations']} | "
                 f"{r['later_s_per_frame']:.2f} / {r['later_iterations_per_frame']:.1f} | "
+                f"{r['frame1_s_per_iteration_vs_floor']:.2f}x / "
+                f"{r['later_s_per_iteration_vs_floor']:.2f}x; "
+                f"{r['frame1_cpu_per_iteration_vs_floor']:.2f}x / "
+                f"{r['later_cpu_per_iteration_vs_floor']:.2f}x | "
                 f"{r['later_final_loss']:.4f} |"
             )
     lines.append("")
@@ -180,6 +252,9 @@ def main() -> None:
     parser.add_argument("--sizes", type=int, nargs="+", default=[128, 256])
     parser.add_argument("--frames", type=int, default=8)
     parser.add_argument("--preset", default="quality")
+    parser.add_argument("--first-iterations", type=int, help="override the preset's")
+    parser.add_argument("--iterations", type=int, help="override the preset's")
+    parser.add_argument("--stop-tolerance", type=float, help="override the preset's")
     parser.add_argument("--features", default="auto")
     parser.add_argument("--vgg-weights", help="VGG checkpoint (e.g. a pretrained VGG-16)")
     parser.add_argument("--clip", type=Path, help="render this clip instead of a generated one")

@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import torch
 from torch import Tensor, nn
@@ -29,11 +29,33 @@ DEFAULT_CONTENT_LAYERS: tuple[str, ...] = ("relu4_2",)
 _EPS = 1e-8
 
 
+class _Gram(torch.autograd.Function):
+    """G = scale · Fᵀ F for F of shape N×(H·W)×C, with a backward of one matrix product.
+
+    Autograd of `bmm(Fᵀ, F)` differentiates the two uses of F separately (two products of the
+    size of the forward, then a sum); G is symmetric, so dG/dF = F (dG + dGᵀ), one product. At
+    the style layers of a 160 px frame that is a tenth of an iteration's time saved per third.
+    """
+
+    @staticmethod
+    def forward(ctx: Any, flat: Tensor, scale: float) -> Tensor:
+        ctx.save_for_backward(flat)
+        ctx.scale = scale
+        return torch.bmm(flat.transpose(1, 2), flat) * scale
+
+    @staticmethod
+    def backward(ctx: Any, grad: Tensor) -> tuple[Tensor, None]:
+        (flat,) = ctx.saved_tensors
+        return torch.bmm(flat, grad + grad.transpose(1, 2)) * ctx.scale, None
+
+
 def gram_matrix(features: Tensor) -> Tensor:
     """N×C×H×W -> N×C×C, divided by C·H·W so the value does not depend on the frame size."""
     n, c, h, w = features.shape
-    flat = features.reshape(n, c, h * w)
-    return torch.bmm(flat, flat.transpose(1, 2)) / (c * h * w)
+    # (H·W)×C per image: a view, no copy, for channels-last features (what the loss network
+    # gives, see PerceptualLoss) and a transposed view for contiguous ones.
+    flat = features.permute(0, 2, 3, 1).reshape(n, h * w, c)
+    return _Gram.apply(flat, 1.0 / (c * h * w))
 
 
 def total_variation(image: Tensor) -> Tensor:
@@ -41,6 +63,12 @@ def total_variation(image: Tensor) -> Tensor:
     dx = image[..., :, 1:] - image[..., :, :-1]
     dy = image[..., 1:, :] - image[..., :-1, :]
     return dx.pow(2).mean() + dy.pow(2).mean()
+
+
+def _channels_last(image: Tensor) -> Tensor:
+    """`image` in the loss network's memory format (a copy unless it already is; never the
+    caller's tensor modified)."""
+    return image.contiguous(memory_format=torch.channels_last)
 
 
 @dataclass(frozen=True)
@@ -86,7 +114,9 @@ class PerceptualLoss(nn.Module):
         style_layer_weights: Sequence[float] | None = None,
     ) -> None:
         super().__init__()
-        self.features = features
+        # Channels-last: oneDNN's convolutions (forward and backward) are faster in it on CPUs,
+        # and the Gram matrices read its features without a copy.
+        self.features = features.to(memory_format=torch.channels_last)
         self.weights = weights
         self.style_layers = tuple(style_layers)
         self.content_layers = tuple(content_layers)
@@ -108,7 +138,7 @@ class PerceptualLoss(nn.Module):
         grams: dict[str, Tensor] = {}
         with torch.no_grad():
             for image, weight in zip(images, blend, strict=True):
-                feats = self.features(image)
+                feats = self.features(_channels_last(image))
                 for layer in self.style_layers:
                     g = gram_matrix(feats[layer]) * weight
                     grams[layer] = grams[layer] + g if layer in grams else g
@@ -123,7 +153,7 @@ class PerceptualLoss(nn.Module):
 
     def set_content(self, content: Tensor) -> None:
         with torch.no_grad():
-            feats = self.features(content)
+            feats = self.features(_channels_last(content))
         self._content = {layer: feats[layer].detach() for layer in self.content_layers}
         self._content_norms = {
             layer: t.pow(2).mean().clamp_min(_EPS) for layer, t in self._content.items()
@@ -132,7 +162,7 @@ class PerceptualLoss(nn.Module):
     def forward(self, image: Tensor) -> LossTerms:
         if not self._style_grams or not self._content:
             raise RuntimeError("set_style() and set_content() must be called before the loss")
-        feats = self.features(image)
+        feats = self.features(_channels_last(image))
         content = sum(
             (feats[layer] - target).pow(2).mean() / self._content_norms[layer]
             for layer, target in self._content.items()

@@ -15,6 +15,15 @@ from torch import Tensor
 
 IterationCallback = Callable[[int, float], None]
 
+# How pixels are kept in [0, 1] (compared by bench/bounds.py):
+#   "clamp"   - the image is clamped in place before every evaluation (the PyTorch neural-style
+#               tutorial's way); L-BFGS's curvature pairs then describe steps it did not take;
+#   "forward" - the loss sees clamp(x) and x itself is free, so every step is the one L-BFGS
+#               took and every recorded loss is exactly that of the image returned;
+#   "after"   - unconstrained, clamped once at the end;
+#   "sigmoid" - optimised in logits, image = sigmoid(z).
+BOUNDS = ("clamp", "forward", "after", "sigmoid")
+
 
 @dataclass
 class OptimizeResult:
@@ -59,19 +68,44 @@ def optimize_image(
     stop_tolerance: float = 1e-4,
     stop_window: int = 20,
     on_iteration: IterationCallback | None = None,
+    bounds: str = "clamp",
+    step_scale: Tensor | None = None,
 ) -> OptimizeResult:
-    """Minimise `loss_fn(image)` starting from a copy of `init` (which is never modified)."""
+    """Minimise `loss_fn(image)` starting from a copy of `init` (which is never modified).
+
+    `step_scale` (broadcastable to the image, > 0): a diagonal preconditioner. The optimiser
+    works on x with image = step_scale · x, so a pixel with scale k moves k² times as far for
+    the same gradient; L-BFGS models the curvature of the whole image with one scalar, which
+    the stiffest pixels set."""
+    if bounds not in BOUNDS:
+        raise ValueError(f"unknown bounds {bounds!r}")
+    start = init.detach()
+    if bounds == "sigmoid":
+        start = torch.logit(start.clamp(1e-3, 1.0 - 1e-3))
+    scale = torch.ones_like(start) if step_scale is None else step_scale.expand_as(start)
     # contiguous: L-BFGS flattens gradients with view(), which fails on permuted strides.
-    image = init.detach().clone(memory_format=torch.contiguous_format).requires_grad_(True)
+    variable = (start / scale).contiguous().requires_grad_(True)
     losses: list[float] = []
     rule = _StopRule(stop_tolerance, stop_window)
-    best: list[Tensor] = [image.detach().clone()]
+
+    def image_of(x: Tensor) -> Tensor:
+        x = x * scale if step_scale is not None else x
+        if bounds == "sigmoid":
+            return torch.sigmoid(x)
+        if bounds == "forward":
+            return x.clamp(0.0, 1.0)
+        return x
+
+    best: list[Tensor] = [image_of(variable).detach().clone()]
 
     def evaluate() -> Tensor:
-        # Keep pixels displayable while optimising (as the PyTorch neural-style tutorial does):
-        # unconstrained pixels drift far outside [0, 1] and the final clamp then undoes progress.
-        with torch.no_grad():
-            image.clamp_(0.0, 1.0)
+        if bounds == "clamp":
+            with torch.no_grad():
+                if step_scale is None:
+                    variable.clamp_(0.0, 1.0)
+                else:
+                    variable.copy_((variable * scale).clamp(0.0, 1.0) / scale)
+        image = image_of(variable)
         loss = loss_fn(image)
         loss.backward()
         value = float(loss.detach())
@@ -90,7 +124,7 @@ def optimize_image(
         # step() per iteration would re-evaluate the loss at the start of each call.
         # No line search, as in neural-style: it costs evaluations and rarely helps here.
         lbfgs = torch.optim.LBFGS(
-            [image],
+            [variable],
             lr=1.0,
             max_iter=iterations,
             max_eval=iterations,
@@ -102,7 +136,7 @@ def optimize_image(
         def closure() -> Tensor:
             lbfgs.zero_grad()
             loss = evaluate()
-            # Raising after the evaluation leaves `image` at the point whose loss was recorded.
+            # Raising after the evaluation leaves `variable` at the point whose loss was recorded.
             if rule.reached(losses):
                 raise _Converged
             return loss
@@ -112,7 +146,7 @@ def optimize_image(
         except _Converged:
             stopped_early = True
     elif optimizer == "adam":
-        adam = torch.optim.Adam([image], lr=learning_rate)
+        adam = torch.optim.Adam([variable], lr=learning_rate)
         for _ in range(iterations):
             if rule.reached(losses):
                 stopped_early = True

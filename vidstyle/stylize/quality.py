@@ -11,7 +11,8 @@ where the source changed along the flow) start afresh, so nothing is dragged beh
 object. Those new pixels would otherwise stay close to the photo for many frames (a wake): the
 whole-frame Gram matrices barely notice a small unstylised patch, so it gets almost no style
 gradient. They start from the content frame recoloured into the frame's stylised palette
-(`palette_start`), and the frame's budget grows with their share of it (`warm_budget`).
+(`palette_start`), take larger optimiser steps than the carried pixels (`new_pixel_steps`), and
+the frame's budget grows a little with their share of it (`warm_budget`).
 (Matching the style inside the new region alone, with guided Gram matrices, was measured and
 rejected: it paints a whole style's worth of swirls into a small moving object.) A frame that
 starts a new shot (`FrameRecord.new_shot`) starts fresh, like frame 1. `temporal_weight` adds
@@ -44,11 +45,12 @@ from vidstyle.temporal.losses import temporal_loss
 
 log = logging.getLogger(__name__)
 
-# A warm frame gets `iterations` plus this share of the first-frame budget's extra for each unit
-# share of new (not carried) pixels: a frame all new gets the first-frame budget. Measured on
-# the sample at 128 px: without the growth later frames' style distance was +16% over
-# independent frames, with twice this growth +7% at three times the iterations.
-NEW_SHARE_FOR_FULL_BUDGET = 1.0
+# A warm frame gets `iterations` plus the first-frame budget's extra times its share of new or
+# still-settling pixels divided by this: 5 gives a frame all new a fifth of the extra. With
+# larger steps for new pixels (NEW_PIXEL_STEP) that is as good as growing to the full budget
+# (1 here) at 0.4x the iterations; without either, new regions stay paler than the rest
+# (bench/warm_budget.py, docs/quality.md).
+NEW_SHARE_FOR_FULL_BUDGET = 5.0
 
 
 # Pixels that were new (uncovered, or part of a moving object) are anchored by the temporal term
@@ -57,11 +59,23 @@ NEW_SHARE_FOR_FULL_BUDGET = 1.0
 # where an object passed (a wake) that never catches up with the rest of the painting.
 SETTLE_FRAMES = 4
 
+# Step scale of new pixels on warm frames (optimize_image's step_scale; still-settling pixels
+# get a share of it): carried pixels are held by the temporal term, which makes them stiff, and
+# L-BFGS's one curvature estimate for the whole image, set by them, then gives the unanchored
+# new pixels steps too small to reach the style within a warm budget.
+NEW_PIXEL_STEP = 3.0
+
 
 def warm_budget(iterations: int, first_iterations: int, new_share: float) -> int:
     """Iterations for a warm-started frame of which `new_share` (0..1) is not carried over."""
     extra = max(first_iterations - iterations, 0) * min(new_share / NEW_SHARE_FOR_FULL_BUDGET, 1.0)
     return iterations + round(extra)
+
+
+def new_pixel_steps(anchor: Tensor) -> Tensor:
+    """Per-pixel step scale of a warm frame: NEW_PIXEL_STEP where nothing anchors the pixel
+    (`anchor` 0), 1 where it is fully anchored, in between while it settles."""
+    return 1.0 + (NEW_PIXEL_STEP - 1.0) * (1.0 - anchor)
 
 
 def palette_start(content: Tensor, carried: Tensor, reliable: Tensor) -> Tensor:
@@ -241,6 +255,9 @@ class QualityStylizer:
                 )
             else:
                 budget = self.settings.iterations
+            step_scale = None
+            if warm and target is not None and self.settings.init == "warped":
+                step_scale = new_pixel_steps(target[1])
             coarse_iterations = 0
             if fresh and self.settings.coarse_to_fine:
                 # Part of the budget runs at smaller sizes first (vidstyle.stylize.multiscale).
@@ -269,6 +286,7 @@ class QualityStylizer:
                 stop_tolerance=self.settings.stop_tolerance,
                 stop_window=self.settings.stop_window,
                 on_iteration=self.on_iteration,
+                step_scale=step_scale,
             )
             stats = FrameStats(
                 index=record.index,
