@@ -113,13 +113,13 @@ def test_a_dry_run_makes_the_checks_a_render_makes_before_its_first_frame(
 ) -> None:
     import errno
 
-    from vidstyle.media import writer
+    from vidstyle.media import output as media_output
 
     clip = mediagen.make_video(tmp_path / "clip.mp4", frames=3, audio=False)
     style = mediagen.make_image(tmp_path / "style.png", (48, 48))
     out = tmp_path / "out"
     out.mkdir()
-    real = writer.tempfile.NamedTemporaryFile
+    real = media_output.tempfile.NamedTemporaryFile
 
     def refuse(*args: object, **kwargs: object) -> object:
         # A read-only folder (chmod does not stop root, who runs CI containers).
@@ -127,7 +127,7 @@ def test_a_dry_run_makes_the_checks_a_render_makes_before_its_first_frame(
             raise PermissionError(errno.EACCES, "Permission denied")
         return real(*args, **kwargs)  # type: ignore[call-overload]
 
-    monkeypatch.setattr(writer.tempfile, "NamedTemporaryFile", refuse)
+    monkeypatch.setattr(media_output.tempfile, "NamedTemporaryFile", refuse)
     assert run([clip, "-s", style, "-o", out, "--dry-run", *FAST]) == 1
     err = capsys.readouterr().err
     assert "permission denied" in err.lower() and str(out) in err

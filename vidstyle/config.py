@@ -135,8 +135,8 @@ class RenderSettings:
     )
     threads: int | None = setting(
         None,
-        "CPU threads of each render [default: the machine's cores, shared by the --jobs "
-        "workers; 1 per task with --cluster]. On a CPU the pixels depend on it (in their last "
+        "CPU threads of each render (unset: the machine's cores, shared by the --jobs "
+        "workers; 1 per task with --cluster). On a CPU the pixels depend on it (in their last "
         "bits, which quality mode's optimiser amplifies): the same --threads gives the same "
         "video however the work is split.",
         PANEL_MODE,
