@@ -582,8 +582,8 @@ class TrainSettings:
     # Output-level temporal loss on consecutive video frames (Ruder et al. 2016's masked
     # difference to the flow-warped previous output, trained in as in ReCoNet, Gao et al.
     # 2018). Costs one extra network pass per pair. Unset, it is on wherever it can be: trained
-    # with pretrained features, quality mode's weight cut the sample's warping error by about a
-    # third at the same style distance (docs/fast.md), and a video tool's network should not
+    # with pretrained features, quality mode's weight cut the sample's warping error by a third to
+    # two fifths at the same style distance (docs/fast.md), and a video tool's network should not
     # flicker by default; an image folder alone has no frame pairs to learn it from.
     temporal_weight: float | None = setting(
         None,
