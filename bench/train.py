@@ -17,8 +17,8 @@ Renders are kept in `--work` (the quality render is reused while its settings ar
 existing render made with other settings is rendered again), and `--grid` saves a PNG of frames
 from the source, the quality render and every fast render, one row each, to look at.
 
-    python bench/train.py /work/out/fast/clip.pth /work/out/fast/photos.pth \
-        --vgg-weights vgg16.pth --size 192 --frames 16 --grid docs/images/fast.png
+    python bench/train.py clip.pth photos=photos.pth --vgg-weights vgg16.pth --size 192 \
+        --frames 16 --grid grid.png
 
 Prints a Markdown table per clip and writes JSON to bench/results/train.json.
 """
