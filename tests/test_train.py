@@ -5,6 +5,8 @@ Everything is tiny: 32-px crops, the `small` network, random-weight VGG features
 
 from __future__ import annotations
 
+import logging
+import re
 from dataclasses import replace
 from pathlib import Path
 
@@ -13,7 +15,7 @@ import pytest
 import torch
 from clitools import run
 
-from vidstyle.config import TrainSettings
+from vidstyle.config import RenderSettings, TrainSettings
 from vidstyle.errors import ConfigError, InputError, RenderInterrupted, WeightsError
 from vidstyle.models import MODELS_ENV, load_model, read_model_info
 from vidstyle.nets.transformer import TransformerNet
@@ -80,6 +82,36 @@ def test_a_few_steps_lower_the_loss(images: Path, style: Path, tmp_path: Path) -
     assert info.style == "waves.png" and info.arch.name == "small"
     assert info.training["steps"] == 15 and info.training["size"] == 32
     assert info.training["loss_network"].startswith("random")
+
+
+def test_the_time_a_run_will_take_is_logged_after_its_first_steps(
+    images: Path, style: Path, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, logger="vidstyle")
+    settings = replace(TINY, steps=8, checkpoint_every=0)
+    train(style, [images], tmp_path / "m.pth", settings)
+    messages = [r.getMessage() for r in caplog.records]
+    assert "Training the small network: 8 steps of 2 crops of 32 px on cpu" in messages
+    # Timed over steps 2-4 (the first carries the warm-up), once, before the bar's ETA settles.
+    estimates = [m for m in messages if "for the remaining" in m]
+    assert len(estimates) == 1
+    assert re.fullmatch(r"\S+ s a step on cpu: about \d+ s for the remaining 4 steps", estimates[0])
+
+
+def test_a_long_cpu_run_is_told_how_to_train_sooner(
+    images: Path,
+    style: Path,
+    tmp_path: Path,
+    caplog: pytest.LogCaptureFixture,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import vidstyle.stylize.train as training
+
+    monkeypatch.setattr(training, "_LONG_CPU_RUN_S", 0.0)  # every run counts as long
+    caplog.set_level(logging.INFO, logger="vidstyle")
+    train(style, [images], tmp_path / "m.pth", replace(TINY, steps=6, checkpoint_every=0))
+    (estimate,) = [r.getMessage() for r in caplog.records if "for the remaining" in r.getMessage()]
+    assert "--size 128" in estimate
 
 
 def test_data_discovery(images: Path, tmp_path: Path, clip: Path) -> None:
@@ -168,6 +200,23 @@ def test_training_on_a_video_with_the_temporal_loss(style: Path, tmp_path: Path)
     )
     info = read_model_info(result.model)
     assert info.training["temporal_weight"] == 10.0 and info.training["data"] == [str(clip)]
+
+
+def test_the_temporal_loss_is_on_by_default_for_video_and_off_for_images_alone(
+    images: Path, style: Path, tmp_path: Path
+) -> None:
+    clip = mediagen.make_video(tmp_path / "pan.mp4", frames=12, size=(64, 48))
+    unset = replace(TINY, steps=1, frames_per_video=4, checkpoint_every=0)
+    assert unset.temporal_weight is None
+    reports: list[StepReport] = []
+    video = train(style, [clip], tmp_path / "v.pth", unset, on_step=reports.append)
+    assert "temporal" in reports[-1].losses
+    default = RenderSettings().temporal_weight
+    assert default > 0
+    assert read_model_info(video.model).training["temporal_weight"] == default
+    # An image folder alone trains without it rather than failing for want of frame pairs.
+    still = train(style, [images], tmp_path / "i.pth", unset)
+    assert read_model_info(still.model).training["temporal_weight"] == 0.0
 
 
 def test_temporal_loss_needs_video(images: Path, style: Path, tmp_path: Path) -> None:

@@ -599,13 +599,19 @@ class TrainSettings:
     )
     # Output-level temporal loss on consecutive video frames (Ruder et al. 2016's masked
     # difference to the flow-warped previous output, trained in as in ReCoNet, Gao et al.
-    # 2018). Costs one extra network pass per pair.
-    temporal_weight: float = setting(
-        0.0,
+    # 2018). Costs one extra network pass per pair. Unset, it is on wherever it can be: trained
+    # with pretrained features, quality mode's weight cut the sample's warping error by a third to
+    # two fifths at the same style distance (docs/fast.md), and a video tool's network should not
+    # flicker by default; an image folder alone has no frame pairs to learn it from.
+    temporal_weight: float | None = setting(
+        None,
         "Temporal loss on consecutive video frames (flow-warped previous output vs current "
-        "output, masked); needs video --data; 0: off.",
+        "output, masked); needs video --data; 0: off. Default: quality mode's "
+        f"{RenderSettings.temporal_weight:g} when --data has videos, else 0.",
         PANEL_LOSS,
         low=0.0,
+        kind=float,
+        example="50",
     )
     style_scale: float = setting(
         RenderSettings.style_scale,

@@ -29,7 +29,7 @@ import numpy as np
 import torch
 from PIL import Image, UnidentifiedImageError
 
-from vidstyle.config import TrainSettings
+from vidstyle.config import RenderSettings, TrainSettings
 from vidstyle.device import resolve_device
 from vidstyle.errors import ConfigError, InputError, RenderInterrupted, VidstyleError, WeightsError
 from vidstyle.filetypes import IMAGE_EXTENSIONS, VIDEO_EXTENSIONS
@@ -127,6 +127,15 @@ def find_data(paths: Sequence[Path]) -> DataSources:
         if not found:
             raise InputError("folder holds no images or videos to train on", path)
     return DataSources(images=tuple(images), videos=tuple(videos))
+
+
+def with_default_temporal_weight(settings: TrainSettings, sources: DataSources) -> TrainSettings:
+    """An unset temporal weight becomes quality mode's when there are videos to learn motion
+    from, else 0 (an image folder alone has no consecutive frames)."""
+    if settings.temporal_weight is not None:
+        return settings
+    weight = RenderSettings.temporal_weight if sources.videos else 0.0
+    return settings.replace(temporal_weight=weight)
 
 
 def _training_scale(width: int, height: int, size: int) -> tuple[int, int]:
@@ -361,6 +370,7 @@ def train(
         raise ConfigError("model files end in .pth; name --out like starry.pth", out)
     style_image = load_style_image(style)
     sources = find_data(data)
+    settings = with_default_temporal_weight(settings, sources)
     device = resolve_device(settings.device)
     ckpt_path = checkpoint_path(out)
 
@@ -421,6 +431,16 @@ def train(
     start_step = step
     started = time.perf_counter()
     last: dict[str, float] = {}
+    if step < settings.steps:
+        log.info(
+            "Training the %s network: %d steps of %d crops of %d px on %s",
+            settings.arch,
+            settings.steps - step,
+            settings.batch_size,
+            settings.size,
+            device.type,
+        )
+    eta = _EtaEstimate(start_step, settings.steps, device)
     try:
         while step < settings.steps:
             tick = time.perf_counter()
@@ -445,6 +465,7 @@ def train(
                 )
             if on_step is not None:
                 on_step(StepReport(step, settings.steps, last, time.perf_counter() - tick))
+            eta.step_done(step)
             if settings.checkpoint_every and step % settings.checkpoint_every == 0:
                 save_checkpoint()
                 log.info("Step %d/%d: %s; checkpoint saved", step, settings.steps, _fmt(last))
@@ -476,6 +497,63 @@ def train(
         losses=last,
         seconds=seconds,
     )
+
+
+# Steps timed (after the first, which carries the warm-up) before the time a run will take is
+# logged: a progress bar's ETA needs a few steps to settle, and on a CPU a step can take
+# seconds, so the one-line estimate is what tells a user early whether to wait or to stop.
+_ETA_TIMED_STEPS = 3
+# An estimated run this long on a CPU gets a pointer to the quicker settings.
+_LONG_CPU_RUN_S = 3600.0
+
+
+class _EtaEstimate:
+    """Logs once how long the rest of the run will take, from the first few steps' pace."""
+
+    def __init__(self, start_step: int, steps: int, device: torch.device) -> None:
+        self.start_step = start_step
+        self.steps = steps
+        self.device = device
+        self._since: float | None = None  # end of the first step of this run
+        self._logged = False
+
+    def step_done(self, step: int) -> None:
+        if self._logged:
+            return
+        now = time.perf_counter()
+        if self._since is None:
+            self._since = now
+            return
+        timed = step - self.start_step - 1
+        if timed < _ETA_TIMED_STEPS:
+            return
+        self._logged = True
+        if step >= self.steps:
+            return  # a short run: done before there was anything to estimate
+        per_step = (now - self._since) / timed
+        remaining = per_step * (self.steps - step)
+        hint = ""
+        if self.device.type == "cpu" and remaining > _LONG_CPU_RUN_S:
+            hint = (
+                "; on a CPU, --size 128 --steps 500 gives a usable model sooner (README: fast mode)"
+            )
+        log.info(
+            "%.2g s a step on %s: about %s for the remaining %d steps%s",
+            per_step,
+            self.device.type,
+            _duration(remaining),
+            self.steps - step,
+            hint,
+        )
+
+
+def _duration(seconds: float) -> str:
+    """`3 h 05 min`, `12 min`, `40 s`: the precision an estimate has."""
+    if seconds < 60:
+        return f"{round(seconds)} s"
+    minutes = round(seconds / 60)
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours} h {minutes:02d} min" if hours else f"{minutes} min"
 
 
 def _temporal_term(
