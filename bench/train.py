@@ -108,12 +108,12 @@ def bench_clip(clip: Path, models: list[tuple[str, Path]], args: argparse.Namesp
     quality = resolve_settings("quality", overrides=common)
     work = args.work
     work.mkdir(parents=True, exist_ok=True)
-    reference = work / f"{clip.stem}.quality-{args.size}px.mp4"
+    reference = work / f"{clip.stem}.quality{args.size}.mp4"
     seconds = render(clip, reference, quality, [args.style])
     rows = [Row("quality (defaults)", reference, seconds, "")]
     for label, model in models:
         fast = resolve_settings(overrides={**common, "model": str(model), "overwrite": True})
-        output = work / f"{clip.stem}.{label}-{args.size}px.mp4"
+        output = work / f"{clip.stem}.{label}{args.size}.mp4"
         rows.append(Row(label, output, render(clip, output, fast, []), describe_training(model)))
 
     results = []

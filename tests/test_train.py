@@ -15,7 +15,7 @@ import pytest
 import torch
 from clitools import run
 
-from vidstyle.config import RenderSettings, TrainSettings
+from vidstyle.config import TrainSettings
 from vidstyle.errors import ConfigError, InputError, RenderInterrupted, WeightsError
 from vidstyle.models import MODELS_ENV, load_model, read_model_info
 from vidstyle.nets.transformer import TransformerNet
@@ -200,23 +200,6 @@ def test_training_on_a_video_with_the_temporal_loss(style: Path, tmp_path: Path)
     )
     info = read_model_info(result.model)
     assert info.training["temporal_weight"] == 10.0 and info.training["data"] == [str(clip)]
-
-
-def test_the_temporal_loss_is_on_by_default_for_video_and_off_for_images_alone(
-    images: Path, style: Path, tmp_path: Path
-) -> None:
-    clip = mediagen.make_video(tmp_path / "pan.mp4", frames=12, size=(64, 48))
-    unset = replace(TINY, steps=1, frames_per_video=4, checkpoint_every=0)
-    assert unset.temporal_weight is None
-    reports: list[StepReport] = []
-    video = train(style, [clip], tmp_path / "v.pth", unset, on_step=reports.append)
-    assert "temporal" in reports[-1].losses
-    default = RenderSettings().temporal_weight
-    assert default > 0
-    assert read_model_info(video.model).training["temporal_weight"] == default
-    # An image folder alone trains without it rather than failing for want of frame pairs.
-    still = train(style, [images], tmp_path / "i.pth", unset)
-    assert read_model_info(still.model).training["temporal_weight"] == 0.0
 
 
 def test_temporal_loss_needs_video(images: Path, style: Path, tmp_path: Path) -> None:

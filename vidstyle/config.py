@@ -599,19 +599,16 @@ class TrainSettings:
     )
     # Output-level temporal loss on consecutive video frames (Ruder et al. 2016's masked
     # difference to the flow-warped previous output, trained in as in ReCoNet, Gao et al.
-    # 2018). Costs one extra network pass per pair. Unset, it is on wherever it can be: trained
-    # with pretrained features, quality mode's weight cut the sample's warping error by a third to
-    # two fifths at the same style distance (docs/fast.md), and a video tool's network should not
-    # flicker by default; an image folder alone has no frame pairs to learn it from.
-    temporal_weight: float | None = setting(
-        None,
+    # 2018). Costs one extra network pass per pair, and is off by default: on the sample with
+    # pretrained features it cut the warping error by a third at the same style distance, but
+    # left the picture flatter and (500 steps) a band of colour along the top edge
+    # (docs/fast.md); render-time smoothing steadies a fast render without either.
+    temporal_weight: float = setting(
+        0.0,
         "Temporal loss on consecutive video frames (flow-warped previous output vs current "
-        "output, masked); needs video --data; 0: off. Default: quality mode's "
-        f"{RenderSettings.temporal_weight:g} when --data has videos, else 0.",
+        "output, masked); needs video --data; 0: off.",
         PANEL_LOSS,
         low=0.0,
-        kind=float,
-        example="50",
     )
     style_scale: float = setting(
         RenderSettings.style_scale,

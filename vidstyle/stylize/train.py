@@ -29,7 +29,7 @@ import numpy as np
 import torch
 from PIL import Image, UnidentifiedImageError
 
-from vidstyle.config import RenderSettings, TrainSettings
+from vidstyle.config import TrainSettings
 from vidstyle.device import resolve_device
 from vidstyle.errors import ConfigError, InputError, RenderInterrupted, VidstyleError, WeightsError
 from vidstyle.filetypes import IMAGE_EXTENSIONS, VIDEO_EXTENSIONS
@@ -127,15 +127,6 @@ def find_data(paths: Sequence[Path]) -> DataSources:
         if not found:
             raise InputError("folder holds no images or videos to train on", path)
     return DataSources(images=tuple(images), videos=tuple(videos))
-
-
-def with_default_temporal_weight(settings: TrainSettings, sources: DataSources) -> TrainSettings:
-    """An unset temporal weight becomes quality mode's when there are videos to learn motion
-    from, else 0 (an image folder alone has no consecutive frames)."""
-    if settings.temporal_weight is not None:
-        return settings
-    weight = RenderSettings.temporal_weight if sources.videos else 0.0
-    return settings.replace(temporal_weight=weight)
 
 
 def _training_scale(width: int, height: int, size: int) -> tuple[int, int]:
@@ -370,7 +361,6 @@ def train(
         raise ConfigError("model files end in .pth; name --out like starry.pth", out)
     style_image = load_style_image(style)
     sources = find_data(data)
-    settings = with_default_temporal_weight(settings, sources)
     device = resolve_device(settings.device)
     ckpt_path = checkpoint_path(out)
 
