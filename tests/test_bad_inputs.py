@@ -1,4 +1,4 @@
-"""Every bad input of issue 5: one line naming the file and what to do, a non-zero exit code,
+"""Every bad input: one line naming the file and what to do, a non-zero exit code,
 no partial output, and no earlier output lost."""
 
 from __future__ import annotations

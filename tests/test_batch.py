@@ -1,4 +1,4 @@
-"""Batch rendering (issue 5): discovery, output planning, skip/overwrite, dry run, per-file
+"""Batch rendering: discovery, output planning, skip/overwrite, dry run, per-file
 failures and the summary, worker processes."""
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Artistic controls (issue 6): colour preservation, blended styles, coarse-to-fine, layer
+"""Artistic controls: colour preservation, blended styles, coarse-to-fine, layer
 settings. Random VGG features and tiny frames keep every test to a few seconds on a CPU."""
 
 from __future__ import annotations

@@ -337,7 +337,7 @@ def test_read_frames_skips_damaged_packets(
     damaged.write_bytes(bytes(data))
     with caplog.at_level(logging.WARNING, logger="vidstyle.media.reader"):
         frames = list(read_frames(probe(damaged)))
-    # Lost frames are filled with the previous good frame at their own timestamps (issue 5):
+    # Lost frames are filled with the previous good frame at their own timestamps:
     # the frame count and timing stay the source's.
     assert len(frames) == 48
     assert 1 <= sum(f.repeat for f in frames) <= 8

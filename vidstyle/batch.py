@@ -184,7 +184,7 @@ def _is_within(path: Path, folder: Path) -> bool:
 
 
 def style_groups(styles: Sequence[Path], settings: RenderSettings) -> list[tuple[Path, ...]]:
-    """Several --style values render every input in every style; with a blend (issue 6's
+    """Several --style values render every input in every style; with a blend (the
     `style_blend`) they are one style together. Fast mode has one group with no image."""
     if settings.mode == "fast":
         return [()]
