@@ -227,7 +227,7 @@ def render(
             "--cluster",
             help="Render on the Ray cluster at this address (auto, host:6379, ray://host:10001), "
             "a task per video (or per shot, with --split shots). Every node must see the inputs "
-            "and outputs under the same paths. Needs pip install 'vidstyle[ray]'.",
+            "and outputs under the same paths. Needs pip install 'vidstyle\\[ray]'.",
             rich_help_panel=PANEL_BATCH,
             show_default=False,
         ),
