@@ -7,6 +7,7 @@ Session-scoped media are shared between tests: treat them as read-only (write ou
 from __future__ import annotations
 
 import logging
+import shutil
 import sys
 from collections.abc import Iterator
 from fractions import Fraction
@@ -42,6 +43,14 @@ def clip_ntsc(media_dir: Path) -> Path:
 def style_image(media_dir: Path) -> Path:
     """A 64×64 RGB PNG style image with bold strokes."""
     return mediagen.make_image(media_dir / "style.png", (64, 64))
+
+
+@pytest.fixture
+def workdir(tmp_path: Path, clip: Path, style_image: Path) -> Path:
+    """A folder of its own holding `clip.mp4` and `style.png` (outputs land beside them)."""
+    shutil.copy(clip, tmp_path / "clip.mp4")
+    shutil.copy(style_image, tmp_path / "style.png")
+    return tmp_path
 
 
 @pytest.fixture(autouse=True)

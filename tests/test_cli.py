@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import shutil
 from dataclasses import fields
 from fractions import Fraction
 from pathlib import Path
@@ -27,13 +26,6 @@ def audio_packets(path: Path) -> list[tuple[int | None, bytes]]:
 
 def files_in(folder: Path) -> set[str]:
     return {p.name for p in folder.iterdir()}
-
-
-@pytest.fixture
-def workdir(tmp_path: Path, clip: Path, style_image: Path) -> Path:
-    shutil.copy(clip, tmp_path / "clip.mp4")
-    shutil.copy(style_image, tmp_path / "style.png")
-    return tmp_path
 
 
 def test_default_command_writes_stem_dot_style_beside_the_input(

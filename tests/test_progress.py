@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import re
-import shutil
 from pathlib import Path
 
 import mediagen
@@ -13,13 +12,6 @@ from terminal import run_in_terminal
 
 # Frame 1 long enough (no early stop) for the display to refresh during it on a fast machine.
 FRAME_ONE_ITERATIONS = ["--first-iterations", "150", "--iterations", "1", "--stop-tolerance", "0"]
-
-
-@pytest.fixture
-def workdir(tmp_path: Path, clip: Path, style_image: Path) -> Path:
-    shutil.copy(clip, tmp_path / "clip.mp4")
-    shutil.copy(style_image, tmp_path / "style.png")
-    return tmp_path
 
 
 def test_render_bar_in_a_terminal(workdir: Path) -> None:

@@ -12,13 +12,6 @@ from clitools import FAST, frame_count, run
 from vidstyle.provenance import recorded_settings
 
 
-@pytest.fixture
-def workdir(tmp_path: Path, clip: Path, style_image: Path) -> Path:
-    shutil.copy(clip, tmp_path / "clip.mp4")
-    shutil.copy(style_image, tmp_path / "style.png")
-    return tmp_path
-
-
 def test_a_preview_is_reported_stale_by_the_full_render(
     workdir: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
