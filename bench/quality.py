@@ -36,9 +36,10 @@ import mediagen  # noqa: E402
 
 from vidstyle.config import resolve_settings  # noqa: E402
 from vidstyle.device import resolve_device  # noqa: E402
+from vidstyle.frame import decode_records  # noqa: E402
 from vidstyle.media import plan_size, probe  # noqa: E402
 from vidstyle.nets.vgg import VGGFeatures  # noqa: E402
-from vidstyle.pipeline import _to_records, build_loss  # noqa: E402
+from vidstyle.pipeline import build_loss  # noqa: E402
 from vidstyle.stylize.quality import FrameStats, QualityStylizer  # noqa: E402
 from vidstyle.stylize.style_image import load_style_image, style_tensor  # noqa: E402
 from vidstyle.temporal import flow_stage  # noqa: E402
@@ -181,7 +182,9 @@ def run(args: argparse.Namespace) -> dict:
                 stylizer = QualityStylizer(
                     loss, settings.replace(init=init), on_frame=floor.after_frame
                 )
-                records = flow_stage(settings, device)(_to_records(info, size, args.frames, device))
+                records = flow_stage(settings, device)(
+                    decode_records(info, size, args.frames, device)
+                )
                 floor.start_run()
                 rendered = list(stylizer(records))
                 gatys = [gatys_loss(loss, record) for record in rendered]

@@ -7,9 +7,13 @@ Tensors follow the project convention: float32, 1×3×H×W, RGB in [0, 1], on th
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass
 
+import torch
 from torch import Tensor
+
+from vidstyle.media import VideoInfo, image_to_tensor, read_frames
 
 
 @dataclass(frozen=True)
@@ -22,3 +26,20 @@ class FrameRecord:
     flow: Tensor | None = None  # 1×2×H×W, pixels, from this frame to the previous one
     reliable: Tensor | None = None  # 1×1×H×W in {0, 1}: where `flow` can be trusted
     new_shot: bool = False  # first frame or after a scene cut: nothing may come from before
+
+
+def decode_records(
+    info: VideoInfo,
+    size: tuple[int, int],
+    max_frames: int | None,
+    device: torch.device,
+    start: int = 0,
+) -> Iterator[FrameRecord]:
+    """The video's frames at `size` on `device`, as records, from frame `start` (frames before
+    it are decoded to count them, not converted to tensors) up to `max_frames`."""
+    for frame in read_frames(info, size=size, max_frames=max_frames):
+        if frame.index < start:
+            continue  # finished by an earlier run (resume), or another part's
+        yield FrameRecord(
+            index=frame.index, pts=frame.pts, content=image_to_tensor(frame.image, device)
+        )

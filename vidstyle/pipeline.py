@@ -12,7 +12,6 @@ import logging
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
-from fractions import Fraction
 from pathlib import Path
 from typing import Protocol
 
@@ -24,9 +23,9 @@ from vidstyle.config import RenderSettings, check_layer_weights
 from vidstyle.device import resolve_device
 from vidstyle.errors import OutputError, RenderInterrupted
 from vidstyle.fingerprint import render_fingerprint, settings_files
-from vidstyle.frame import FrameRecord
-from vidstyle.media import VideoInfo, image_to_tensor, read_frames, tensor_to_image
-from vidstyle.media.segments import SegmentedWriter
+from vidstyle.frame import FrameRecord, decode_records
+from vidstyle.media import image_to_tensor, tensor_to_image
+from vidstyle.media.segments import SegmentedWriter, preview_end_pts
 from vidstyle.media.still import image_size, read_image, write_image
 from vidstyle.memory import check_fits
 from vidstyle.prepare import RenderJob, RenderPlan, prepare
@@ -322,7 +321,6 @@ def run(plan: RenderPlan, stages: Stages, work: WorkDir, progress: Progress) -> 
     total = plan.frames if shot is None else shot.stop
     if stages.share is not None:
         stages.share.progress, stages.share.fresh_next = progress, start == first
-    frame_ticks = Fraction(1) / (info.fps * info.time_base) if info.fps else Fraction(1)
     started = time.perf_counter()
     written = 0
     name = plan.input.name if shot is None else shot.describe(plan.input.name)
@@ -355,20 +353,12 @@ def run(plan: RenderPlan, stages: Stages, work: WorkDir, progress: Progress) -> 
                 written += 1
                 progress.advance()
         if shot is not None:
-            return RenderResult(
-                input=plan.input,
-                output=plan.output,
-                status="rendered",
-                frames=work.saved_frames,
-                seconds=time.perf_counter() - started,
-                size=size,
-                resumed_from=start - first,
-            )
-        end_pts = None
-        if settings.max_frames is not None and work.last_pts is not None:
-            # A preview's audio ends where its last frame ends.
-            end_pts = work.last_pts + round(frame_ticks)
-        frames_total = work.join(info, audio=settings.audio, end_pts=end_pts)
+            frames_total = work.saved_frames  # joined with the other parts when all are done
+        else:
+            end_pts = None
+            if settings.max_frames is not None and work.last_pts is not None:
+                end_pts = preview_end_pts(work.last_pts, info)
+            frames_total = work.join(info, audio=settings.audio, end_pts=end_pts)
     except BaseException as err:
         work.remove_if_empty()
         if not isinstance(err, KeyboardInterrupt):
@@ -381,7 +371,7 @@ def run(plan: RenderPlan, stages: Stages, work: WorkDir, progress: Progress) -> 
     seconds = time.perf_counter() - started
     log.info(
         "%s: %d frames in %.1f s (%.2f frames/s)",
-        plan.output.name,
+        plan.output.name if shot is None else name,
         written,
         seconds,
         written / seconds if seconds else 0.0,
@@ -393,7 +383,7 @@ def run(plan: RenderPlan, stages: Stages, work: WorkDir, progress: Progress) -> 
         frames=frames_total,
         seconds=seconds,
         size=size,
-        resumed_from=start,
+        resumed_from=start - first,
     )
 
 
@@ -409,7 +399,7 @@ def _compose(
     assert plan.info is not None and plan.size is not None
     # Flow into the first new frame needs the source frame before it: decode one more.
     context = 1 if stages.flow is not None and start else 0
-    frames = _to_records(plan.info, plan.size, stop, stages.device, start=start - context)
+    frames = decode_records(plan.info, plan.size, stop, stages.device, start=start - context)
     threaded.append(frames)
     if stages.flow is not None:
         # Flow of the source frames, computed once on a worker thread ahead of the
@@ -427,21 +417,6 @@ def _compose(
         # After smoothing, so luminance-only output keeps the source's chroma exactly.
         records = stages.colors(records)
     return records
-
-
-def _to_records(
-    info: VideoInfo,
-    size: tuple[int, int],
-    max_frames: int | None,
-    device: torch.device,
-    start: int = 0,
-) -> Iterator[FrameRecord]:
-    for frame in read_frames(info, size=size, max_frames=max_frames):
-        if frame.index < start:
-            continue  # finished by an earlier run (resume): decoded only to count frames
-        yield FrameRecord(
-            index=frame.index, pts=frame.pts, content=image_to_tensor(frame.image, device)
-        )
 
 
 def _interrupted(saved: int, output: Path) -> RenderInterrupted:

@@ -26,7 +26,7 @@ import json
 import logging
 import math
 import shutil
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -34,9 +34,9 @@ import torch
 
 from vidstyle.config import RenderSettings
 from vidstyle.errors import OutputError
-from vidstyle.frame import FrameRecord
-from vidstyle.media import VideoInfo, image_to_tensor, read_frames
-from vidstyle.media.segments import join_segments
+from vidstyle.frame import decode_records
+from vidstyle.media import VideoInfo, read_frames
+from vidstyle.media.segments import join_segments, preview_end_pts
 from vidstyle.provenance import metadata_tags
 from vidstyle.temporal import flow_needed, flow_stage
 from vidstyle.workdir import WorkDir, work_dir_for
@@ -103,26 +103,17 @@ def plan_chunks(total: int, step: int, parts: int) -> list[Shot]:
     ]
 
 
-def _records(
-    info: VideoInfo, size: tuple[int, int], max_frames: int | None
-) -> Iterator[FrameRecord]:
-    # On the CPU, whatever the render's device: flow runs on the CPU (OpenCV) either way.
-    device = torch.device("cpu")
-    for frame in read_frames(info, size=size, max_frames=max_frames):
-        yield FrameRecord(
-            index=frame.index, pts=frame.pts, content=image_to_tensor(frame.image, device)
-        )
-
-
 def find_cuts(
     info: VideoInfo, size: tuple[int, int], settings: RenderSettings
 ) -> tuple[list[int], int]:
     """The frames a render with `settings` treats as a new shot, and the frame count.
 
     Runs the render's own flow stage over the decoded frames, so the cuts are the render's."""
-    stage = flow_stage(settings, torch.device("cpu"))
+    # On the CPU, whatever the render's device: flow runs on the CPU (OpenCV) either way.
+    cpu = torch.device("cpu")
+    stage = flow_stage(settings, cpu)
     total = 0
-    for record in stage(_records(info, size, settings.max_frames)):
+    for record in stage(decode_records(info, size, settings.max_frames, cpu)):
         total = record.index + 1
     return list(stage.cuts), total
 
@@ -141,13 +132,14 @@ def find_shots(
     *,
     parts: int,
 ) -> list[Shot]:
-    """The independent parts of a render of `info` (see the module docstring)."""
+    """The independent parts of a render of `info` (see the module docstring); empty when the
+    video renders as one part."""
     if carries_state(settings):
         if not flow_needed(settings):
-            # Independent frames of quality mode: no flow, so no cut is ever detected and the
-            # whole video is one shot.
-            log.info("%s: frames are rendered independently of each other", info.path.name)
-            return plan_shots([], count_frames(info, size, settings))
+            # Quality mode without flow (--init content, --smooth 0) never detects a cut, and
+            # fits its colour targets to frame 1: the whole video is one shot, no need to look.
+            log.info("%s: no cuts are looked for without optical flow; one part", info.path.name)
+            return []
         cuts, total = find_cuts(info, size, settings)
         shots = plan_shots(cuts, total)
         log.info(
@@ -208,10 +200,7 @@ def join_shots(
             )
         parts.append(work)
     segments = [segment for work in parts for segment in work.segments]
-    end_pts = None
-    if max_frames is not None and info.fps:
-        # A preview's audio ends where its last frame ends.
-        end_pts = segments[-1].last_pts + round(1 / (info.fps * info.time_base))
+    end_pts = None if max_frames is None else preview_end_pts(segments[-1].last_pts, info)
     identity = {k: v for k, v in parts[0].fingerprint.items() if k != PART_KEY}
     frames = join_segments(
         segments, output, info, audio=audio, end_pts=end_pts, tags=metadata_tags(identity)

@@ -16,6 +16,7 @@ import dataclasses
 import logging
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
+from fractions import Fraction
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -200,6 +201,13 @@ class SegmentedWriter(CloseOrAbort):
 
 
 # ------------------------------------------------------------------------------------ joining
+
+
+def preview_end_pts(last_pts: int, source: VideoInfo) -> int:
+    """Where a preview's audio ends (`--max-frames`): at the end of its last frame, shown at
+    `last_pts`."""
+    frame = Fraction(1) / (source.fps * source.time_base) if source.fps else Fraction(1)
+    return last_pts + round(frame)
 
 
 def join_segments(
