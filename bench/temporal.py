@@ -24,7 +24,11 @@ bench/results/temporal.json.
 
 Rows report, beside E_warp and the style distance, the trail ratio (`vidstyle.metrics.TrailRatio`)
 of each render against the independent frames: a ghost or a wake, which E_warp rewards, shows
-there.
+there; and retention ("kept", `vidstyle.metrics.retention`): at sampled frames, the detail and
+style distance of the render against the independent (fresh) render of the same frame, which
+a render that fades back towards the photo fails. For clips of 60 frames and more, where
+rendering every frame independently would take hours, bench/retention.py measures the same
+against fresh renders of the sampled frames only.
 """
 
 from __future__ import annotations
@@ -59,7 +63,7 @@ from vidstyle.media import (  # noqa: E402
     read_frames,
     tensor_to_image,
 )
-from vidstyle.metrics import StyleDistance, TrailRatio, WarpingError  # noqa: E402
+from vidstyle.metrics import StyleDistance, TrailRatio, WarpingError, retention  # noqa: E402
 from vidstyle.pipeline import build_loss  # noqa: E402
 from vidstyle.stylize.quality import QualityStylizer  # noqa: E402
 from vidstyle.stylize.style_image import load_style_image, style_tensor  # noqa: E402
@@ -198,6 +202,7 @@ def bench_clip(
     device: torch.device,
     temporal_weight: float,
     repeats: int,
+    retention_at: list[int],
 ) -> dict[str, Any]:
     height, width = images[0].shape[:2]
     loss = build_loss(base, device)
@@ -254,6 +259,8 @@ def bench_clip(
                 trail = None  # the reference itself
             else:
                 trail = trail_ratio(run.reliable, frames, independent)
+            # The independent frames are fresh renders of every frame (cold, frame-1 budget).
+            kept = [retention(i, frames[i], independent[i], distance) for i in retention_at]
             rows.append(
                 {
                     "init": run.settings.init,
@@ -264,6 +271,8 @@ def bench_clip(
                     "style_distance": style_distance,
                     "style_vs_content_pct": pct(style_distance, baseline.get("style")),
                     "trail_ratio": trail,
+                    "retention_detail": min((k.detail_ratio for k in kept), default=None),
+                    "retention_style": max((k.style_ratio for k in kept), default=None),
                     "seconds_per_frame": run.seconds_per_frame,
                     "iterations_per_frame": run.iterations_per_frame,
                 }
@@ -296,6 +305,7 @@ def bench_clip(
         "clip": label,
         "size": [width, height],
         "frames": len(images),
+        "retention_at": retention_at,
         "floor_e_warp": floor,
         "carried_e_warp": carried_e_warp,
         "carried_style_distance": carried_style,
@@ -330,12 +340,20 @@ def bench_clip(
     }
 
 
+def fmt_retention(row: dict[str, Any]) -> str:
+    """Retention as "worst detail ratio / worst style ratio" over the sampled frames."""
+    if row["retention_detail"] is None:
+        return "-"
+    return f"{row['retention_detail']:.2f} / {row['retention_style']:.2f}"
+
+
 def print_table(result: dict[str, Any]) -> None:
     width, height = result["size"]
     print(f"\n## {result['clip']}: {width}x{height}, {result['frames']} frames")
     header = (
         f"{'init':<8} {'temporal':>8} {'smooth':>6} {'E_warp':>10} {'vs content':>10} "
-        f"{'style dist':>10} {'vs content':>10} {'trail':>6} {'s/frame':>8} {'iter/frame':>10}"
+        f"{'style dist':>10} {'vs content':>10} {'trail':>6} {'kept':>11} {'s/frame':>8} "
+        f"{'iter/frame':>10}"
     )
     print(header)
     print("-" * len(header))
@@ -346,9 +364,15 @@ def print_table(result: dict[str, Any]) -> None:
             f"{fmt_pct(r['e_warp_vs_content_pct']):>10} {r['style_distance']:>10.4f} "
             f"{fmt_pct(r['style_vs_content_pct']):>10} "
             f"{'-' if r['trail_ratio'] is None else format(r['trail_ratio'], '.2f'):>6} "
+            f"{fmt_retention(r):>11} "
             f"{r['seconds_per_frame']:>8.2f} "
             f"{r['iterations_per_frame']:>10.1f}"
         )
+    print(
+        "kept: retention at frames "
+        + ", ".join(str(i) for i in result["retention_at"])
+        + " against the independent frames, the lowest detail ratio / highest style ratio"
+    )
     floor = result["floor_e_warp"]
     print(f"floor (E_warp of the original): {'-' if floor is None else f'{floor:.3e}'}")
     carried = result["carried_e_warp"]
@@ -419,6 +443,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--temporal-weight", type=float, default=RenderSettings.temporal_weight)
     parser.add_argument("--smooth", type=float, default=RenderSettings.smooth)
     parser.add_argument("--flow-preset", default=RenderSettings.flow_preset)
+    parser.add_argument(
+        "--retention-at",
+        default="5,10,15,30,45,60",
+        help="frames to measure retention at (those in the clip; see bench/retention.py)",
+    )
     parser.add_argument("--device", default="auto")
     parser.add_argument("--out", type=Path, default=ROOT / "bench" / "results" / "temporal.json")
     args = parser.parse_args(argv)
@@ -456,8 +485,9 @@ def main(argv: list[str] | None = None) -> int:
         clips += [(str(path), path) for path in args.clip]
         for label, path in clips:
             images = decode(path, args.size, args.frames)
+            at = [int(i) for i in args.retention_at.split(",") if 0 < int(i) < len(images)]
             result = bench_clip(
-                label, images, style, base, device, args.temporal_weight, args.repeats
+                label, images, style, base, device, args.temporal_weight, args.repeats, at
             )
             print_table(result)
             results.append(result)

@@ -11,11 +11,22 @@ import av
 import mediagen
 import numpy as np
 import pytest
+import torch
+import torch.nn.functional as F
 from clitools import run
 
 from vidstyle.config import RenderSettings
-from vidstyle.metrics import TrailRatio, evaluate_videos, warping_error
+from vidstyle.metrics import (
+    StyleDistance,
+    TrailRatio,
+    detail,
+    evaluate_videos,
+    retention,
+    warping_error,
+)
+from vidstyle.nets.vgg import VGGFeatures
 from vidstyle.pipeline import stylize_video
+from vidstyle.stylize.losses import LossWeights, PerceptualLoss
 
 SIZE = (96, 64)
 
@@ -176,3 +187,26 @@ def test_trail_ratio_sees_a_ghost_that_the_warping_error_rewards() -> None:
         ratios.append(meter.value())
     assert ratios[0] is not None and 0.8 < ratios[0] < 1.25
     assert ratios[1] is not None and ratios[1] > 3
+
+
+def test_retention_sees_a_frame_that_faded_towards_the_photo() -> None:
+    """A coherent frame as painted as the fresh one keeps ratios of 1; one whose strokes were
+    blurred away (steady, and evenly faded: E_warp and the trail ratio both pass it) does not."""
+    torch.manual_seed(0)
+    features = VGGFeatures(["relu1_1", "relu2_1"], weights="random", seed=0)
+    loss = PerceptualLoss(
+        features,
+        weights=LossWeights(1.0, 1.0, 0.0),
+        style_layers=("relu1_1", "relu2_1"),
+        content_layers=("relu2_1",),
+    )
+    style = torch.rand(1, 3, 32, 48)
+    distance = StyleDistance(loss, [style])
+    fresh = (0.5 + 0.4 * (torch.rand(1, 3, 32, 48) - 0.5)).clamp(0, 1)
+    faded = F.avg_pool2d(F.pad(fresh, (1, 1, 1, 1), mode="replicate"), 3, stride=1)
+    same = retention(7, fresh, fresh.clone(), distance)
+    assert same.index == 7
+    assert same.detail_ratio == pytest.approx(1.0) and same.style_ratio == pytest.approx(1.0)
+    blurred = retention(7, faded, fresh, distance)
+    assert blurred.detail_ratio < 0.6
+    assert detail(np.zeros((8, 8, 3), np.uint8)) == 0.0

@@ -21,6 +21,13 @@
   difference where nothing moved. About 1: the swept region is rendered like any other; well
   above 1: a ghost (the old object carried) or a wake (the uncovered background left
   unstylised).
+- Retention (`retention`): along a moving shot a warm-started frame can fade back towards the
+  photo, which neither E_warp nor the trail ratio sees (a faded frame is steady, and faded
+  evenly). So a coherent frame is compared with a fresh render of the same frame alone (cold
+  start, frame-1 budget, same settings): its detail (`detail`: mean |image − Gaussian blur|,
+  the fine structure a painting's strokes add) and its style distance, each as a ratio to the
+  fresh frame's. A detail ratio near 1 and a style ratio near 1: the frame is as painted as a
+  fresh one.
 """
 
 from __future__ import annotations
@@ -32,6 +39,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+import cv2
 import numpy as np
 import torch
 from torch import Tensor
@@ -39,7 +47,7 @@ from torch import Tensor
 from vidstyle.config import RenderSettings
 from vidstyle.device import resolve_device
 from vidstyle.errors import InputError
-from vidstyle.media import image_to_tensor, probe, read_frames
+from vidstyle.media import image_to_tensor, probe, read_frames, tensor_to_image
 from vidstyle.stylize.losses import PerceptualLoss, gram_matrix
 from vidstyle.temporal.flow import FlowEstimator, sample_along_flow
 
@@ -113,6 +121,41 @@ def warping_error(
     return meter.values()[1]
 
 
+# Blur of `detail`: strokes and texture are finer than this, object shapes are coarser.
+DETAIL_BLUR_SIGMA = 2.0
+
+
+def detail(image: np.ndarray) -> float:
+    """Mean |image − Gaussian blur (σ DETAIL_BLUR_SIGMA px)| of an H×W×3 image (uint8 or float;
+    the result is in the image's own scale)."""
+    values = image.astype(np.float32)
+    return float(np.abs(values - cv2.GaussianBlur(values, (0, 0), DETAIL_BLUR_SIGMA)).mean())
+
+
+@dataclass(frozen=True)
+class Retention:
+    """How painted a coherent frame is, against a fresh render of the same frame alone."""
+
+    index: int
+    detail_ratio: float  # detail(coherent) / detail(fresh): below 1, faded towards the photo
+    style_ratio: float  # style distance(coherent) / style distance(fresh): above 1, less styled
+
+
+def retention(
+    index: int,
+    coherent: Tensor,
+    fresh: Tensor,
+    distance: StyleDistance,
+) -> Retention:
+    """`Retention` of frame `index`: `coherent` and `fresh` are 1×3×H×W renders in [0, 1]."""
+    fresh_detail = detail(tensor_to_image(fresh))
+    return Retention(
+        index=index,
+        detail_ratio=detail(tensor_to_image(coherent)) / max(fresh_detail, 1e-6),
+        style_ratio=distance(coherent) / max(distance(fresh), 1e-12),
+    )
+
+
 class TrailRatio:
     """Accumulates the trail ratio (module docstring) of a coherent render against an
     independent one, frame by frame.
@@ -130,16 +173,24 @@ class TrailRatio:
     def add(
         self, reliable: np.ndarray | None, coherent: np.ndarray, independent: np.ndarray
     ) -> None:
-        if reliable is None:
-            self._swept = None  # a new shot: nothing has moved in it yet
+        if not self.sweep(reliable):
             return
-        rejected = reliable < 0.5
-        self._swept = rejected if self._swept is None else self._swept | rejected
+        assert self._swept is not None
         difference = np.abs(coherent.astype(np.float32) - independent.astype(np.float32))
         difference = difference.mean(axis=-1)
         for name, where in (("swept", self._swept), ("still", ~self._swept)):
             self._sums[name] += float(difference[where].sum())
             self._counts[name] += int(where.sum())
+
+    def sweep(self, reliable: np.ndarray | None) -> bool:
+        """Only grow the swept region by a frame's rejected pixels (for frames that have no
+        independent render to compare with). False for the first frame of a shot."""
+        if reliable is None:
+            self._swept = None  # a new shot: nothing has moved in it yet
+            return False
+        rejected = reliable < 0.5
+        self._swept = rejected if self._swept is None else self._swept | rejected
+        return True
 
     @property
     def swept_fraction(self) -> float:

@@ -66,6 +66,18 @@ SETTLE_FRAMES = 4
 NEW_PIXEL_STEP = 3.0
 
 
+# A warm frame is not finished when its budget is spent but when its style term is back within
+# this fraction of the level its shot's fresh first frame converged to: along a moving shot
+# every frame brings new content and resamples the rest, and a fixed budget lets each frame
+# fall a little further behind, so the picture fades back towards the photo (bench/retention.py,
+# docs/quality.md). Frames of one shot converge to within a few percent of each other's style
+# level when rendered fresh, so the first frame's is a target the later ones can reach.
+STYLE_RECOVERY_SLACK = 0.05
+# ... but it gets at most this many times its budget: a frame that cannot get there (a shot
+# whose content changes a lot) must not cost a fresh frame's iterations every time.
+RECOVERY_BUDGET_FACTOR = 3
+
+
 def warm_budget(iterations: int, first_iterations: int, new_share: float) -> int:
     """Iterations for a warm-started frame of which `new_share` (0..1) is not carried over."""
     extra = max(first_iterations - iterations, 0) * min(new_share / NEW_SHARE_FOR_FULL_BUDGET, 1.0)
@@ -138,6 +150,8 @@ class QualityStylizer:
         # SETTLE_FRAMES frames or more, or optimised as a fresh frame); None: all settled.
         self._settled: Tensor | None = None
         self._shot_content: Tensor | None = None
+        # The style term the shot's first frame converged to (see STYLE_RECOVERY_SLACK).
+        self._shot_style: float | None = None
         self._resumed: tuple[Tensor | None, Tensor | None] | None = None
 
     def initial_image(
@@ -196,19 +210,33 @@ class QualityStylizer:
         return anchor
 
     def _objective(
-        self, warm: bool, target: tuple[Tensor, Tensor] | None
+        self, warm: bool, target: tuple[Tensor, Tensor] | None, styles: list[float]
     ) -> Callable[[Tensor], Tensor]:
         """The loss of one frame: Gatys, plus the temporal term on warm-started frames (`target`:
-        the warped previous output and where it anchors the frame)."""
+        the warped previous output and where it anchors the frame). Each evaluation's style
+        term is appended to `styles`."""
         weight = self.settings.temporal_weight
         # Only warm starts get the temporal term: with init "content" frames are independent by
         # design (the baseline), and a new shot has nothing to be consistent with.
-        if not warm or weight <= 0 or target is None:
-            return lambda image: self.loss(image).total
-        warped, reliable = target
-        return lambda image: (
-            self.loss(image).total + weight * temporal_loss(image, warped, reliable)
-        )
+        temporal = warm and weight > 0 and target is not None
+
+        def objective(image: Tensor) -> Tensor:
+            terms = self.loss(image)
+            styles.append(terms.style)
+            if not temporal:
+                return terms.total
+            warped, reliable = target
+            return terms.total + weight * temporal_loss(image, warped, reliable)
+
+        return objective
+
+    def _recovered(self, budget: int, styles: list[float]) -> Callable[[int], bool] | None:
+        """When a warm frame may stop: its budget spent and its style term back at the shot's
+        level (see STYLE_RECOVERY_SLACK); None where there is no level to return to."""
+        if self._shot_style is None or RECOVERY_BUDGET_FACTOR <= 1:
+            return None
+        level = self._shot_style * (1.0 + STYLE_RECOVERY_SLACK)
+        return lambda evaluations: evaluations >= budget and styles[-1] <= level
 
     def get_resume_state(self) -> dict[str, Any]:
         """What the frame after the last one yielded needs (`vidstyle.resume.Resumable`)."""
@@ -216,12 +244,14 @@ class QualityStylizer:
             "previous": self._last,
             "settled": self._settled,
             "shot_content": self._shot_content,
+            "shot_style": self._shot_style,
         }
 
     def set_resume_state(self, state: Mapping[str, Any]) -> None:
         """Continue after a saved frame: the next `__call__` warm-starts from its output."""
         self._resumed = (state.get("previous"), state.get("shot_content"))
         self._settled = state.get("settled")
+        self._shot_style = state.get("shot_style")
 
     def __call__(self, frames: Iterable[FrameRecord]) -> Iterator[FrameRecord]:
         previous, shot = self._resumed or (None, None)
@@ -277,17 +307,23 @@ class QualityStylizer:
             if fresh:
                 self._shot_content = record.content
             self.loss.set_content(record.content)
+            styles: list[float] = []
+            recovered = self._recovered(budget, styles) if warm else None
             result = optimize_image(
-                self._objective(warm, target),
+                self._objective(warm, target, styles),
                 init,
-                iterations=budget,
+                iterations=budget * RECOVERY_BUDGET_FACTOR if recovered else budget,
                 optimizer=self.settings.optimizer,
                 learning_rate=self.settings.learning_rate,
                 stop_tolerance=self.settings.stop_tolerance,
                 stop_window=self.settings.stop_window,
                 on_iteration=self.on_iteration,
                 step_scale=step_scale,
+                stop_when=recovered,
             )
+            if fresh and result.losses:
+                # The style term of the image returned: the best one evaluated.
+                self._shot_style = styles[result.losses.index(min(result.losses))]
             stats = FrameStats(
                 index=record.index,
                 iterations=result.iterations + coarse_iterations,

@@ -1,0 +1,303 @@
+"""Benchmark: does quality mode stay painted along a moving shot?
+
+Renders a clip the way a render does (flow stage → quality stylizer → smoothing) with a preset's
+settings, and renders the sampled frames (default 15, 30, 45, 60) and the frame before each
+fresh: alone, cold, with the frame-1 budget and the same settings. For each variant it prints:
+
+- retention at every sampled frame (`vidstyle.metrics.retention`): the coherent frame's detail
+  and style distance as ratios to the fresh frame's (targets: detail ≥ 0.9, style ≤ 1.1);
+- E_warp of the coherent render (all pairs) and, on the sampled pairs (the frame before and
+  the frame), against the independent frames (target ≤ 0.3x);
+- the trail ratio against the independent frames at the sampled frames (target ≤ 1.2);
+- iterations and seconds per frame (CPU time too: it does not grow with other load).
+
+The independent frames are the fresh ones: a frame rendered alone is exactly what an
+independent render of it is, so the same renders serve retention, E_warp and the trail ratio.
+
+    python bench/make_moving_clip.py -o moving.mp4
+    python bench/retention.py moving.mp4 --style samples/style.png --vgg-weights vgg16.pth \\
+        --size 192
+
+Variants (`--variant`, repeatable) are the product's rule ("default") and rules it was
+compared with, switched on inside this script only; docs/quality.md has the tables. Writes
+JSON to bench/results/retention.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import platform
+import sys
+import time
+from collections.abc import Callable, Iterator
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "bench"))
+
+from temporal import decode, render  # noqa: E402
+
+from vidstyle.config import resolve_settings  # noqa: E402
+from vidstyle.device import resolve_device  # noqa: E402
+from vidstyle.frame import FrameRecord  # noqa: E402
+from vidstyle.media import image_to_tensor, tensor_to_image  # noqa: E402
+from vidstyle.metrics import (  # noqa: E402
+    StyleDistance,
+    TrailRatio,
+    WarpingError,
+    detail,
+    pair_warping_error,
+    retention,
+)
+from vidstyle.pipeline import build_loss  # noqa: E402
+from vidstyle.stylize import quality  # noqa: E402
+from vidstyle.stylize.style_image import load_style_image, style_tensor  # noqa: E402
+from vidstyle.temporal import flow as flow_module  # noqa: E402
+from vidstyle.temporal.flow import FlowEstimator  # noqa: E402
+
+
+@contextlib.contextmanager
+def patched(module: Any, name: str, value: Any) -> Iterator[None]:
+    """`module.name` set to `value` for the duration (a rule the product does not use)."""
+    old = getattr(module, name)
+    setattr(module, name, value)
+    try:
+        yield
+    finally:
+        setattr(module, name, old)
+
+
+# Rules compared with the product's, each a context that switches it on for one render.
+VARIANTS: dict[str, Callable[[], contextlib.AbstractContextManager[None]]] = {
+    "default": contextlib.nullcontext,
+    # The previous output resampled with grid_sample's bicubic (Keys) instead of the B-spline.
+    "bicubic-carry": lambda: patched(flow_module, "CARRY_WARP_MODE", "bicubic"),
+    # Warm frames stop at their budget whatever their style term.
+    "fixed-budget": lambda: patched(quality, "RECOVERY_BUDGET_FACTOR", 1),
+    "before": lambda: _both(VARIANTS["bicubic-carry"], VARIANTS["fixed-budget"]),
+}
+
+
+@contextlib.contextmanager
+def _both(*contexts: Callable[[], contextlib.AbstractContextManager[None]]) -> Iterator[None]:
+    with contextlib.ExitStack() as stack:
+        for context in contexts:
+            stack.enter_context(context())
+        yield
+
+
+def fresh_render(
+    images: list[np.ndarray], index: int, loss: Any, settings: Any, device: torch.device
+) -> torch.Tensor:
+    """Frame `index` rendered alone: a new shot, cold start, the frame-1 budget."""
+    stylizer = quality.QualityStylizer(loss, settings)
+    record = FrameRecord(index=index, pts=index, content=image_to_tensor(images[index], device))
+    (result,) = list(stylizer(iter([record])))
+    assert result.styled is not None
+    return result.styled
+
+
+def sampled_warping_error(
+    images: list[np.ndarray], pairs: list[tuple[np.ndarray, np.ndarray, int]], preset: str
+) -> float:
+    """Mean E_warp over (frame before, frame, index) pairs of a render, along the source's flow."""
+    estimator = FlowEstimator(preset)
+    errors = []
+    for before, frame, index in pairs:
+        flow, mask = estimator.flow_and_mask(images[index - 1], images[index])
+        errors.append(pair_warping_error(before, frame, flow, mask))
+    return float(np.mean(errors))
+
+
+def bench_variant(
+    name: str,
+    images: list[np.ndarray],
+    loss: Any,
+    distance: StyleDistance,
+    settings: Any,
+    device: torch.device,
+    samples: list[int],
+    fresh: dict[int, torch.Tensor],
+) -> dict[str, Any]:
+    print(f"  {name} ...", file=sys.stderr, flush=True)
+    with VARIANTS[name]():
+        run = render(name, images, loss, settings, device)
+    frames = run.smoothed  # what a render encodes
+    uint8 = [tensor_to_image(f) for f in frames]
+    meter = WarpingError(1, preset=settings.flow_preset)
+    for original, frame in zip(images, uint8, strict=True):
+        meter.add(original, frame)
+    trail = TrailRatio()
+    for index, mask in enumerate(run.reliable):
+        if index in fresh:
+            trail.add(mask, uint8[index], tensor_to_image(fresh[index]))
+        else:
+            trail.sweep(mask)
+    pairs = [(uint8[i - 1], uint8[i], i) for i in samples]
+    return {
+        "variant": name,
+        "iterations_per_frame": run.iterations_per_frame,
+        "seconds_per_frame": run.seconds_per_frame,
+        "cpu_seconds_per_frame": run.cpu_seconds_per_frame,
+        "e_warp": meter.values()[1],
+        "e_warp_sampled": sampled_warping_error(images, pairs, settings.flow_preset),
+        "trail_ratio": trail.value(),
+        "retention": [retention(i, frames[i], fresh[i], distance).__dict__ for i in samples],
+        # Every frame's detail over its source frame's: where along the shot a fade starts.
+        "detail_vs_source": [
+            round(detail(frame) / max(detail(source), 1e-6), 3)
+            for frame, source in zip(uint8, images, strict=True)
+        ],
+        "frames": frames,
+    }
+
+
+def save_grid(
+    path: Path,
+    images: list[np.ndarray],
+    fresh: dict[int, torch.Tensor],
+    results: list[dict[str, Any]],
+    shown: list[int],
+) -> None:
+    """Rows: source, fresh (where rendered), then each variant; columns: the `shown` frames."""
+    from PIL import Image  # noqa: PLC0415
+
+    height, width = images[0].shape[:2]
+    blank = np.full((height, width, 3), 255, np.uint8)
+    rows = [[images[i] for i in shown]]
+    rows.append([tensor_to_image(fresh[i]) if i in fresh else blank for i in shown])
+    rows += [[tensor_to_image(r["frames"][i]) for i in shown] for r in results]
+    gap = 4
+    grid = np.full(
+        (len(rows) * (height + gap) - gap, len(shown) * (width + gap) - gap, 3), 255, np.uint8
+    )
+    for r, row in enumerate(rows):
+        for c, image in enumerate(row):
+            y, x = r * (height + gap), c * (width + gap)
+            grid[y : y + height, x : x + width] = image
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.fromarray(grid).save(path)
+
+
+def print_table(results: list[dict[str, Any]], independent_e_warp: float, samples: list[int]):
+    head = " ".join(f"{f'f{i} detail/style':>17}" for i in samples)
+    header = (
+        f"{'variant':<14} {'iter/frame':>10} {'s/frame':>8} {'CPU s':>6} {'E_warp':>9} "
+        f"{'vs indep':>8} {'trail':>6} {head}"
+    )
+    print(header)
+    print("-" * len(header))
+    for r in results:
+        cells = " ".join(
+            format("{:.2f} / {:.2f}".format(x["detail_ratio"], x["style_ratio"]), ">17")
+            for x in r["retention"]
+        )
+        trail = "-" if r["trail_ratio"] is None else f"{r['trail_ratio']:.2f}"
+        print(
+            f"{r['variant']:<14} {r['iterations_per_frame']:>10.1f} "
+            f"{r['seconds_per_frame']:>8.2f} {r['cpu_seconds_per_frame']:>6.2f} "
+            f"{r['e_warp']:>9.2e} {r['e_warp_sampled'] / independent_e_warp:>7.2f}x "
+            f"{trail:>6} {cells}"
+        )
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("clip", type=Path)
+    parser.add_argument("--style", type=Path, required=True)
+    parser.add_argument("--vgg-weights", help="VGG checkpoint (e.g. a pretrained VGG-16)")
+    parser.add_argument("--preset", default="quality")
+    parser.add_argument("--size", type=int, help="long side (default: the preset's)")
+    parser.add_argument("--frames", type=int, default=72)
+    parser.add_argument("--samples", default="15,30,45,60", help="frames to measure retention at")
+    parser.add_argument("--variant", action="append", choices=sorted(VARIANTS))
+    parser.add_argument("--grid", type=Path, help="PNG: source / fresh / each variant")
+    parser.add_argument("--grid-frames", default="0,15,30,45,60")
+    parser.add_argument(
+        "--fresh-cache",
+        type=Path,
+        help="file keeping the fresh frames between runs of the same clip and settings",
+    )
+    parser.add_argument("--device", default="auto")
+    parser.add_argument("--out", type=Path, default=ROOT / "bench" / "results" / "retention.json")
+    args = parser.parse_args(argv)
+
+    device = resolve_device(args.device)
+    overrides: dict[str, Any] = {"size": args.size, "device": args.device}
+    if args.vgg_weights:
+        overrides.update(features="pretrained", vgg_weights=args.vgg_weights)
+    settings = resolve_settings(args.preset, overrides=overrides)
+    samples = [int(s) for s in args.samples.split(",")]
+    images = decode(args.clip, settings.size, args.frames)
+    if max(samples) >= len(images) or min(samples) < 1:
+        parser.error(f"--samples must lie in 1..{len(images) - 1}")
+    height, width = images[0].shape[:2]
+    loss = build_loss(settings, device)
+    style = style_tensor(
+        load_style_image(args.style), (width, height), settings.style_scale, device
+    )
+    loss.set_style([style])
+    distance = StyleDistance(loss, [style])
+
+    started = time.perf_counter()
+    fresh: dict[int, torch.Tensor] = {}
+    if args.fresh_cache and args.fresh_cache.exists():
+        fresh = torch.load(args.fresh_cache)
+    for index in sorted({i for s in samples for i in (s - 1, s)} - set(fresh)):
+        print(f"  fresh frame {index} ...", file=sys.stderr, flush=True)
+        fresh[index] = fresh_render(images, index, loss, settings, device)
+    fresh_seconds = (time.perf_counter() - started) / len(fresh)
+    if args.fresh_cache:
+        torch.save(fresh, args.fresh_cache)
+    independent = sampled_warping_error(
+        images,
+        [(tensor_to_image(fresh[i - 1]), tensor_to_image(fresh[i]), i) for i in samples],
+        settings.flow_preset,
+    )
+    results = [
+        bench_variant(name, images, loss, distance, settings, device, samples, fresh)
+        for name in args.variant or ["default"]
+    ]
+    print(f"\n## {args.clip}: {width}x{height}, {len(images)} frames, preset {args.preset}")
+    print(
+        f"independent frames: E_warp {independent:.2e} on the sampled pairs, "
+        f"{fresh_seconds:.1f} s a frame"
+    )
+    print_table(results, independent, samples)
+    if args.grid:
+        shown = [int(s) for s in args.grid_frames.split(",")]
+        save_grid(args.grid, images, fresh, results, shown)
+        print(f"wrote {args.grid}")
+
+    machine = {
+        "device": str(device),
+        "cpu": platform.processor() or platform.machine(),
+        "torch_threads": torch.get_num_threads(),
+        "torch": torch.__version__,
+        "load_average": list(__import__("os").getloadavg()),
+    }
+    report = {
+        "benchmark": "retention",
+        "when": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "machine": machine,
+        "clip": str(args.clip),
+        "settings": settings.__dict__ if hasattr(settings, "__dict__") else str(settings),
+        "independent_e_warp_sampled": independent,
+        "results": [{k: v for k, v in r.items() if k != "frames"} for r in results],
+    }
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(report, indent=2, default=str) + "\n", encoding="utf-8")
+    print(f"machine: {machine}\nwrote {args.out}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
