@@ -83,6 +83,44 @@ VARIANTS: dict[str, Callable[[], contextlib.AbstractContextManager[None]]] = {
     # Warm frames stop at their budget whatever their style term.
     "fixed-budget": lambda: patched(quality, "RECOVERY_BUDGET_FACTOR", 1),
     "before": lambda: _both(VARIANTS["bicubic-carry"], VARIANTS["fixed-budget"]),
+    "no-smoothing": contextlib.nullcontext,
+    "no-temporal-loss": contextlib.nullcontext,
+    "tw10-step3-fixed": lambda: patched(quality, "RECOVERY_BUDGET_FACTOR", 1),
+    "tw0-step1-fixed": lambda: _both(
+        lambda: patched(quality, "RECOVERY_BUDGET_FACTOR", 1),
+        lambda: patched(quality, "NEW_PIXEL_STEP", 1.0),
+    ),
+    "tw10-step1-fixed": lambda: _both(
+        lambda: patched(quality, "RECOVERY_BUDGET_FACTOR", 1),
+        lambda: patched(quality, "NEW_PIXEL_STEP", 1.0),
+    ),
+    "tw0-step1-recovery": lambda: patched(quality, "NEW_PIXEL_STEP", 1.0),
+    "tw5-step1-fixed": lambda: _both(
+        lambda: patched(quality, "RECOVERY_BUDGET_FACTOR", 1),
+        lambda: patched(quality, "NEW_PIXEL_STEP", 1.0),
+    ),
+    "tw0-step1-recovery0": lambda: _both(
+        lambda: patched(quality, "STYLE_RECOVERY_SLACK", 0.0),
+        lambda: patched(quality, "RECOVERY_BUDGET_FACTOR", 2),
+        lambda: patched(quality, "NEW_PIXEL_STEP", 1.0),
+    ),
+    "tw0-step1-fixed-bicubic": lambda: _both(
+        lambda: patched(quality, "RECOVERY_BUDGET_FACTOR", 1),
+        lambda: patched(quality, "NEW_PIXEL_STEP", 1.0),
+        lambda: patched(flow_module, "CARRY_WARP_MODE", "bicubic"),
+    ),
+}
+# Variants that change settings a user can change too.
+VARIANT_SETTINGS: dict[str, dict[str, Any]] = {
+    "no-smoothing": {"smooth": 0.0},
+    "no-temporal-loss": {"temporal_weight": 0.0},
+    "tw10-step3-fixed": {"temporal_weight": 10.0},
+    "tw0-step1-fixed": {"temporal_weight": 0.0},
+    "tw10-step1-fixed": {"temporal_weight": 10.0},
+    "tw0-step1-recovery": {"temporal_weight": 0.0},
+    "tw5-step1-fixed": {"temporal_weight": 5.0},
+    "tw0-step1-recovery0": {"temporal_weight": 0.0},
+    "tw0-step1-fixed-bicubic": {"temporal_weight": 0.0},
 }
 
 
@@ -129,7 +167,7 @@ def bench_variant(
 ) -> dict[str, Any]:
     print(f"  {name} ...", file=sys.stderr, flush=True)
     with VARIANTS[name]():
-        run = render(name, images, loss, settings, device)
+        run = render(name, images, loss, settings.replace(**VARIANT_SETTINGS.get(name, {})), device)
     frames = run.smoothed  # what a render encodes
     uint8 = [tensor_to_image(f) for f in frames]
     meter = WarpingError(1, preset=settings.flow_preset)
@@ -151,6 +189,10 @@ def bench_variant(
         "e_warp_sampled": sampled_warping_error(images, pairs, settings.flow_preset),
         "trail_ratio": trail.value(),
         "retention": [retention(i, frames[i], fresh[i], distance).__dict__ for i in samples],
+        # The stylizer's own frames, before smoothing: which of the two stages loses paint.
+        "retention_before_smoothing": [
+            retention(i, run.styled[i], fresh[i], distance).__dict__ for i in samples
+        ],
         # Every frame's detail over its source frame's: where along the shot a fade starts.
         "detail_vs_source": [
             round(detail(frame) / max(detail(source), 1e-6), 3)
