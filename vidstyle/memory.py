@@ -50,11 +50,41 @@ def estimate_bytes(
 
 
 def available_bytes(device: torch.device) -> int | None:
-    """Memory a render on `device` may use now (None: unknown, so no check)."""
+    """Memory a render on `device` may use now (None: unknown, so no check).
+
+    On a GPU that is what is free plus what this process already holds: the caching allocator
+    keeps the blocks of this process's previous job and the driver counts them as used, so they
+    are released first; what stays reserved (live tensors, such as networks the next job
+    reuses) is this process's own to use."""
     if device.type == "cuda":
+        torch.cuda.empty_cache()
         free, _total = torch.cuda.mem_get_info(device)
-        return int(free)
+        return int(free + torch.cuda.memory_reserved(device))
     return _host_available()
+
+
+def total_bytes(device: torch.device) -> int | None:
+    """All the memory of `device` (None: unknown)."""
+    if device.type == "cuda":
+        return int(torch.cuda.mem_get_info(device)[1])
+    try:
+        return os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (ValueError, OSError, AttributeError):
+        return None
+
+
+def share_bytes(device: torch.device, sharing: int) -> int | None:
+    """The memory one of `sharing` renders side by side on `device` may count on now.
+
+    The other renders' memory is already missing from what is available while they run, so the
+    share is what is available, capped at 1/`sharing` of the device, and not divided again:
+    dividing would leave the second job of two on one GPU a quarter of it, and a false "does
+    not fit" once a job needs about half."""
+    available = available_bytes(device)
+    if available is None or sharing <= 1:
+        return available
+    total = total_bytes(device)
+    return available // sharing if total is None else min(available, total // sharing)
 
 
 def _host_available() -> int | None:
@@ -90,10 +120,10 @@ def check_fits(
     `sharing`: how many renders run side by side on `device` (a batch's `--jobs` workers), each
     of which must fit in its share of the free memory.
     """
-    available = available_bytes(device)
+    available = share_bytes(device, sharing)
     if available is None:
         return
-    budget = available * _HEADROOM / max(1, sharing)
+    budget = available * _HEADROOM
 
     def needed(frame_size: tuple[int, int]) -> int:
         return estimate_bytes(

@@ -1,0 +1,152 @@
+"""What a CUDA machine depends on: first the logic of the GPU paths, checked on the CPU (memory
+shares, what a failed job leaves behind, where created tensors live, the flags chosen, cluster
+devices, the fast-mode estimate), then `gpu`-marked renders that need CUDA and skip without it.
+"""
+
+from __future__ import annotations
+
+import gc
+import weakref
+from pathlib import Path
+
+import mediagen
+import numpy as np
+import pytest
+import torch
+
+from vidstyle import memory
+from vidstyle.batch import plan_batch
+from vidstyle.config import RenderSettings
+from vidstyle.errors import ResourceError
+from vidstyle.jobs import render_job
+from vidstyle.media.frames import unit_floats
+from vidstyle.stylize import color
+
+CUDA = torch.device("cuda")
+META = torch.device("meta")  # shapes and devices without memory: where would a tensor go?
+SETTINGS = RenderSettings(
+    features="random", size=48, first_iterations=2, iterations=1, encoder_preset="ultrafast"
+)
+needs_cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+
+
+# --------------------------------------------------------------------------------------------
+# Frames reach a GPU with the CPU's values
+
+
+def test_frames_become_the_values_the_cpu_divides() -> None:
+    every_value = torch.arange(256, dtype=torch.uint8).view(1, 1, 16, 16).expand(1, 3, 16, 16)
+    expected = np.divide(np.arange(256, dtype=np.uint8), 255.0, dtype=np.float32)
+    converted = unit_floats(every_value)
+    assert converted.dtype == torch.float32 and converted.is_contiguous()
+    assert np.array_equal(converted[0, 0].flatten().numpy(), expected)
+    assert unit_floats(torch.zeros(1, 3, 4, 4, dtype=torch.uint8, device=META)).device == META
+
+
+# --------------------------------------------------------------------------------------------
+# Memory: a job's share of a GPU that other jobs (and its own last job) use
+
+
+class FakeGpu:
+    """torch.cuda's memory calls for one GPU of `total` bytes, on which this process holds
+    `cached` bytes from its last job and `live` bytes of tensors it keeps."""
+
+    def __init__(self, total: int, others: int, cached: int, live: int = 0) -> None:
+        self.total, self.others, self.cached, self.live = total, others, cached, live
+        self.calls: list[str] = []
+
+    def empty_cache(self) -> None:
+        self.calls.append("empty_cache")
+        self.cached = 0
+
+    def mem_get_info(self, device: object = None) -> tuple[int, int]:
+        self.calls.append("mem_get_info")
+        return self.total - self.others - self.cached - self.live, self.total
+
+    def memory_reserved(self, device: object = None) -> int:
+        return self.cached + self.live
+
+
+GIB = 1 << 30
+
+
+def test_a_jobs_share_of_the_gpu_counts_its_own_memory_and_not_the_others_twice(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # Two workers on a 24 GiB GPU: the other holds its half; this one kept 10 GiB cached from
+    # its last job and 1 GiB of networks. Its share is the other half, not a quarter.
+    gpu = FakeGpu(total=24 * GIB, others=12 * GIB, cached=10 * GIB, live=1 * GIB)
+    for name in ("empty_cache", "mem_get_info", "memory_reserved"):
+        monkeypatch.setattr(torch.cuda, name, getattr(gpu, name))
+    assert memory.available_bytes(CUDA) == 12 * GIB
+    assert gpu.calls == ["empty_cache", "mem_get_info"]  # the cache is released, then counted
+    assert memory.share_bytes(CUDA, 2) == 12 * GIB
+    # A job needing 10 GiB (under 90% of its half) fits, as the first job of the batch did.
+    pixels = (10 * GIB - memory._FIXED_BYTES["cuda"]) // (
+        memory._QUALITY_BYTES_PER_PIXEL + memory._PIPELINE_BYTES_PER_PIXEL
+    )
+    side = int(pixels**0.5) // 16 * 16
+    memory.check_fits((side, side), (side, side), CUDA, Path("b.mp4"), mode="quality", sharing=2)
+    # Alone on an idle GPU the same job has it all; with a third worker it is refused.
+    assert memory.share_bytes(CUDA, 1) == 12 * GIB
+    gpu.others = 0
+    with pytest.raises(ResourceError, match="shared by 3 parallel renders"):
+        memory.check_fits(
+            (side, side), (side, side), CUDA, Path("b.mp4"), mode="quality", sharing=3
+        )
+
+
+# --------------------------------------------------------------------------------------------
+# A failed job leaves nothing of its render behind
+
+
+def test_a_failed_job_leaves_no_tensor_referenced(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    clip = mediagen.make_video(tmp_path / "clip.mp4", frames=3, audio=False)
+    style = mediagen.make_image(tmp_path / "style.png", (48, 48))
+    job = plan_batch([clip], [style], SETTINGS, output=tmp_path / "out").jobs[0]
+    held: list[weakref.ref[torch.Tensor]] = []
+
+    def optimise(image: torch.Tensor) -> None:
+        history = [image * 2.0 for _ in range(3)]  # what an optimiser keeps
+        held.extend(weakref.ref(t) for t in history)
+        raise RuntimeError("CUDA out of memory. Tried to allocate 2.00 GiB")
+
+    def render(plan: object, device: object, **kwargs: object) -> None:
+        activations = torch.ones(64, 64)
+        held.append(weakref.ref(activations))
+        optimise(activations)
+
+    monkeypatch.setattr("vidstyle.pipeline.render", render)
+    result = render_job(job, "cpu")
+    assert result.status == "failed" and "ran out of memory" in result.message
+    gc.collect()
+    assert len(held) == 4 and all(ref() is None for ref in held)
+    # The error is still there for a traceback (file and line), without the frames' locals.
+    assert isinstance(result.error, RuntimeError) and result.error.__traceback__ is not None
+
+
+# --------------------------------------------------------------------------------------------
+# Tensors are made on the device of the frames they meet
+
+
+@pytest.mark.parametrize("method", ["eigen", "cholesky"])
+def test_colour_matching_makes_its_matrices_on_the_frames_device(method: str) -> None:
+    image = torch.rand(1, 3, 8, 8, device=META)
+    assert color.match_color(image, image, method).device == META
+
+
+def test_colour_transforms_stay_on_the_frames_device() -> None:
+    image = torch.rand(1, 3, 8, 8, device=META)
+    assert color.rgb_to_yiq(image).device == META
+    assert color.restore_chroma(image, image).device == META
+    assert color.luminance(image).device == META
+
+
+def test_colour_matrices_are_placed_on_a_device_once() -> None:
+    image = torch.rand(1, 3, 8, 8, device=META)
+    first = color._placed(color._RGB_TO_YIQ, image)
+    assert first.device == META and first.dtype == torch.float32
+    assert color._placed(color._RGB_TO_YIQ, image.clone()) is first
+    assert color._placed(color._RGB_TO_YIQ, image.double()) is not first  # per dtype too
