@@ -6,7 +6,9 @@ devices, the fast-mode estimate), then `gpu`-marked renders that need CUDA and s
 from __future__ import annotations
 
 import gc
+import os
 import weakref
+from collections.abc import Iterator
 from pathlib import Path
 
 import mediagen
@@ -14,7 +16,7 @@ import numpy as np
 import pytest
 import torch
 
-from vidstyle import memory
+from vidstyle import memory, reproducible
 from vidstyle.batch import plan_batch
 from vidstyle.config import RenderSettings
 from vidstyle.errors import ResourceError
@@ -150,3 +152,51 @@ def test_colour_matrices_are_placed_on_a_device_once() -> None:
     assert first.device == META and first.dtype == torch.float32
     assert color._placed(color._RGB_TO_YIQ, image.clone()) is first
     assert color._placed(color._RGB_TO_YIQ, image.double()) is not first  # per dtype too
+
+
+# --------------------------------------------------------------------------------------------
+# The CUDA flags a render sets
+
+
+@pytest.fixture
+def cuda_flags(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """Process-wide flags and environment put back after the test."""
+    monkeypatch.delenv("CUBLAS_WORKSPACE_CONFIG", raising=False)
+    monkeypatch.delenv(reproducible.BENCHMARK_ENV, raising=False)
+    saved = (
+        torch.backends.cudnn.benchmark,
+        torch.backends.cudnn.deterministic,
+        torch.are_deterministic_algorithms_enabled(),
+        torch.is_deterministic_algorithms_warn_only_enabled(),
+    )
+    yield
+    torch.backends.cudnn.benchmark, torch.backends.cudnn.deterministic = saved[:2]
+    torch.use_deterministic_algorithms(saved[2], warn_only=saved[3])
+
+
+def test_a_cuda_render_chooses_deterministic_algorithms(cuda_flags: None) -> None:
+    torch.backends.cudnn.benchmark = True  # as a caller may have left it
+    flags = reproducible.configure(CUDA)
+    assert flags == reproducible.CudaFlags(deterministic=True, benchmark=False)
+    assert not torch.backends.cudnn.benchmark and torch.backends.cudnn.deterministic
+    assert torch.are_deterministic_algorithms_enabled()
+    # warn-only: reflection padding's backward has no deterministic CUDA kernel to refuse with
+    assert torch.is_deterministic_algorithms_warn_only_enabled()
+    assert os.environ["CUBLAS_WORKSPACE_CONFIG"] == ":4096:8"
+
+
+def test_cudnn_autotuning_is_opt_in_and_gives_up_determinism(
+    cuda_flags: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv(reproducible.BENCHMARK_ENV, "1")
+    assert reproducible.configure(CUDA) == reproducible.CudaFlags(
+        deterministic=False, benchmark=True
+    )
+    assert torch.backends.cudnn.benchmark and not torch.backends.cudnn.deterministic
+    assert not torch.are_deterministic_algorithms_enabled()
+
+
+def test_a_cpu_render_leaves_the_flags_alone(cuda_flags: None) -> None:
+    torch.backends.cudnn.benchmark = True
+    assert reproducible.configure(torch.device("cpu")) is None
+    assert torch.backends.cudnn.benchmark and "CUBLAS_WORKSPACE_CONFIG" not in os.environ

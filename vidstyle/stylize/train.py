@@ -29,6 +29,7 @@ import numpy as np
 import torch
 from PIL import Image, UnidentifiedImageError
 
+from vidstyle import reproducible
 from vidstyle.config import TrainSettings
 from vidstyle.device import resolve_device
 from vidstyle.errors import ConfigError, InputError, RenderInterrupted, VidstyleError, WeightsError
@@ -362,6 +363,9 @@ def train(
     style_image = load_style_image(style)
     sources = find_data(data)
     device = resolve_device(settings.device)
+    flags = reproducible.configure(device)  # before the first CUDA computation
+    if flags is not None:
+        log.info("CUDA: %s; a resumed training is not bitwise equal on a GPU", flags.describe())
     ckpt_path = checkpoint_path(out)
 
     loss = build_loss(settings, device)
