@@ -10,6 +10,7 @@ import os
 import weakref
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import mediagen
 import numpy as np
@@ -200,3 +201,56 @@ def test_a_cpu_render_leaves_the_flags_alone(cuda_flags: None) -> None:
     torch.backends.cudnn.benchmark = True
     assert reproducible.configure(torch.device("cpu")) is None
     assert torch.backends.cudnn.benchmark and "CUBLAS_WORKSPACE_CONFIG" not in os.environ
+
+
+# --------------------------------------------------------------------------------------------
+# A GPU cluster renders on its GPUs
+
+
+class FakeRay:
+    """What ClusterExecutor asks of a connected cluster: its resources and its nodes."""
+
+    def __init__(self, nodes: list[dict[str, float]]) -> None:
+        self._nodes = [{"Alive": True, "Resources": resources} for resources in nodes]
+
+    def cluster_resources(self) -> dict[str, float]:
+        total: dict[str, float] = {}
+        for node in self._nodes:
+            for name, value in node["Resources"].items():
+                total[name] = total.get(name, 0) + value
+        return total
+
+    def nodes(self) -> list[dict[str, object]]:
+        return self._nodes
+
+
+def executor_on(
+    nodes: list[dict[str, float]], device: str, threads: int | None, monkeypatch: pytest.MonkeyPatch
+) -> Any:
+    from vidstyle import cluster
+
+    monkeypatch.setattr(cluster, "connect", lambda address: FakeRay(nodes))
+    return cluster.ClusterExecutor("auto", device, threads)
+
+
+def test_device_auto_on_a_gpu_cluster_renders_on_its_gpus(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # A CPU-only head and two GPU nodes: 16 CPUs for 2 GPUs, 12 CPUs for 4 GPUs.
+    nodes = [{"CPU": 64.0}, {"CPU": 16.0, "GPU": 2.0}, {"CPU": 12.0, "GPU": 4.0}]
+    executor = executor_on(nodes, "auto", None, monkeypatch)
+    assert executor.spec.device == "cuda"
+    # Each render asks for a GPU and the CPUs per GPU of the leanest GPU node, so every GPU
+    # node runs a render per GPU and the node's other tasks stay off the cores they use.
+    assert executor.resources == {"num_gpus": 1.0, "num_cpus": 3.0}
+    assert executor.spec.threads == 3
+    assert executor.slots() == 6
+
+
+def test_device_auto_on_a_cpu_cluster_renders_on_its_cpus(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    executor = executor_on([{"CPU": 8.0}], "auto", None, monkeypatch)
+    assert executor.spec.device == "cpu" and executor.resources == {"num_cpus": 1.0}
+    given = executor_on([{"CPU": 8.0, "GPU": 1.0}], "cuda", 2, monkeypatch)
+    assert given.resources == {"num_gpus": 1.0, "num_cpus": 2.0}  # --threads as given
