@@ -254,3 +254,47 @@ def test_device_auto_on_a_cpu_cluster_renders_on_its_cpus(
     assert executor.spec.device == "cpu" and executor.resources == {"num_cpus": 1.0}
     given = executor_on([{"CPU": 8.0, "GPU": 1.0}], "cuda", 2, monkeypatch)
     assert given.resources == {"num_gpus": 1.0, "num_cpus": 2.0}  # --threads as given
+
+
+# --------------------------------------------------------------------------------------------
+# Fast mode's memory on a GPU: by precision, and the advice that keeps the picture
+
+
+def fake_gpu(monkeypatch: pytest.MonkeyPatch, total: int) -> FakeGpu:
+    gpu = FakeGpu(total=total, others=0, cached=0)
+    for name in ("empty_cache", "mem_get_info", "memory_reserved"):
+        monkeypatch.setattr(torch.cuda, name, getattr(gpu, name))
+    return gpu
+
+
+def test_the_fast_preset_at_1080p_fits_a_12_gb_card_in_16_bit(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    fake_gpu(monkeypatch, total=12 * 10**9)
+    full_hd = (1920, 1080)
+    half = memory.estimate_bytes(full_hd, CUDA, mode="fast", batch_size=4, half=True)
+    single = memory.estimate_bytes(full_hd, CUDA, mode="fast", batch_size=4)
+    assert half < 0.7 * single
+    memory.check_fits(full_hd, full_hd, CUDA, Path("a.mp4"), mode="fast", batch_size=4, half=True)
+    with pytest.raises(ResourceError):
+        memory.check_fits(full_hd, full_hd, CUDA, Path("a.mp4"), mode="fast", batch_size=4)
+    # The CPU's figure was measured in float32 and stays as it was.
+    cpu = torch.device("cpu")
+    assert memory.estimate_bytes(full_hd, cpu, mode="fast", half=True) == memory.estimate_bytes(
+        full_hd, cpu, mode="fast"
+    )
+
+
+def test_fast_mode_that_does_not_fit_is_told_a_batch_size_first(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    fake_gpu(monkeypatch, total=8 * 10**9)
+    full_hd = (1920, 1080)
+    with pytest.raises(ResourceError) as refused:
+        memory.check_fits(full_hd, full_hd, CUDA, Path("a.mp4"), mode="fast", batch_size=8)
+    message = str(refused.value)
+    assert "use --batch-size 2 or less, or render smaller with --size" in message
+    # Quality mode has no batch to shrink.
+    with pytest.raises(ResourceError, match="render smaller with --size") as quality:
+        memory.check_fits(full_hd, full_hd, CUDA, Path("a.mp4"), mode="quality")
+    assert "--batch-size" not in str(quality.value)

@@ -298,6 +298,8 @@ def _check_memory(
         batch_size=settings.batch_size,
         style_scale=settings.style_scale,
         sharing=sharing,
+        # On CUDA fast mode runs in 16-bit unless fp32 is asked for (vidstyle.stylize.feedforward).
+        half=settings.precision != "fp32",
     )
 
 
