@@ -298,3 +298,25 @@ def test_fast_mode_that_does_not_fit_is_told_a_batch_size_first(
     with pytest.raises(ResourceError, match="render smaller with --size") as quality:
         memory.check_fits(full_hd, full_hd, CUDA, Path("a.mp4"), mode="quality")
     assert "--batch-size" not in str(quality.value)
+
+
+# --------------------------------------------------------------------------------------------
+# Training data is drawn ahead on a thread, as the step would have drawn it
+
+
+def test_batches_drawn_ahead_are_the_batches_a_step_would_draw(tmp_path: Path) -> None:
+    from vidstyle.stylize.train import TrainingSet, prefetch_batches
+
+    folder = tmp_path / "images"
+    folder.mkdir()
+    paths = [mediagen.make_image(folder / f"{i}.png", (40, 36), seed=i) for i in range(3)]
+    dataset = TrainingSet([], paths, 32)
+    inline = torch.Generator().manual_seed(7)
+    expected = [(dataset.sample(2, inline), inline.get_state()) for _ in range(4)]
+    ahead = torch.Generator().manual_seed(7)
+    drawn = list(prefetch_batches(dataset, 2, ahead, 4, pairs=False, device=torch.device("cpu")))
+    assert len(drawn) == 4
+    for batch, (crops, state) in zip(drawn, expected, strict=True):
+        assert torch.equal(batch.crops, crops) and batch.pairs is None
+        # What a checkpoint after this step saves: the state right after this batch's draws.
+        assert torch.equal(batch.rng_after, state)
