@@ -320,3 +320,26 @@ def test_batches_drawn_ahead_are_the_batches_a_step_would_draw(tmp_path: Path) -
         assert torch.equal(batch.crops, crops) and batch.pairs is None
         # What a checkpoint after this step saves: the state right after this batch's draws.
         assert torch.equal(batch.rng_after, state)
+
+
+# --------------------------------------------------------------------------------------------
+# Optical flow reads the decoder's frames, not the device's
+
+
+def test_flow_reads_the_decoded_frames_without_copying_the_content_back() -> None:
+    from vidstyle.frame import FrameRecord
+    from vidstyle.temporal.flow import FlowStage
+
+    rng = np.random.default_rng(0)
+    first = rng.integers(0, 256, (48, 64, 3), dtype=np.uint8)
+    frames = [first, np.roll(first, 2, axis=1), np.roll(first, 4, axis=1)]
+    # Content on the meta device holds no values: copying it back would fail.
+    records = [
+        FrameRecord(i, i, torch.empty(1, 3, 48, 64, device=META), rgb8=frame)
+        for i, frame in enumerate(frames)
+    ]
+    out = list(FlowStage("medium", scene_cut_threshold=0.0)(records))
+    assert out[0].flow is None and out[0].new_shot
+    for record in out[1:]:
+        assert record.flow is not None and record.flow.device == META
+        assert record.reliable is not None and record.reliable.shape == (1, 1, 48, 64)
