@@ -343,3 +343,125 @@ def test_flow_reads_the_decoded_frames_without_copying_the_content_back() -> Non
     for record in out[1:]:
         assert record.flow is not None and record.flow.device == META
         assert record.reliable is not None and record.reliable.shape == (1, 1, 48, 64)
+
+
+# --------------------------------------------------------------------------------------------
+# On a GPU (skipped without CUDA): each mode, training, a batch sharing a GPU, a job after an
+# out-of-memory one
+
+
+@pytest.fixture
+def media(tmp_path: Path) -> tuple[Path, Path]:
+    clip = mediagen.make_video(tmp_path / "clip.mp4", frames=3, audio=False)
+    return clip, mediagen.make_image(tmp_path / "style.png", (48, 48))
+
+
+@pytest.mark.gpu
+@needs_cuda
+def test_quality_mode_on_a_gpu_gives_the_same_frames_twice(
+    media: tuple[Path, Path], tmp_path: Path
+) -> None:
+    from clitools import FAST, decoded, run
+
+    clip, style = media
+    outs = [tmp_path / "a.mp4", tmp_path / "b.mp4"]
+    for out in outs:
+        assert run([clip, "-s", style, "-o", out, "--device", "cuda", "-q", *FAST]) == 0
+    first, second = (decoded(out) for out in outs)
+    assert len(first) == 3
+    assert all(np.array_equal(a, b) for a, b in zip(first, second, strict=True))
+
+
+@pytest.mark.gpu
+@needs_cuda
+def test_fast_mode_on_a_gpu_gives_the_same_frames_twice(
+    media: tuple[Path, Path], tmp_path: Path
+) -> None:
+    from clitools import decoded, run
+
+    from vidstyle.models import save_model
+    from vidstyle.nets.transformer import TransformerNet
+
+    clip, _ = media
+    torch.manual_seed(0)
+    model = tmp_path / "net.pth"
+    save_model(model, TransformerNet("small"), style="random", training={})
+    outs = [tmp_path / "a.mp4", tmp_path / "b.mp4"]
+    for out in outs:
+        args = [clip, "--model", model, "-o", out, "--device", "cuda", "--size", "48", "-q"]
+        assert run([*args, "--batch-size", "2"]) == 0
+    first, second = (decoded(out) for out in outs)
+    assert len(first) == 3
+    assert all(np.array_equal(a, b) for a, b in zip(first, second, strict=True))
+
+
+@pytest.mark.gpu
+@needs_cuda
+def test_training_runs_a_few_steps_on_a_gpu(tmp_path: Path) -> None:
+    from vidstyle.config import TrainSettings
+    from vidstyle.stylize.train import train
+
+    folder = tmp_path / "images"
+    folder.mkdir()
+    for i in range(3):
+        mediagen.make_image(folder / f"{i}.png", (48, 40), seed=i)
+    style = mediagen.make_image(tmp_path / "style.png", (64, 64))
+    settings = TrainSettings(
+        arch="small", size=32, batch_size=2, steps=3, features="random", device="cuda"
+    )
+    result = train(style, [folder], tmp_path / "net.pth", settings)
+    assert result.steps == 3 and result.model.is_file()
+    assert all(np.isfinite(value) for value in result.losses.values())
+
+
+@pytest.mark.gpu
+@needs_cuda
+def test_memory_this_process_cached_counts_as_available() -> None:
+    before = memory.available_bytes(CUDA)
+    assert before is not None
+    block = torch.empty(before // 3, dtype=torch.uint8, device=CUDA)
+    del block  # kept by the caching allocator, counted as used by the driver
+    assert memory.available_bytes(CUDA) >= before * 0.95
+
+
+@pytest.mark.gpu
+@needs_cuda
+def test_two_jobs_share_one_gpu(tmp_path: Path) -> None:
+    from clitools import FAST, frame_count, run
+
+    folder = tmp_path / "in"
+    folder.mkdir()
+    for name in ("a", "b"):
+        mediagen.make_video(folder / f"{name}.mp4", frames=3, audio=False)
+    style = mediagen.make_image(tmp_path / "style.png", (48, 48))
+    out = tmp_path / "out"
+    args = [folder, "-s", style, "-o", out, "--device", "cuda", "--jobs", "2", "-q", *FAST]
+    assert run(args) == 0
+    assert [frame_count(out / f"{name}.style.mp4") for name in ("a", "b")] == [3, 3]
+
+
+@pytest.mark.gpu
+@needs_cuda
+def test_a_job_after_an_out_of_memory_job_renders(
+    media: tuple[Path, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from vidstyle import pipeline
+
+    clip, style = media
+    job = plan_batch([clip], [style], SETTINGS, output=tmp_path / "failed").jobs[0]
+    baseline = torch.cuda.memory_allocated(CUDA)
+    real_render = pipeline.render
+
+    def out_of_memory(plan: object, device: torch.device, **kwargs: object) -> None:
+        free, _ = torch.cuda.mem_get_info(device)
+        held = torch.empty(free // 2, dtype=torch.uint8, device=device)  # what a render holds
+        more = torch.empty(free, dtype=torch.uint8, device=device)  # more than is left
+        raise AssertionError(f"{held.numel() + more.numel()} bytes did not run out of memory")
+
+    monkeypatch.setattr(pipeline, "render", out_of_memory)
+    failed = render_job(job, "cuda")
+    assert failed.status == "failed" and "ran out of memory" in failed.message
+    assert torch.cuda.memory_allocated(CUDA) <= baseline  # nothing of it is still referenced
+    monkeypatch.setattr(pipeline, "render", real_render)
+    good = plan_batch([clip], [style], SETTINGS, output=tmp_path / "good").jobs[0]
+    assert render_job(good, "cuda").status == "rendered"
