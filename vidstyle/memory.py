@@ -47,12 +47,17 @@ def estimate_bytes(
     pixels = size[0] * size[1]
     fixed = _FIXED_BYTES["cuda" if device.type == "cuda" else "cpu"]
     if mode == "fast":
-        share = _FAST_HALF_SHARE if half and device.type == "cuda" else 1.0
-        network = int(_FAST_BYTES_PER_PIXEL * share) * pixels * batch_size
+        network = fast_bytes_per_pixel(device, half) * pixels * batch_size
     else:
         style_pixels = pixels * style_scale**2
         network = max(_QUALITY_BYTES_PER_PIXEL * pixels, _STYLE_BYTES_PER_PIXEL * style_pixels)
     return int(fixed + network + _PIPELINE_BYTES_PER_PIXEL * pixels)
+
+
+def fast_bytes_per_pixel(device: torch.device, half: bool) -> int:
+    """The fast-mode network's peak bytes per pixel of each frame of a batch on `device`."""
+    share = _FAST_HALF_SHARE if half and device.type == "cuda" else 1.0
+    return int(_FAST_BYTES_PER_PIXEL * share)
 
 
 def available_bytes(device: torch.device) -> int | None:
