@@ -217,7 +217,7 @@ def render(
     assert not plan.skip, "a skipped plan has nothing to render"
     flags = reproducible.configure(device)  # before the first CUDA computation
     if flags is not None:
-        log.info("CUDA: %s", flags.describe())
+        log.debug("CUDA: %s", flags.describe())
     threads = plan.settings.threads if device.type == "cpu" else None
     with _torch_threads(threads):
         return _render(plan, device, sharing, progress or NullProgress())
