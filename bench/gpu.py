@@ -12,6 +12,7 @@ and writes it to bench/results/gpu-<device>.json:
     (the deterministic default) and on (`VIDSTYLE_CUDNN_BENCHMARK=1`): what each costs;
   - quality mode seconds per frame at 1280x720 (`quality` preset): frame 1 (cold) and the warm
     frames after it (median), with the peak GPU memory beside the memory check's estimate;
+  - 100 L-BFGS iterations at 1280x720 with a history of 10 and of 50 (host syncs per pair);
   - the result of the `gpu`-marked tests (`pytest -m gpu`).
 
 It exits 0 when every part ran, every gpu test passed and the memory check's estimates were at
@@ -243,6 +244,35 @@ def quality_row(args: argparse.Namespace, device: torch.device, folder: Path) ->
     return row
 
 
+def lbfgs_rows(args: argparse.Namespace, device: torch.device, folder: Path) -> list[dict]:
+    """Seconds of a shot's first frame (100 L-BFGS iterations at 1280x720) by history length:
+    torch's L-BFGS reads two numbers per stored pair back to the host every iteration. The
+    loss each reaches at equal iterations was measured on a CPU (bench/lbfgs_history.py)."""
+    from vidstyle.pipeline import build_loss
+    from vidstyle.stylize import optimize
+
+    settings = resolve_settings("quality", overrides={"features": "random", "size": 1280})
+    loss = build_loss(settings, device)
+    frame = torch.rand(1, 3, 720, 1280, device=device)
+    loss.set_style([torch.rand(1, 3, 720, 1280, device=device)])
+    loss.set_content(frame)
+    default = optimize.LBFGS_HISTORY
+    rows = []
+    try:
+        for history in (10, 50, 10, 50):  # alternated: the first run carries the warm-up
+            optimize.LBFGS_HISTORY = history
+            torch.cuda.synchronize(device)
+            started = time.perf_counter()
+            optimize.optimize_image(
+                lambda x: loss(x).total, frame, iterations=100, stop_tolerance=0.0
+            )
+            torch.cuda.synchronize(device)
+            rows.append({"history": history, "seconds": time.perf_counter() - started})
+    finally:
+        optimize.LBFGS_HISTORY = default
+    return rows[2:]
+
+
 def gpu_tests() -> dict:
     started = time.perf_counter()
     done = subprocess.run(
@@ -336,6 +366,9 @@ def tables(report: dict) -> str:
             f"| {q['size']} | {q['frame_1_s']:.2f} | {warm} | {q['peak_gib']:.2f} / "
             f"{q['estimate_gib']:.2f} |",
         ]
+    if "lbfgs" in report:
+        cells = ", ".join(f"history {r['history']}: {r['seconds']:.2f} s" for r in report["lbfgs"])
+        lines += ["", f"quality 1280x720, 100 L-BFGS iterations: {cells}"]
     lines.append("")
     lines += goals(report)
     tests = report.get("tests")
@@ -436,6 +469,7 @@ def main() -> None:
         run_part(report, "fast", lambda: fast_rows(args, device, folder))
         run_part(report, "layouts", lambda: layout_rows(args, device, folder))
         run_part(report, "quality", lambda: quality_row(args, device, folder))
+        run_part(report, "lbfgs", lambda: lbfgs_rows(args, device, folder))
     if not args.skip_tests:
         run_part(report, "tests", gpu_tests)
     report["seconds"] = time.perf_counter() - started

@@ -74,6 +74,7 @@ def _gpu_report(**changes: object) -> dict:
         "fast": [fast],
         "layouts": layouts,
         "quality": quality,
+        "lbfgs": [{"history": 10, "seconds": 2.5}, {"history": 50, "seconds": 2.75}],
         "tests": {"exit_code": 0, "summary": "9 passed", "failures": []},
         "seconds": 200.0,
     }
@@ -89,6 +90,7 @@ def test_gpu_bench_passes_a_clean_run_and_names_what_failed_otherwise() -> None:
     assert "| 1920x1080 | fp16 | 120.0 | 41.0 | 600 / 780 | 5.10 / 7.40 |" in text
     assert "| 1920x1080 | off | 100.0 | 100.0 |" in text
     assert "goal fast 1080p >= 30 frames/s end to end: met" in text
+    assert "history 10: 2.50 s, history 50: 2.75 s" in text
 
     over = dict(report["fast"][0], network_bytes_per_px=900.0)
     failed = _gpu_report(
