@@ -46,6 +46,13 @@ def test_frames_become_the_values_the_cpu_divides() -> None:
     assert unit_floats(torch.zeros(1, 3, 4, 4, dtype=torch.uint8, device=META)).device == META
 
 
+@pytest.mark.gpu
+@needs_cuda
+def test_frames_on_a_gpu_have_the_cpus_values() -> None:
+    every_value = torch.arange(256, dtype=torch.uint8).view(1, 1, 16, 16).expand(1, 3, 16, 16)
+    assert torch.equal(unit_floats(every_value.to(CUDA)).cpu(), unit_floats(every_value))
+
+
 # --------------------------------------------------------------------------------------------
 # Memory: a job's share of a GPU that other jobs (and its own last job) use
 
