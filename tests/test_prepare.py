@@ -99,6 +99,7 @@ def test_workers_on_one_device_each_fit_in_a_share_of_its_memory(
     needed = memory.estimate_bytes((48, 36), cpu, mode="quality")
     # Free memory for one such render (with the 10% headroom), not for two.
     monkeypatch.setattr(memory, "available_bytes", lambda device: int(needed / 0.9 * 1.5))
+    monkeypatch.setattr(memory, "total_bytes", lambda device: int(needed / 0.9 * 1.5))
     clip = tmp_path / "clip.mp4"
     memory.check_fits((64, 48), (48, 36), cpu, clip, mode="quality")  # alone: it fits
     with pytest.raises(ResourceError, match=r"clip\.mp4: .*shared by 2 parallel renders"):

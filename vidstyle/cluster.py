@@ -2,8 +2,10 @@
 
 Ray schedules, places and retries; vidstyle only describes each render as a task:
 
-- resources: one GPU with `--device cuda` (Ray gives the task its own GPU, seen as `cuda`),
-  else `--threads` CPUs (default 1), which is also the render's torch thread count;
+- resources: one GPU with `--device cuda` (Ray gives the task its own GPU, seen as `cuda`)
+  and `--threads` CPUs (default: the CPUs per GPU of the leanest GPU node, for decoding, flow
+  and encoding), else `--threads` CPUs (default 1), which is also the render's torch thread
+  count; `--device auto` is cuda when the cluster has a GPU;
 - files: inputs, style images, models and outputs are read and written by the workers under
   the same paths as on this machine, so they must be on a file system every node mounts there;
   a worker that cannot read an input or write beside the output fails that job in one line;
@@ -21,7 +23,7 @@ import contextlib
 import logging
 import os
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -103,18 +105,41 @@ def _use_auth_token_if_any() -> None:
 
 
 def task_resources(device: str, threads: int) -> dict[str, float]:
-    """What one render asks Ray for."""
+    """What one render asks Ray for: `device` is cuda, cpu or auto (auto: checked only, it is
+    resolved from the cluster's resources by `cluster_device`)."""
     names = [name.strip() for name in device.split(",") if name.strip()]
-    if len(names) != 1 or (names[0].startswith("cuda:")):
+    if len(names) != 1 or names[0] not in ("auto", "cuda", "cpu"):
         raise ConfigError(
             f"--device {device!r} with --cluster: use cuda (Ray gives every task a GPU of its "
-            "own) or cpu"
+            "own), cpu or auto"
         )
     if threads < 1:
         raise ConfigError(f"--threads must be at least 1 (got {threads})")
     if names[0] == "cuda":
-        return {"num_gpus": 1.0, "num_cpus": 1.0}
+        return {"num_gpus": 1.0, "num_cpus": float(threads)}
     return {"num_cpus": float(threads)}
+
+
+def cluster_device(device: str, resources: Mapping[str, float]) -> str:
+    """`--device` as the cluster's tasks use it: auto is cuda where the cluster has a GPU."""
+    if device.strip() != "auto":
+        return device.strip()
+    return "cuda" if resources.get("GPU", 0) >= 1 else "cpu"
+
+
+def gpu_task_cpus(nodes: Sequence[Mapping[str, Any]]) -> int:
+    """CPUs a GPU render asks for: the CPUs per GPU of the leanest GPU node (at least 1).
+
+    A GPU render also decodes, computes optical flow and encodes on the CPU, and OpenCV and
+    x264 would take every core of the node: with one CPU asked for, Ray would place the node's
+    CPU tasks on the cores those renders use. The leanest node sets it so that every GPU
+    node can still run one render per GPU."""
+    shares = [
+        int(node["Resources"].get("CPU", 0) // node["Resources"]["GPU"])
+        for node in nodes
+        if node.get("Alive", True) and node.get("Resources", {}).get("GPU", 0) >= 1
+    ]
+    return max(1, min(shares, default=1))
 
 
 # --------------------------------------------------------------------------------------------
@@ -200,6 +225,11 @@ def _render_task(job: Job, spec: TaskSpec, relay: Any) -> JobResult:
     logger.setLevel(spec.log_level)
     logger.propagate = False
     torch.set_num_threads(spec.threads)
+    if spec.device == "cuda":
+        import cv2
+
+        # Optical flow runs on the CPUs this task asked for, not on every core of the node.
+        cv2.setNumThreads(spec.threads)
     try:
         check_shared_paths([job.input, *job.styles], job.output, ray.util.get_node_ip_address())
     except VidstyleError as err:
@@ -220,14 +250,20 @@ class ClusterExecutor:
     do. Connects when made, so a missing Ray or an unreachable cluster fails before any work."""
 
     def __init__(self, address: str, device: str, threads: int | None) -> None:
-        """`threads`: each task's CPU threads and the CPUs it asks for (None: 1)."""
-        threads = threads or 1
-        self.resources = task_resources(device, threads)
+        """`threads`: each task's CPU threads and the CPUs it asks for (None: 1 for a CPU
+        render, the cluster's CPUs per GPU for a GPU render)."""
+        task_resources(device, threads or 1)  # a device Ray cannot give fails before connecting
         self.ray = connect(address)
-        gpu = "num_gpus" in self.resources
+        resolved = cluster_device(device, self.ray.cluster_resources())
+        if resolved != device.strip():
+            log.info("--device %s on the cluster: %s", device, resolved)
+        gpu = resolved == "cuda"
+        if threads is None:
+            threads = gpu_task_cpus(self.ray.nodes()) if gpu else 1
+        self.resources = task_resources(resolved, threads)
         self.spec = TaskSpec(
-            device="cuda" if gpu else "cpu",
-            threads=1 if gpu else threads,
+            device=resolved,
+            threads=threads,
             log_level=logging.getLogger("vidstyle").getEffectiveLevel(),
         )
         self.threads = threads

@@ -75,6 +75,8 @@ class FramesPerSecondColumn(ProgressColumn):
 # Where stderr is not a terminal (a log file, CI, `2> log`) a bar cannot be redrawn in place;
 # the progress display is printed as new lines this often instead, so a log shows headway.
 PLAIN_PROGRESS_INTERVAL_S = 15.0
+# How often the training bar shows new loss values.
+_LOSSES_EVERY_S = 0.5
 
 
 class _PlainProgress(Progress):
@@ -166,13 +168,13 @@ class TrainingProgressBar(_SingleTaskDisplay):
     def __init__(self, enabled: bool = True, description: str = "training") -> None:
         self.enabled = enabled
         self.description = description
+        self._losses_shown = -_LOSSES_EVERY_S
 
     def __call__(self, report: object) -> None:
         if not self.enabled:
             return
         step: int = report.step  # type: ignore[attr-defined]
         steps: int = report.steps  # type: ignore[attr-defined]
-        losses: dict[str, float] = report.losses  # type: ignore[attr-defined]
         if self._progress is None:
             self._progress = _progress(
                 TextColumn("[bold]{task.description}"),
@@ -190,8 +192,15 @@ class TrainingProgressBar(_SingleTaskDisplay):
                 self.description, total=steps, completed=step - 1, losses=""
             )
         assert self._task is not None
-        text = " ".join(f"{name} {value:.3g}" for name, value in losses.items())
-        self._progress.update(self._task, completed=step, losses=text)
+        now = time.monotonic()
+        if now - self._losses_shown >= _LOSSES_EVERY_S or step >= steps:
+            # Reading the losses waits for the device to finish the step: a few times a
+            # second is as often as anyone can read them.
+            self._losses_shown = now
+            losses: dict[str, float] = report.losses  # type: ignore[attr-defined]
+            text = " ".join(f"{name} {value:.3g}" for name, value in losses.items())
+            self._progress.update(self._task, losses=text)
+        self._progress.update(self._task, completed=step)
         if step >= steps:
             # Done: the bar's last state goes out now, before the log says the model is written.
             self.finish()

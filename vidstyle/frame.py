@@ -8,8 +8,9 @@ Tensors follow the project convention: float32, 1×3×H×W, RGB in [0, 1], on th
 from __future__ import annotations
 
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
+import numpy as np
 import torch
 from torch import Tensor
 
@@ -26,6 +27,9 @@ class FrameRecord:
     flow: Tensor | None = None  # 1×2×H×W, pixels, from this frame to the previous one
     reliable: Tensor | None = None  # 1×1×H×W in {0, 1}: where `flow` can be trusted
     new_shot: bool = False  # first frame or after a scene cut: nothing may come from before
+    # The decoded H×W×3 uint8 frame `content` was made from, in host memory: what optical flow
+    # reads, so a frame on a GPU need not be copied back for it. None: not kept.
+    rgb8: np.ndarray | None = field(default=None, repr=False, compare=False)
 
 
 def decode_records(
@@ -41,5 +45,8 @@ def decode_records(
         if frame.index < start:
             continue  # finished by an earlier run (resume), or another part's
         yield FrameRecord(
-            index=frame.index, pts=frame.pts, content=image_to_tensor(frame.image, device)
+            index=frame.index,
+            pts=frame.pts,
+            content=image_to_tensor(frame.image, device),
+            rgb8=frame.image,
         )

@@ -10,7 +10,10 @@ to a `BatchRun`, which keeps the summary and tells the batch's `BatchEvents`.
 
 from __future__ import annotations
 
+import gc
 import logging
+import sys
+import traceback
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -180,10 +183,13 @@ def render_job(
                 "interrupted; nothing was written under the final name", job.output
             ) from None
     except RenderInterrupted as err:
+        _release(err)
         return JobResult(job, "interrupted", message=str(err), exit_code=err.exit_code, error=err)
     except VidstyleError as err:
+        _release(err)
         return JobResult(job, "failed", message=str(err), exit_code=err.exit_code, error=err)
     except Exception as err:
+        _release(err)
         return JobResult(job, "failed", message=_unexpected(job, err), exit_code=1, error=err)
     return JobResult(
         job,
@@ -192,6 +198,32 @@ def render_job(
         seconds=done.seconds,
         resumed_from=done.resumed_from,
     )
+
+
+def _release(err: BaseException) -> None:
+    """Free what a failed render held while the result keeps its exception.
+
+    A traceback keeps every frame it passes through alive, with their locals: the frames,
+    activations and optimiser history of the render. Kept in the result (and, in a worker
+    process, until its next job ends), they would make every later job in the process run
+    out of memory after one did. The frames' locals are dropped; file and line stay for a
+    traceback shown later. Then the memory goes back: cycles first, then CUDA's cache."""
+    seen: set[int] = set()
+    pending: list[BaseException | None] = [err]
+    while pending:
+        current = pending.pop()
+        if current is None or id(current) in seen:
+            continue
+        seen.add(id(current))
+        if current.__traceback__ is not None:
+            traceback.clear_frames(current.__traceback__)  # skips the frames still running
+        pending += [current.__cause__, current.__context__]
+    gc.collect()
+    if "torch" in sys.modules:  # only a render that imported torch can hold its memory
+        import torch
+
+        if torch.cuda.is_initialized():
+            torch.cuda.empty_cache()
 
 
 def _unexpected(job: Job, err: BaseException) -> str:

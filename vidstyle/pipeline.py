@@ -19,6 +19,7 @@ import numpy as np
 import torch
 from PIL import Image
 
+from vidstyle import reproducible
 from vidstyle.config import RenderSettings, check_layer_weights
 from vidstyle.device import resolve_device
 from vidstyle.errors import OutputError, RenderInterrupted
@@ -214,6 +215,9 @@ def render(
     """Carry out a plan that renders (not a skip) on `device`, which `sharing` renders share
     (each must fit in that share of its memory), with the settings' CPU thread count."""
     assert not plan.skip, "a skipped plan has nothing to render"
+    flags = reproducible.configure(device)  # before the first CUDA computation
+    if flags is not None:
+        log.debug("CUDA: %s", flags.describe())
     threads = plan.settings.threads if device.type == "cpu" else None
     with _torch_threads(threads):
         return _render(plan, device, sharing, progress or NullProgress())
@@ -294,6 +298,8 @@ def _check_memory(
         batch_size=settings.batch_size,
         style_scale=settings.style_scale,
         sharing=sharing,
+        # On CUDA fast mode runs in 16-bit unless fp32 is asked for (vidstyle.stylize.feedforward).
+        half=settings.precision != "fp32",
     )
 
 

@@ -71,7 +71,25 @@ def image_to_tensor(image: np.ndarray, device: torch.device | str = "cpu") -> to
         # keeps the pinned buffer until the copy has run.
         data = data.pin_memory()
     data = data.to(device, non_blocking=True)
-    return data.permute(2, 0, 1).unsqueeze(0).contiguous().to(torch.float32).div_(255.0)
+    return unit_floats(data.permute(2, 0, 1).unsqueeze(0))
+
+
+# value / 255 for every uint8 value, as numpy's (IEEE) float32 division gives it on the CPU.
+_UNIT_TABLE = torch.from_numpy(np.divide(np.arange(256, dtype=np.uint8), 255.0, dtype=np.float32))
+_unit_tables: dict[torch.device, torch.Tensor] = {}
+
+
+def unit_floats(data: torch.Tensor) -> torch.Tensor:
+    """uint8 tensor -> new float32 tensor of value / 255 (contiguous), on `data`'s device.
+
+    Looked up, not divided: CUDA divides a tensor by a scalar as a multiplication by its
+    reciprocal, which differs from true division in the last bit for about half the values,
+    so the same frame would reach the network with other bits on a GPU than on the CPU."""
+    table = _unit_tables.get(data.device)
+    if table is None:
+        table = _unit_tables.setdefault(data.device, _UNIT_TABLE.to(data.device))
+    # int32 indices: a uint8 index tensor would be taken for a mask.
+    return table[data.contiguous().to(torch.int32)]
 
 
 def tensor_to_image(t: torch.Tensor) -> np.ndarray:

@@ -41,14 +41,29 @@ _RGB_TO_YIQ = torch.tensor(
     dtype=torch.float64,
 )
 _YIQ_TO_RGB = torch.linalg.inv(_RGB_TO_YIQ)
+_LUMA_WEIGHTS = _RGB_TO_YIQ[0].view(1, 3, 1, 1)
 
 # Keeps the luminance standard deviation's inverse finite for flat (single-colour) images.
 _EPS = 1e-5
 
 
+# The matrices above as each device and dtype uses them: luminance-only transfer converts every
+# image VGG sees, and a copy to the GPU per call would be a transfer per forward pass.
+_on_device: dict[tuple[int, torch.device, torch.dtype], Tensor] = {}
+
+
+def _placed(matrix: Tensor, like: Tensor) -> Tensor:
+    """`matrix` (one of this module's constants) on `like`'s device in its dtype, made once."""
+    key = (id(matrix), like.device, like.dtype)
+    placed = _on_device.get(key)
+    if placed is None:
+        placed = _on_device.setdefault(key, matrix.to(like.device, like.dtype))
+    return placed
+
+
 def _apply(matrix: Tensor, image: Tensor) -> Tensor:
     """Per-pixel 3×3 colour transform of an N×3×H×W image."""
-    return torch.einsum("ij,njhw->nihw", matrix.to(image.device, image.dtype), image)
+    return torch.einsum("ij,njhw->nihw", _placed(matrix, image), image)
 
 
 def rgb_to_yiq(image: Tensor) -> Tensor:
@@ -61,7 +76,7 @@ def yiq_to_rgb(image: Tensor) -> Tensor:
 
 def luminance(image: Tensor) -> Tensor:
     """N×3×H×W RGB -> N×1×H×W luminance Y."""
-    weights = _RGB_TO_YIQ[0].to(image.device, image.dtype).view(1, 3, 1, 1)
+    weights = _placed(_LUMA_WEIGHTS, image)
     return (image * weights).sum(dim=1, keepdim=True)
 
 
@@ -92,7 +107,7 @@ def restore_chroma(styled: Tensor, source: Tensor) -> Tensor:
     y = luminance(styled)
     iq = rgb_to_yiq(source)[:, 1:]
     # R, G, B = a_c·Y + d_c(I, Q), with a_c = 1 up to rounding (I and Q rows sum to zero).
-    back = _YIQ_TO_RGB.to(source.device, source.dtype)
+    back = _placed(_YIQ_TO_RGB, source)
     a = back[:, 0].view(1, 3, 1, 1)
     d = torch.einsum("ij,njhw->nihw", back[:, 1:], iq)
     low = ((0.0 - d) / a).amax(dim=1, keepdim=True)
@@ -138,7 +153,7 @@ def match_color(image: Tensor, reference: Tensor, method: str = "eigen") -> Tens
     """
     mu_i, cov_i = color_stats(image)
     mu_r, cov_r = color_stats(reference)
-    eye = torch.eye(3, dtype=torch.float64)
+    eye = torch.eye(3, dtype=torch.float64, device=cov_i.device)
     if method == "eigen":
         a = _sqrt_psd(cov_r, 0.5) @ _sqrt_psd(cov_i, -0.5)
     elif method == "cholesky":

@@ -136,15 +136,11 @@ class FeedForwardStylizer:
             if self._autocast is not None
             else contextlib.nullcontext()
         )
-        # cuDNN autotuning pays off here (one frame size for a whole video, thousands of calls),
-        # but it is a process-wide flag, so it is set for this call only.
-        benchmark = torch.backends.cudnn.benchmark
-        try:
-            torch.backends.cudnn.benchmark = device.type == "cuda" or benchmark
-            with torch.inference_mode(), autocast:
-                y = self.net(x)
-        finally:
-            torch.backends.cudnn.benchmark = benchmark
+        # cuDNN autotuning would pay off here (one frame size for a whole video), but it may
+        # pick other algorithms, with other last bits, on every run: the render chose the
+        # flags (vidstyle.reproducible; deterministic unless VIDSTYLE_CUDNN_BENCHMARK=1).
+        with torch.inference_mode(), autocast:
+            y = self.net(x)
         # Outside inference mode, so later stages get ordinary tensors they may use with
         # autograd or view freely (inference tensors refuse both); contiguous NCHW float32 is
         # what tensor_to_image and the temporal stage expect.

@@ -82,12 +82,24 @@ class LossWeights:
 
 @dataclass
 class LossTerms:
-    """One evaluation of the loss. `total` carries the graph; the others are plain floats."""
+    """One evaluation of the loss. `total` carries the graph; `parts` are the detached terms,
+    read as floats only when asked for (each read waits for a GPU to finish the evaluation, and
+    quality mode evaluates the loss every iteration without looking at them)."""
 
     total: Tensor
-    content: float
-    style: float
-    tv: float
+    parts: dict[str, Tensor]  # "content", "style", "tv"
+
+    @property
+    def content(self) -> float:
+        return float(self.parts["content"])
+
+    @property
+    def style(self) -> float:
+        return float(self.parts["style"])
+
+    @property
+    def tv(self) -> float:
+        return float(self.parts["tv"])
 
     def as_dict(self) -> dict[str, float]:
         return {
@@ -175,12 +187,8 @@ class PerceptualLoss(nn.Module):
         )
         tv = total_variation(image)
         total = self.weights.content * content + self.weights.style * style + self.weights.tv * tv
-        return LossTerms(
-            total=total,
-            content=float(content.detach()),
-            style=float(style.detach()),
-            tv=float(tv.detach()),
-        )
+        parts = {"content": content, "style": style, "tv": tv}
+        return LossTerms(total=total, parts={name: t.detach() for name, t in parts.items()})
 
 
 def perceptual_loss(

@@ -24,6 +24,10 @@ IterationCallback = Callable[[int, float], None]
 #   "sigmoid" - optimised in logits, image = sigmoid(z).
 BOUNDS = ("clamp", "forward", "after", "sigmoid")
 
+# Curvature pairs L-BFGS keeps. torch's two-loop recursion reads two numbers per pair back to
+# the host every iteration (a GPU sync each); bench/lbfgs_history.py measures the loss it buys.
+LBFGS_HISTORY = 50
+
 
 @dataclass
 class OptimizeResult:
@@ -134,7 +138,7 @@ def optimize_image(
             max_eval=iterations,
             tolerance_grad=0.0,
             tolerance_change=0.0,
-            history_size=50,
+            history_size=LBFGS_HISTORY,
         )
 
         def closure() -> Tensor:

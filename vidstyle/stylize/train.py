@@ -17,10 +17,12 @@ it.
 
 from __future__ import annotations
 
+import contextlib
+import functools
 import logging
 import math
 import time
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
@@ -29,6 +31,8 @@ import numpy as np
 import torch
 from PIL import Image, UnidentifiedImageError
 
+from vidstyle import reproducible
+from vidstyle.background import Output, produce_in_background
 from vidstyle.config import TrainSettings
 from vidstyle.device import resolve_device
 from vidstyle.errors import ConfigError, InputError, RenderInterrupted, VidstyleError, WeightsError
@@ -53,6 +57,8 @@ log = logging.getLogger(__name__)
 # Changes whenever what a checkpoint holds changes incompatibly, its fingerprint included
 # (`vidstyle.fingerprint.training_fingerprint`: compared key by key when resuming).
 CHECKPOINT_VERSION = 2
+# Batches drawn ahead of the training step (each a few MB).
+_PREFETCH = 2
 
 
 @dataclass(frozen=True)
@@ -61,8 +67,13 @@ class StepReport:
 
     step: int  # steps done so far, 1-based
     steps: int  # the target
-    losses: dict[str, float]  # loss (total), content, style, tv
+    values: dict[str, torch.Tensor]  # loss (total), content, style, tv (+ temporal), detached
     seconds: float  # wall time of this step
+
+    @functools.cached_property
+    def losses(self) -> dict[str, float]:
+        """The values as floats: read from the device when asked for, not on every step."""
+        return {name: float(value) for name, value in self.values.items()}
 
 
 @dataclass(frozen=True)
@@ -298,8 +309,10 @@ class TrainingSet:
 
 
 def _to_batch(crops: Sequence[np.ndarray]) -> torch.Tensor:
-    batch = torch.from_numpy(np.stack(crops)).permute(0, 3, 1, 2)
-    return batch.contiguous().to(torch.float32).div_(255.0)
+    # numpy, not torch: batches are drawn on a background thread, where a torch op would start
+    # a second OpenMP team competing with training's. Same IEEE division, same values.
+    batch = np.ascontiguousarray(np.stack(crops).transpose(0, 3, 1, 2))
+    return torch.from_numpy(np.divide(batch, 255.0, dtype=np.float32))
 
 
 # ------------------------------------------------------------------------------- training
@@ -362,6 +375,9 @@ def train(
     style_image = load_style_image(style)
     sources = find_data(data)
     device = resolve_device(settings.device)
+    flags = reproducible.configure(device)  # before the first CUDA computation
+    if flags is not None:
+        log.info("CUDA: %s; a resumed training is not bitwise equal on a GPU", flags.describe())
     ckpt_path = checkpoint_path(out)
 
     loss = build_loss(settings, device)
@@ -412,7 +428,7 @@ def train(
                 "step": step,
                 "model": {k: v.detach().cpu() for k, v in net.state_dict().items()},
                 "optimizer": optimizer.state_dict(),
-                "rng": generator.get_state(),
+                "rng": rng_state,
                 "fingerprint": fingerprint,
             },
             ckpt_path,
@@ -421,6 +437,9 @@ def train(
     start_step = step
     started = time.perf_counter()
     last: dict[str, float] = {}
+    # The generator's state once the batches trained on so far were drawn: what a checkpoint
+    # keeps, although the background thread has drawn further ahead.
+    rng_state = generator.get_state()
     if step < settings.steps:
         log.info(
             "Training the %s network: %d steps of %d crops of %d px on %s",
@@ -431,34 +450,55 @@ def train(
             device.type,
         )
     eta = _EtaEstimate(start_step, settings.steps, device)
+    batches = prefetch_batches(
+        dataset,
+        settings.batch_size,
+        generator,
+        settings.steps - step,
+        pairs=temporal,
+        device=device,
+    )
     try:
-        while step < settings.steps:
-            tick = time.perf_counter()
-            batch = dataset.sample(settings.batch_size, generator).to(device, non_blocking=True)
-            loss.set_content(batch)
-            terms = loss(net(batch))
-            total = terms.total
-            last = {"content": terms.content, "style": terms.style, "tv": terms.tv}
-            if temporal:
-                tloss = _temporal_term(net, dataset, settings.batch_size, generator, device)
-                total = total + settings.temporal_weight * tloss
-                last["temporal"] = float(tloss.detach())
-            optimizer.zero_grad(set_to_none=True)
-            total.backward()
-            optimizer.step()
-            step += 1
-            last = {"loss": float(total.detach()), **last}
-            if not all(math.isfinite(v) for v in last.values()):
-                raise VidstyleError(
-                    f"training diverged at step {step} (loss {last['loss']}); lower --lr or "
-                    "the loss weights and pass --restart"
-                )
-            if on_step is not None:
-                on_step(StepReport(step, settings.steps, last, time.perf_counter() - tick))
-            eta.step_done(step)
-            if settings.checkpoint_every and step % settings.checkpoint_every == 0:
-                save_checkpoint()
-                log.info("Step %d/%d: %s; checkpoint saved", step, settings.steps, _fmt(last))
+        with contextlib.closing(batches):
+            for drawn in batches:
+                tick = time.perf_counter()
+                batch = drawn.crops.to(device, non_blocking=True)
+                loss.set_content(batch)
+                terms = loss(net(batch))
+                total = terms.total
+                values = dict(terms.parts)
+                if drawn.pairs is not None:
+                    tloss = _temporal_term(net, drawn.pairs, device)
+                    total = total + settings.temporal_weight * tloss
+                    values["temporal"] = tloss.detach()
+                optimizer.zero_grad(set_to_none=True)
+                total.backward()
+                optimizer.step()
+                step += 1
+                rng_state = drawn.rng_after
+                values = {"loss": total.detach(), **values}
+                # One read from the device a step, for the divergence check; the terms are
+                # read only when shown or logged (StepReport.losses).
+                value = float(values["loss"])
+                if not math.isfinite(value):
+                    raise VidstyleError(
+                        f"training diverged at step {step} (loss {value}); lower --lr or "
+                        "the loss weights and pass --restart"
+                    )
+                report = StepReport(step, settings.steps, values, time.perf_counter() - tick)
+                if on_step is not None:
+                    on_step(report)
+                eta.step_done(step)
+                if settings.checkpoint_every and step % settings.checkpoint_every == 0:
+                    save_checkpoint()
+                    log.info(
+                        "Step %d/%d: %s; checkpoint saved",
+                        step,
+                        settings.steps,
+                        _fmt(report.losses),
+                    )
+        if step > start_step:
+            last = report.losses
     except KeyboardInterrupt:
         done = step - step % settings.checkpoint_every if settings.checkpoint_every else 0
         where = f"step {max(done, start_step)}" if ckpt_path.exists() else "the start"
@@ -546,19 +586,53 @@ def _duration(seconds: float) -> str:
     return f"{hours} h {minutes:02d} min" if hours else f"{minutes} min"
 
 
-def _temporal_term(
-    net: TransformerNet,
+@dataclass(frozen=True)
+class DrawnBatch:
+    """One step's training data, drawn ahead on a background thread."""
+
+    crops: torch.Tensor  # N×3×S×S float32 in [0, 1], on the CPU (pinned for a GPU)
+    pairs: tuple[torch.Tensor, ...] | None  # TrainingSet.sample_pairs, for the temporal term
+    rng_after: torch.Tensor  # the generator's state once this batch was drawn
+
+
+def prefetch_batches(
     dataset: TrainingSet,
     count: int,
     generator: torch.Generator,
+    steps: int,
+    *,
+    pairs: bool,
     device: torch.device,
+) -> Iterator[DrawnBatch]:
+    """`steps` batches drawn in order on a background thread, a few ahead of the training step.
+
+    Reading and decoding image files and cutting crops take CPU time a GPU would otherwise
+    wait for. The draws are those a loop drawing each step itself would make (crops, then
+    pairs, from the one generator), so a run gives the same batches either way; each batch
+    carries the generator's state after it, which is what a checkpoint saves. For a GPU the
+    batches are put in page-locked memory, so the copy to the device is asynchronous."""
+    pin = device.type == "cuda"
+
+    def draw(output: Output[DrawnBatch]) -> None:
+        for _ in range(steps):
+            crops = dataset.sample(count, generator)
+            drawn = dataset.sample_pairs(count, generator) if pairs else None
+            if pin:
+                crops = crops.pin_memory()
+                drawn = None if drawn is None else tuple(t.pin_memory() for t in drawn)
+            if not output.put(DrawnBatch(crops, drawn, generator.get_state())):
+                return
+
+    return produce_in_background(draw, queue_size=_PREFETCH, name="vidstyle-training-data")
+
+
+def _temporal_term(
+    net: TransformerNet, pairs: tuple[torch.Tensor, ...], device: torch.device
 ) -> torch.Tensor:
     """Masked squared difference between the output for frame t and the output for frame t−1
     carried onto frame t along the flow: what flickers between frames that show the same
     scene points. Both frames go through the network in one batch."""
-    previous, current, flow, reliable = (
-        t.to(device, non_blocking=True) for t in dataset.sample_pairs(count, generator)
-    )
+    previous, current, flow, reliable = (t.to(device, non_blocking=True) for t in pairs)
     out_previous, out_current = net(torch.cat([previous, current])).chunk(2)
     return temporal_loss(out_current, warp(out_previous, flow), reliable)
 

@@ -366,6 +366,9 @@ class _FlowResult:
     flow: np.ndarray | None  # from this frame to the previous one
     mask: np.ndarray | None
     reliable_fraction: float
+    # flow and mask as 1×2×H×W and 1×1×H×W tensors in page-locked memory, for a GPU: the flow
+    # thread pins them, so the main thread's upload is queued rather than waited for.
+    pinned: tuple[Tensor, Tensor] | None = None
 
 
 class FlowStage:
@@ -420,12 +423,11 @@ class FlowStage:
             )
             return replace(record, flow=None, reliable=None, new_shot=True)
         device = record.content.device
-        return replace(
-            record,
-            flow=flow_to_tensor(item.flow, device),
-            reliable=mask_to_tensor(item.mask, device),
-            new_shot=False,
-        )
+        if item.pinned is not None:
+            flow, reliable = (t.to(device, non_blocking=True) for t in item.pinned)
+        else:
+            flow, reliable = flow_to_tensor(item.flow, device), mask_to_tensor(item.mask, device)
+        return replace(record, flow=flow, reliable=reliable, new_shot=False)
 
     def _work(self, frames: Iterator[FrameRecord], output: Output[_FlowResult]) -> None:
         if self.opencv_threads is not None:
@@ -436,12 +438,20 @@ class FlowStage:
             for record in frames:
                 if output.stopped:
                     return
-                rgb = tensor_to_rgb8(record.content)
+                # The decoder's own uint8 frame where the record has it: the same bytes as
+                # the content quantised again, without a copy back from a GPU.
+                rgb = record.rgb8 if record.rgb8 is not None else tensor_to_rgb8(record.content)
                 if previous is None or previous.shape != rgb.shape:
                     item = _FlowResult(record, None, None, 0.0)
                 else:
                     flow, mask = estimator.flow_and_mask(rgb, previous)
-                    item = _FlowResult(record, flow, mask, float(mask.mean()))
+                    pinned = None
+                    if record.content.device.type == "cuda":
+                        pinned = (
+                            flow_to_tensor(flow, "cpu").pin_memory(),
+                            mask_to_tensor(mask, "cpu").pin_memory(),
+                        )
+                    item = _FlowResult(record, flow, mask, float(mask.mean()), pinned)
                 previous = rgb
                 if not output.put(item):
                     return
