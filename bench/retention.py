@@ -268,6 +268,9 @@ def main(argv: list[str] | None = None) -> int:
         type=Path,
         help="file keeping the fresh frames between runs of the same clip and settings",
     )
+    parser.add_argument(
+        "--fresh-only", action="store_true", help="render the fresh frames into the cache only"
+    )
     parser.add_argument("--device", default="auto")
     parser.add_argument("--out", type=Path, default=ROOT / "bench" / "results" / "retention.json")
     args = parser.parse_args(argv)
@@ -299,6 +302,8 @@ def main(argv: list[str] | None = None) -> int:
     fresh_seconds = (time.perf_counter() - started) / len(fresh)
     if args.fresh_cache:
         torch.save(fresh, args.fresh_cache)
+    if args.fresh_only:
+        return 0
     independent = sampled_warping_error(
         images,
         [(tensor_to_image(fresh[i - 1]), tensor_to_image(fresh[i]), i) for i in samples],
