@@ -19,6 +19,7 @@ from rich.table import Table
 from rich.text import Text
 
 from vidstyle import __version__
+from vidstyle.cli_help import HelpCommand
 from vidstyle.cli_options import PANEL_LOG, add_setting_options, settings_values
 from vidstyle.config import (
     PANEL_BATCH,
@@ -133,7 +134,10 @@ Verbose = Annotated[
 _PRESETS = {name: load_preset(name) for name in preset_names()}  # per-preset defaults in --help
 
 
-@app.command(short_help="Render videos with --style IMAGE or --model M (the default command).")
+@app.command(
+    cls=HelpCommand,
+    short_help="Render videos with --style IMAGE or --model M (the default command).",
+)
 @add_setting_options(
     RenderSettings, unset_default=True, presets=_PRESETS, panel_order=RENDER_PANELS
 )
@@ -141,7 +145,7 @@ def render(
     input_paths: Annotated[
         list[Path],
         typer.Argument(
-            metavar="INPUT...",
+            metavar="INPUT",
             help="Video files and/or folders of videos (folders need -o OUTDIR).",
             show_default=False,
         ),
@@ -151,6 +155,7 @@ def render(
         typer.Option(
             "--style",
             "-s",
+            metavar="IMAGE",
             help="Style image (quality mode). Repeatable: several --style values render every "
             "input in every style (one output each), unless --style-blend is given, which "
             "blends them into one style and one output per input (<stem>.<a>+<b>.mp4).",
@@ -163,6 +168,7 @@ def render(
         typer.Option(
             "--output",
             "-o",
+            metavar="PATH",
             help="Output file \\[default: <stem>.<style>.mp4 beside the input].",
             rich_help_panel=PANEL_IO,
             show_default=False,
@@ -181,6 +187,7 @@ def render(
     config: Annotated[
         Path | None,
         typer.Option(
+            metavar="FILE",
             help="TOML file of settings (overrides the preset; options override it).",
             rich_help_panel=PANEL_MODE,
             show_default=False,
@@ -196,6 +203,7 @@ def render(
         list[str] | None,
         typer.Option(
             "--ext",
+            metavar="EXTS",
             help="Extensions taken for videos in folders, comma-separated or repeated "
             f"\\[default: {','.join(e.lstrip('.') for e in VIDEO_EXTENSIONS)}].",
             rich_help_panel=PANEL_BATCH,
@@ -206,6 +214,7 @@ def render(
         str,
         typer.Option(
             "--name",
+            metavar="TEMPLATE",
             help="Output name template: {stem} (input name), {style} (style or model name), "
             "{ext} (.mp4), {input_ext} (the input's extension); may include a subfolder.",
             rich_help_panel=PANEL_BATCH,
@@ -216,6 +225,7 @@ def render(
         typer.Option(
             "--jobs",
             "-j",
+            metavar="N",
             help="Videos rendered at once, in worker processes; with --device cuda:0,cuda:1 "
             "the workers take the devices in turn.",
             rich_help_panel=PANEL_BATCH,
@@ -225,6 +235,7 @@ def render(
         str | None,
         typer.Option(
             "--cluster",
+            metavar="ADDRESS",
             help="Render on the Ray cluster at this address (auto, host:6379, ray://host:10001), "
             "a task per video (or per shot, with --split shots). Every node must see the inputs "
             "and outputs under the same paths. Needs pip install 'vidstyle\\[ray]'.",
@@ -424,7 +435,7 @@ def _duration(seconds: float) -> str:
     return f"{hours}:{minutes:02d}:{secs:02d}" if hours else f"{minutes}:{secs:02d}"
 
 
-@app.command()
+@app.command(cls=HelpCommand)
 def weights(
     vgg_weights: Annotated[
         Path | None,
@@ -444,7 +455,7 @@ def weights(
     """Show which VGG weights (VGG-19 or VGG-16) would be used and where they are looked for."""
     setup_logging(0)
     with _user_errors():
-        from vidstyle.nets.vgg import describe_weights, find_weights
+        from vidstyle.nets.vgg import find_weights, inspect_weights
 
         if download:
             found = find_weights(vgg_weights, force_download=True)
@@ -453,11 +464,14 @@ def weights(
                     "could not download VGG-19 weights; check the network, or copy a checkpoint "
                     "into the cache `vidstyle weights` names"
                 )
-        for line in describe_weights(vgg_weights, layout=vgg_layout):
+        lines, problem = inspect_weights(vgg_weights, layout=vgg_layout)
+        for line in lines:
             typer.echo(line)
+        if problem is not None:  # a render would stop with this: so does the check
+            raise problem
 
 
-@app.command()
+@app.command(cls=HelpCommand)
 @add_setting_options(
     TrainSettings,
     unset_default=False,
@@ -473,6 +487,7 @@ def train(
         typer.Option(
             "--data",
             "-d",
+            metavar="PATH",
             help="Image folder, video file or folder of videos (repeatable); video frames are "
             "sampled across each clip, so the footage you will render works as training data.",
             rich_help_panel=PANEL_TRAIN_DATA,
@@ -483,6 +498,7 @@ def train(
         typer.Option(
             "--out",
             "-o",
+            metavar="FILE",
             help="Model file to write (default: <models dir>/<style>.pth); its checkpoint is "
             "<out>.ckpt. Re-running the same command resumes from it.",
             rich_help_panel=PANEL_TRAIN_DATA,
@@ -492,6 +508,7 @@ def train(
     models_dir: Annotated[
         Path | None,
         typer.Option(
+            metavar="DIR",
             help="Models directory for the default --out (default: $VIDSTYLE_MODELS or "
             "~/.cache/vidstyle/models).",
             rich_help_panel=PANEL_TRAIN_DATA,
@@ -524,7 +541,7 @@ def train(
         values = settings_values(TrainSettings, options)
         if values["vgg_weights"] is not None:
             values["vgg_weights"] = str(values["vgg_weights"])
-        settings = TrainSettings(**values)
+        settings = TrainSettings.from_options(values)
         try:
             result = train_model(style, data, out, settings, restart=restart, on_step=bar)
         finally:
@@ -532,11 +549,12 @@ def train(
         typer.echo(str(result.model))
 
 
-@app.command()
+@app.command(cls=HelpCommand)
 def models(
     models_dir: Annotated[
         Path | None,
         typer.Option(
+            metavar="DIR",
             help="Folder to list (default: $VIDSTYLE_MODELS or ~/.cache/vidstyle/models).",
             show_default=False,
         ),
@@ -584,6 +602,7 @@ def models(
 
 
 @app.command(
+    cls=HelpCommand,
     name="eval",
     short_help="Measure flicker (warping error) and, with --style, the distance to the style.",
 )
@@ -595,6 +614,7 @@ def evaluate(
         typer.Option(
             "--style",
             "-s",
+            metavar="IMAGE",
             help="Style image(s) it was rendered with: adds the style distance.",
             show_default=False,
         ),
@@ -611,7 +631,9 @@ def evaluate(
     ] = None,
     config: Annotated[
         Path | None,
-        typer.Option(help="TOML file of settings the render used.", show_default=False),
+        typer.Option(
+            metavar="FILE", help="TOML file of settings the render used.", show_default=False
+        ),
     ] = None,
     features: Annotated[
         str | None,
@@ -706,4 +728,27 @@ def main(argv: list[str] | None = None) -> None:
     root_options = ("-h", "--help", "--version", "-V")
     if args and args[0] not in _subcommands() and args[0] not in root_options:
         args.insert(0, "render")
-    app(args=args, prog_name="vidstyle")
+    try:
+        code = app(args=args, prog_name="vidstyle", standalone_mode=False)
+    except typer.TyperException as err:  # click's usage errors: an unknown option, a bad value
+        sys.exit(_usage_error(err))
+    sys.exit(code if isinstance(code, int) else 0)
+
+
+def _usage_error(err: Exception) -> int:
+    """A usage error as the one `error:` line every other error is, pointing at the command's
+    help (click's own display is a box of several lines); its exit code."""
+    show = getattr(err, "show", None)
+    if type(err).__name__ == "NoArgsIsHelpError" and show is not None:
+        show()  # a bare `vidstyle train`: the help is the answer
+        return int(getattr(err, "exit_code", 2))
+    format_message = getattr(err, "format_message", None)
+    message = format_message() if format_message is not None else str(err)
+    message = message[:1].lower() + message[1:].rstrip(".")
+    context = getattr(err, "ctx", None)
+    if context is not None:
+        message += f" (see `{context.command_path} --help`)"
+    stderr_console.print(
+        Text.assemble(("error: ", "bold red"), message), highlight=False, soft_wrap=True
+    )
+    return int(getattr(err, "exit_code", 2))

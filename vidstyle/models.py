@@ -31,6 +31,7 @@ import torch
 
 from vidstyle.atomic import output_error, write_atomically
 from vidstyle.errors import OutputError, WeightsError
+from vidstyle.filetypes import checkpoint_load_failure, recognised_media
 from vidstyle.nets.transformer import TransformerArch, TransformerNet
 
 MODEL_FORMAT = "vidstyle.fast-model"
@@ -85,13 +86,6 @@ def checkpoint_path(model_path: Path) -> Path:
     return model_path.with_name(model_path.name + CHECKPOINT_SUFFIX)
 
 
-def _one_line(exc: BaseException, limit: int = 160) -> str:
-    """An exception as one short line: torch's unpickling errors run to dozens of lines."""
-    text = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
-    text = f"{type(exc).__name__}: {text}" if text else type(exc).__name__
-    return text if len(text) <= limit else text[: limit - 3] + "..."
-
-
 # ------------------------------------------------------------------------------------- writing
 
 
@@ -140,33 +134,6 @@ def save_model(path: Path, net: TransformerNet, *, style: str, training: Mapping
 # ------------------------------------------------------------------------------------- reading
 
 
-# Leading bytes of files users mistake for a model (a style image, a clip), and what they are.
-_NOT_MODELS: tuple[tuple[int, bytes, str], ...] = (
-    (0, b"\xff\xd8\xff", "a JPEG image"),
-    (0, b"\x89PNG", "a PNG image"),
-    (0, b"GIF8", "a GIF image"),
-    (8, b"WEBP", "a WebP image"),
-    (0, b"BM", "a BMP image"),
-    (0, b"II*\x00", "a TIFF image"),
-    (0, b"MM\x00*", "a TIFF image"),
-    (4, b"ftyp", "an MP4/MOV video"),
-    (0, b"\x1a\x45\xdf\xa3", "a Matroska/WebM video"),
-)
-
-
-def _recognised_non_model(path: Path) -> str | None:
-    """What `path` is, when its first bytes say it is an image or a video."""
-    try:
-        with path.open("rb") as file:
-            head = file.read(16)
-    except OSError:
-        return None  # torch.load reports it
-    for offset, magic, kind in _NOT_MODELS:
-        if head[offset : offset + len(magic)] == magic:
-            return kind
-    return None
-
-
 def load_file(path: Path, what: str, remedy: str = "train it again") -> object:
     """`torch.load(weights_only=True)` with every failure turned into a one-line WeightsError."""
     path = Path(path)
@@ -174,7 +141,7 @@ def load_file(path: Path, what: str, remedy: str = "train it again") -> object:
         raise WeightsError(f"{what} not found; check the path", path)
     if not path.is_file():
         raise WeightsError(f"{what} path is not a file", path)
-    kind = _recognised_non_model(path)
+    kind = recognised_media(path)
     if kind is not None:
         # Before torch.load, whose unpickling error would be pages long and beside the point.
         hint = " (a style image goes to --style)" if kind.endswith("image") else ""
@@ -185,8 +152,8 @@ def load_file(path: Path, what: str, remedy: str = "train it again") -> object:
         return torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # torch.load raises many types for damaged or foreign files
         raise WeightsError(
-            f"cannot read {what} ({_one_line(exc)}); the file is truncated, corrupt or not "
-            f"written by vidstyle: {remedy}",
+            f"cannot read {what}: {checkpoint_load_failure(exc, path)}; the file is truncated, "
+            f"corrupt or not written by vidstyle: {remedy}",
             path,
         ) from None
 

@@ -243,6 +243,10 @@ def _render(
     if plan.still:
         return _render_still(plan, device, sharing, progress)
     assert plan.info is not None and plan.size is not None
+    _check_memory(plan, plan.info.size, plan.size, device, sharing)  # before any work is wasted
+    # Built before the render is announced: a model or VGG file that cannot be used, or a layer
+    # the network lacks, is an error on its own, not one that follows "clip.mp4 → ...".
+    stages = build_stages(settings, device, plan.styles)
     if plan.size_note:
         log.info("%s: %s", plan.input.name, plan.size_note)
     log.info(
@@ -255,8 +259,6 @@ def _render(
         settings.mode,
         device,
     )
-    _check_memory(plan, plan.info.size, plan.size, device, sharing)  # before any work is wasted
-    stages = build_stages(settings, device, plan.styles)
     # Earlier progress of this same command, if it was interrupted (vidstyle.resume); the
     # stages that carry state from frame to frame continue from the last saved frame.
     identity = render_fingerprint(
@@ -437,6 +439,9 @@ def _render_still(
     settings = plan.settings
     source = read_image(plan.input)
     size = image_size((source.shape[1], source.shape[0]), settings.size)
+    _check_memory(plan, (source.shape[1], source.shape[0]), size, device, sharing)
+    styles = [load_style_image(path) for path in plan.styles]
+    stylizer, _ = build_stylizer(settings, device, styles)
     log.info(
         "%s → %s: %dx%d, %s mode on %s",
         plan.input,
@@ -446,9 +451,6 @@ def _render_still(
         settings.mode,
         device,
     )
-    _check_memory(plan, (source.shape[1], source.shape[0]), size, device, sharing)
-    styles = [load_style_image(path) for path in plan.styles]
-    stylizer, _ = build_stylizer(settings, device, styles)
     colors = preserve_colors_stage(settings.preserve_colors, settings.mode)
     if size != (source.shape[1], source.shape[0]):
         resized = Image.fromarray(source).resize(size, Image.Resampling.LANCZOS)
