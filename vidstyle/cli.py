@@ -549,18 +549,77 @@ def train(
         typer.echo(str(result.model))
 
 
-@app.command(cls=HelpCommand)
-def models(
-    models_dir: Annotated[
-        Path | None,
+models_app = typer.Typer(
+    name="models",
+    help="List the models in the models directory (names for `--model`) with metadata; "
+    "`vidstyle models import FILE` adds a pytorch/examples network.",
+    invoke_without_command=True,
+    no_args_is_help=False,
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
+app.add_typer(models_app)
+
+ModelsDir = Annotated[
+    Path | None,
+    typer.Option(
+        metavar="DIR",
+        help="Models folder (default: $VIDSTYLE_MODELS or ~/.cache/vidstyle/models).",
+        show_default=False,
+    ),
+]
+
+
+@models_app.command(
+    name="import",
+    cls=HelpCommand,
+    short_help="Convert a pytorch/examples fast_neural_style .pth into a model for --model.",
+)
+def models_import(
+    file: Annotated[
+        Path,
+        typer.Argument(
+            metavar="FILE",
+            help="A fast_neural_style .pth from pytorch/examples (candy.pth, mosaic.pth, ...).",
+            show_default=False,
+        ),
+    ],
+    name: Annotated[
+        str | None,
         typer.Option(
-            metavar="DIR",
-            help="Folder to list (default: $VIDSTYLE_MODELS or ~/.cache/vidstyle/models).",
+            metavar="NAME",
+            help="The model's name for --model \\[default: the file's name without .pth].",
             show_default=False,
         ),
     ] = None,
+    models_dir: ModelsDir = None,
+    overwrite: Annotated[
+        bool, typer.Option("--overwrite", help="Replace a model of the same name.")
+    ] = False,
 ) -> None:
-    """List the trained models in the models directory (names for `--model`) with metadata."""
+    """Convert a pytorch/examples fast_neural_style network (get them with its
+    download_saved_models.py) into a vidstyle model, so `--model NAME` renders with it."""
+    setup_logging(0)
+    with _user_errors():
+        from vidstyle.model_import import import_model
+
+        imported = import_model(file, name=name, directory=models_dir, overwrite=overwrite)
+        if imported.dropped:
+            log.info(
+                "%s: dropped %d instance-norm running statistics (unused; older PyTorch wrote "
+                "them)",
+                file,
+                imported.dropped,
+            )
+        log.info("Imported %s as model '%s'", file, imported.name)
+        typer.echo(str(imported.path))
+
+
+@models_app.callback()
+def models(ctx: typer.Context, models_dir: ModelsDir = None) -> None:
+    """List the models in the models directory (names for `--model`) with metadata; `vidstyle
+    models import FILE` adds a network trained by pytorch/examples' fast_neural_style."""
+    if ctx.invoked_subcommand is not None:
+        return
     setup_logging(0)
     with _user_errors():
         from vidstyle.models import list_models
@@ -581,14 +640,16 @@ def models(
                 problems.append(f"  unusable: {item}")
                 continue
             t = item.training
+            unknown = "-" if item.source else "?"  # an imported network: not trained here
+            loss_network = f"imported: {item.source.get('file', '?')}" if item.source else "?"
             rows.append(
                 (
                     item.name,
                     item.arch.name,
                     item.style,
-                    str(t.get("steps", "?")),
-                    f"{t['size']} px" if "size" in t else "?",
-                    str(t.get("loss_network", "?")),
+                    str(t.get("steps", unknown)),
+                    f"{t['size']} px" if "size" in t else unknown,
+                    str(t.get("loss_network", loss_network)),
                     item.created[:16].replace("T", " "),
                 )
             )
@@ -715,11 +776,12 @@ def _eval_table(result: Any) -> list[str]:
 
 
 def _subcommands() -> set[str]:
-    return {
+    commands = {
         command.name or command.callback.__name__
         for command in app.registered_commands
         if command.callback is not None
     }
+    return commands | {group.typer_instance.info.name for group in app.registered_groups}
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -4,12 +4,14 @@ A model file is one `.pth` holding a plain dict (so it loads with `weights_only=
 runs pickled code from a file someone sent you):
 
     format      "vidstyle.fast-model"       what kind of file this is
-    version     1                           bumped when the layout changes incompatibly
+    version     1 or 2                      2: an output mapping other than tanh (arch.output);
+                                            bumped when the layout changes incompatibly
     arch        {"name", "channels", "residual_blocks"}   rebuilds the exact network
     style       style image file name (for listings and default output names)
     training    the training settings (plain values), steps done, loss network used
     created     ISO 8601 UTC time of writing
     state_dict  the network's tensors
+    source      (imported networks only) the file it was converted from, its SHA-256, its layout
 
 Training checkpoints (`MODEL.pth.ckpt`, see `vidstyle.stylize.train`) use the same rules with
 their own format tag, so passing one where a model is expected gets a clear message.
@@ -35,7 +37,7 @@ from vidstyle.filetypes import checkpoint_load_failure, recognised_media
 from vidstyle.nets.transformer import TransformerArch, TransformerNet
 
 MODEL_FORMAT = "vidstyle.fast-model"
-MODEL_VERSION = 1
+MODEL_VERSION = 2  # the newest version read (version 1 files: tanh output only)
 CHECKPOINT_FORMAT = "vidstyle.train-checkpoint"
 MODEL_SUFFIX = ".pth"
 CHECKPOINT_SUFFIX = ".ckpt"  # appended to the model file name: starry.pth -> starry.pth.ckpt
@@ -52,6 +54,7 @@ class ModelInfo:
     training: dict[str, Any] = field(default_factory=dict)
     created: str = ""
     version: int = MODEL_VERSION
+    source: dict[str, Any] = field(default_factory=dict)  # where an imported network came from
 
     @property
     def name(self) -> str:
@@ -66,6 +69,8 @@ class ModelInfo:
             parts.append(f"{t['steps']} steps at {t.get('size', '?')} px")
         if "loss_network" in t:
             parts.append(f"loss network {t['loss_network']}")
+        if self.source:
+            parts.append(f"imported from {self.source.get('file', '?')}")
         return f"{self.name} ({', '.join(parts)})"
 
 
@@ -114,17 +119,29 @@ def torch_save(obj: object, file: BinaryIO) -> None:
         raise
 
 
-def model_dict(net: TransformerNet, *, style: str, training: Mapping[str, Any]) -> dict[str, Any]:
-    """The dict a model file holds (tensors copied to the CPU so the file loads anywhere)."""
-    return {
+def model_dict(
+    net: TransformerNet,
+    *,
+    style: str,
+    training: Mapping[str, Any],
+    source: Mapping[str, Any] | None = None,
+) -> dict[str, Any]:
+    """The dict a model file holds (tensors copied to the CPU so the file loads anywhere).
+    `source`: where an imported network came from (see `vidstyle.model_import`)."""
+    data = {
         "format": MODEL_FORMAT,
-        "version": MODEL_VERSION,
+        # A network with another output mapping than tanh is version 2: a vidstyle that reads
+        # only version 1 would render it with the wrong mapping, and so refuses it instead.
+        "version": 1 if net.arch.output == "tanh" else MODEL_VERSION,
         "arch": net.arch.as_dict(),
         "style": style,
         "training": dict(training),
         "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "state_dict": {k: v.detach().cpu().contiguous() for k, v in net.state_dict().items()},
     }
+    if source is not None:
+        data["source"] = dict(source)
+    return data
 
 
 def save_model(path: Path, net: TransformerNet, *, style: str, training: Mapping[str, Any]) -> None:
@@ -195,6 +212,7 @@ def _model_fields(obj: object, path: Path) -> tuple[dict[str, Any], ModelInfo]:
     ):
         raise WeightsError("model file is damaged: no state dict of tensors", path)
     training = obj.get("training")
+    source = obj.get("source")
     info = ModelInfo(
         path=path,
         arch=arch,
@@ -202,6 +220,7 @@ def _model_fields(obj: object, path: Path) -> tuple[dict[str, Any], ModelInfo]:
         training=dict(training) if isinstance(training, Mapping) else {},
         created=str(obj.get("created", "")),
         version=version,
+        source=dict(source) if isinstance(source, Mapping) else {},
     )
     return dict(state), info
 
