@@ -664,6 +664,156 @@ def models(ctx: typer.Context, models_dir: ModelsDir = None) -> None:
 
 @app.command(
     cls=HelpCommand,
+    short_help="One frame in every style, --vary value and --model, as one labelled PNG grid.",
+)
+def sheet(
+    input_path: Annotated[
+        Path,
+        typer.Argument(metavar="INPUT", help="A video or a still image.", show_default=False),
+    ],
+    style: Annotated[
+        list[Path] | None,
+        typer.Option(
+            "--style",
+            "-s",
+            metavar="IMAGE",
+            help="Style image (repeatable): a row of pictures each.",
+            show_default=False,
+        ),
+    ] = None,
+    model: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--model",
+            metavar="NAME",
+            help="Fast-mode model, a name or a file (repeatable): a picture each.",
+            show_default=False,
+        ),
+    ] = None,
+    vary: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--vary",
+            metavar="OPTION=V1,V2",
+            help="Render each style with each value of a render option, e.g. "
+            "style-weight=1,2,5 (repeatable: every combination). One value sets it for all.",
+            show_default=False,
+        ),
+    ] = None,
+    at: Annotated[
+        str | None,
+        typer.Option(
+            "--at",
+            metavar="TIME",
+            help="The frame shown at this time: seconds or \\[HH:]MM:SS \\[default: the middle].",
+            show_default=False,
+        ),
+    ] = None,
+    frame: Annotated[
+        int | None,
+        typer.Option("--frame", metavar="N", help="Frame N, counted from 0.", show_default=False),
+    ] = None,
+    output: Annotated[
+        Path | None,
+        typer.Option(
+            "--output",
+            "-o",
+            metavar="FILE",
+            help="The PNG to write \\[default: <stem>.sheet.png beside the input].",
+            show_default=False,
+        ),
+    ] = None,
+    preset: Annotated[
+        str | None,
+        typer.Option(
+            metavar="[" + "|".join(_PRESETS) + "]",
+            help="Preset of every picture \\[default: quality].",
+            show_default=False,
+        ),
+    ] = None,
+    config: Annotated[
+        Path | None,
+        typer.Option(metavar="FILE", help="TOML file of settings.", show_default=False),
+    ] = None,
+    size: Annotated[
+        str | None,
+        typer.Option(
+            metavar="N",
+            help="Long side of the pictures \\[default: the preset's].",
+            show_default=False,
+        ),
+    ] = None,
+    features: Annotated[
+        str | None,
+        typer.Option(metavar="[auto|pretrained|random]", help="VGG features.", show_default=False),
+    ] = None,
+    vgg_weights: Annotated[
+        Path | None,
+        typer.Option(metavar="PATH", help="VGG-19 or VGG-16 checkpoint.", show_default=False),
+    ] = None,
+    vgg_layout: Annotated[
+        str | None,
+        typer.Option(
+            metavar="[auto|torchvision|caffe]", help="Its input normalisation.", show_default=False
+        ),
+    ] = None,
+    device: Annotated[
+        str | None,
+        typer.Option(
+            metavar="DEVICE",
+            help="auto | cpu | cuda | cuda:N; a comma-separated list the pictures take in turn.",
+            show_default=False,
+        ),
+    ] = None,
+    jobs: Annotated[
+        int,
+        typer.Option(
+            "--jobs", "-j", metavar="N", help="Pictures rendered at once, in worker processes."
+        ),
+    ] = 1,
+    quiet: Quiet = False,
+    verbose: Verbose = False,
+) -> None:
+    """Render one frame of INPUT in every style (-s) with every combination of --vary values
+    (quality mode, the chosen preset) and with every --model, and write one PNG grid: the
+    source frame first, each picture labelled with the options that made it, to copy into a
+    render command."""
+    setup_logging(_verbosity(quiet, verbose))
+    overrides = {
+        "size": size,
+        "features": features,
+        "vgg_weights": vgg_weights,
+        "vgg_layout": vgg_layout,
+        "device": device,
+    }
+    with _user_errors():
+        from vidstyle.sheet import make_sheet
+
+        result = make_sheet(
+            input_path,
+            output or input_path.with_name(f"{input_path.stem}.sheet.png"),
+            styles=style or [],
+            models=model or [],
+            vary=vary or [],
+            at=at,
+            frame=frame,
+            preset=preset,
+            config=config,
+            overrides={k: v for k, v in overrides.items() if v is not None},
+            jobs=jobs,
+        )
+        if not quiet:
+            total = sum(cell.seconds for cell in result.cells)
+            stderr_console.print(
+                f"{len(result.cells)} pictures in {result.seconds:.1f} s "
+                f"({total / max(1, len(result.cells)):.1f} s each)",
+                highlight=False,
+            )
+        typer.echo(str(result.path))
+
+
+@app.command(
+    cls=HelpCommand,
     name="eval",
     short_help="Measure flicker (warping error) and, with --style, the distance to the style.",
 )

@@ -440,8 +440,7 @@ def _render_still(
     source = read_image(plan.input)
     size = image_size((source.shape[1], source.shape[0]), settings.size)
     _check_memory(plan, (source.shape[1], source.shape[0]), size, device, sharing)
-    styles = [load_style_image(path) for path in plan.styles]
-    stylizer, _ = build_stylizer(settings, device, styles)
+    stylize = frame_stylizer(settings, device, plan.styles)
     log.info(
         "%s → %s: %dx%d, %s mode on %s",
         plan.input,
@@ -451,21 +450,15 @@ def _render_still(
         settings.mode,
         device,
     )
-    colors = preserve_colors_stage(settings.preserve_colors, settings.mode)
     if size != (source.shape[1], source.shape[0]):
         resized = Image.fromarray(source).resize(size, Image.Resampling.LANCZOS)
         source = np.asarray(resized, dtype=np.uint8)
-    record = FrameRecord(index=0, pts=0, content=image_to_tensor(source, device), new_shot=True)
     started = time.perf_counter()
     progress.start(plan.input.name, 1)
     try:
-        records = stylizer(iter([record]))
-        if colors is not None:
-            records = colors(records)
-        styled = next(records).styled
-        assert styled is not None
+        styled = stylize(source)
         progress.advance()
-        write_image(tensor_to_image(styled), plan.output)
+        write_image(styled, plan.output)
     except KeyboardInterrupt:
         raise RenderInterrupted("interrupted; nothing was written", plan.output) from None
     finally:
@@ -480,6 +473,29 @@ def _render_still(
         seconds=seconds,
         size=size,
     )
+
+
+def frame_stylizer(
+    settings: RenderSettings, device: torch.device, styles: Sequence[Path]
+) -> Callable[[np.ndarray], np.ndarray]:
+    """A function stylizing one H×W×3 uint8 RGB picture as the first frame of a shot is
+    (quality mode's frame-1 budget, or the network; colours preserved as asked), built once:
+    a still image's render, and each picture of a contact sheet (`vidstyle.sheet`)."""
+    stylizer, _ = build_stylizer(settings, device, [load_style_image(path) for path in styles])
+    colors = preserve_colors_stage(settings.preserve_colors, settings.mode)
+
+    def stylize(picture: np.ndarray) -> np.ndarray:
+        content = image_to_tensor(picture, device)
+        records: Iterator[FrameRecord] = stylizer(
+            iter([FrameRecord(index=0, pts=0, content=content, new_shot=True)])
+        )
+        if colors is not None:
+            records = colors(records)
+        styled = next(records).styled
+        assert styled is not None
+        return tensor_to_image(styled)
+
+    return stylize
 
 
 def stylize_video(
