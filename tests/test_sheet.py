@@ -43,6 +43,11 @@ def test_vary_and_time_are_checked_as_the_command_line_checks_them() -> None:
     ]:
         with pytest.raises(ConfigError, match=re.escape(words)):
             parse_vary([bad])
+    # A flag is varied on and off, and labelled as a render command takes it.
+    flags = parse_vary(["coarse-to-fine=on,off"])
+    assert flags == [("coarse-to-fine", [True, False])]
+    cells = plan_cells([Path("style.png")], [], flags, preset=None, config=None, overrides={})
+    assert [c.options[2:] for c in cells] == [("--coarse-to-fine",), ("--no-coarse-to-fine",)]
     assert parse_time("12.5") == 12.5 and parse_time("1:02.5") == 62.5
     assert parse_time("0:01:02") == 62.0
     with pytest.raises(ConfigError, match="--at"):

@@ -73,10 +73,10 @@ class CellResult:
 # ------------------------------------------------------------------------------------- options
 
 
-def parse_vary(values: Sequence[str]) -> list[tuple[str, list[str]]]:
+def parse_vary(values: Sequence[str]) -> list[tuple[str, list[Any]]]:
     """`--vary style-weight=1,2,5` → [("style-weight", ["1", "2", "5"])], each value checked as
     the command line checks it; ConfigError naming the --vary value otherwise."""
-    parsed: list[tuple[str, list[str]]] = []
+    parsed: list[tuple[str, list[Any]]] = []
     for text in values:
         key, sep, rest = text.partition("=")
         key = key.strip().removeprefix("--").replace("_", "-")
@@ -89,13 +89,25 @@ def parse_vary(values: Sequence[str]) -> list[tuple[str, list[str]]]:
                 f"--vary {text!r}: a list setting takes one value per sheet; set it with "
                 "--config FILE"
             )
-        choices = [value.strip() for value in rest.split(",")]
+        choices: list[Any] = [value.strip() for value in rest.split(",")]
+        if _SPECS[key].metadata["kind"] is bool:
+            choices = [_flag_value(key, value) for value in choices]
         for value in choices:
             validate_layer({key: value}, COMMAND_LINE)  # `--style-weight x`: the usual error
         if any(key == other for other, _ in parsed):
             raise ConfigError(f"--vary names {key} twice; give all its values in one --vary")
         parsed.append((key, choices))
     return parsed
+
+
+_TRUE, _FALSE = ("on", "true", "yes", "1"), ("off", "false", "no", "0")
+
+
+def _flag_value(key: str, text: str) -> bool:
+    """`--vary coarse-to-fine=on,off`: a flag's values."""
+    if text.lower() in _TRUE + _FALSE:
+        return text.lower() in _TRUE
+    raise ConfigError(f"--vary {key}: {text!r} is not on or off")
 
 
 def parse_time(text: str) -> float:
@@ -111,14 +123,21 @@ def parse_time(text: str) -> float:
     return seconds
 
 
-def _typed(options: Mapping[str, str]) -> tuple[str, ...]:
-    return tuple(itertools.chain.from_iterable((f"--{k}", v) for k, v in options.items()))
+def _typed(options: Mapping[str, Any]) -> tuple[str, ...]:
+    """Options as a render command takes them: `--style-weight 5`, a flag as `--x`/`--no-x`."""
+    typed: list[str] = []
+    for key, value in options.items():
+        if isinstance(value, bool):
+            typed.append(f"--{key}" if value else f"--no-{key}")
+        else:
+            typed += [f"--{key}", str(value)]
+    return tuple(typed)
 
 
 def plan_cells(
     styles: Sequence[Path],
     models: Sequence[str],
-    vary: Sequence[tuple[str, list[str]]],
+    vary: Sequence[tuple[str, list[Any]]],
     *,
     preset: str | None,
     config: Path | None,
@@ -142,11 +161,11 @@ def plan_cells(
     return cells
 
 
-def _product(vary: Sequence[tuple[str, list[str]]]) -> list[tuple[str, ...]]:
+def _product(vary: Sequence[tuple[str, list[Any]]]) -> list[tuple[Any, ...]]:
     return list(itertools.product(*[values for _, values in vary])) if vary else [()]
 
 
-def _keys(options: Mapping[str, str]) -> dict[str, str]:
+def _keys(options: Mapping[str, Any]) -> dict[str, Any]:
     return {key.replace("-", "_"): value for key, value in options.items()}
 
 
@@ -275,6 +294,33 @@ def _font() -> ImageFont.ImageFont | ImageFont.FreeTypeFont:
         return ImageFont.load_default()
 
 
+_KEEP = "\u00a0"  # joins an option to its value, so a label never breaks between them
+
+
+def _joined(options: Sequence[str]) -> str:
+    """`-s A.jpg --style-weight 5` with each option bound to its value for `_wrap`."""
+    words: list[str] = []
+    for word in options:
+        if (
+            words
+            and words[-1].startswith("-")
+            and _KEEP not in words[-1]
+            and not (word.startswith("-") and not _is_number(word))
+        ):
+            words[-1] += _KEEP + word
+        else:
+            words.append(word)
+    return " ".join(words)
+
+
+def _is_number(text: str) -> bool:
+    try:
+        float(text)
+    except ValueError:
+        return False
+    return True
+
+
 def _wrap(text: str, font: Any, width: int) -> list[str]:
     """Lines of `text` no wider than `width` pixels, broken between words (a word longer than
     the width, a long path, is broken where it must be)."""
@@ -323,7 +369,7 @@ def draw_sheet(
         thumbnail = _fit(Image.open(style).convert("RGB"), (box_w, box_h))
         entries[(row, 0)] = (thumbnail, [(f"style image {style.name}", _NOTE)])
     for result, picture in zip(results, pictures, strict=True):
-        label = [(" ".join(result.cell.options), _TEXT)]
+        label = [(_joined(result.cell.options), _TEXT)]
         label.append((f"{result.seconds:.1f} s on {result.device}", _NOTE))
         entries[(result.cell.row, result.cell.column)] = (picture, label)
     wrapped = {
@@ -342,13 +388,15 @@ def draw_sheet(
     sheet = Image.new("RGB", (width, height), _BACKGROUND)
     draw = ImageDraw.Draw(sheet)
     for i, text in enumerate(header_lines):
-        draw.text((_MARGIN, _MARGIN + i * line), text, fill=_TEXT, font=font)
+        draw.text((_MARGIN, _MARGIN + i * line), text.replace(_KEEP, " "), fill=_TEXT, font=font)
     for (row, column), (picture, _) in entries.items():
         x = _MARGIN + column * (box_w + _MARGIN)
         y = top + row * (box_h + label_h + _MARGIN)
         sheet.paste(picture, (x + (box_w - picture.width) // 2, y + (box_h - picture.height) // 2))
         for i, (text, colour) in enumerate(wrapped[(row, column)]):
-            draw.text((x, y + box_h + 2 + i * line), text, fill=colour, font=font)
+            draw.text(
+                (x, y + box_h + 2 + i * line), text.replace(_KEEP, " "), fill=colour, font=font
+            )
     return sheet
 
 
@@ -425,7 +473,7 @@ def make_sheet(
         )
 
     results = render_cells(cells, pictures, jobs=jobs, on_done=done)
-    common = common_options(preset, overrides)
+    common = _joined(common_options(preset, overrides).split(" "))
     header = f"vidstyle sheet {source.name}, {frame_label}; every picture: {common}"
     sheet = draw_sheet(picture, frame_label, results, styles, header)
     save_sheet(sheet, output)
@@ -436,14 +484,7 @@ def common_options(preset: str | None, overrides: Mapping[str, Any]) -> str:
     """The options every picture shares, as a render command takes them: the preset and the
     settings given for the whole sheet (the mode follows from -s or --model)."""
     given = {k.replace("_", "-"): v for k, v in overrides.items() if v is not None}
-    shown = {"preset": preset or DEFAULT_PRESET, **{k: _shown(v) for k, v in given.items()}}
-    return " ".join(_typed(shown))
-
-
-def _shown(value: Any) -> str:
-    if isinstance(value, bool):
-        return "on" if value else "off"  # (as a flag: --x / --no-x)
-    return str(value)
+    return " ".join(_typed({"preset": preset or DEFAULT_PRESET, **given}))
 
 
 def _check(cells: Sequence[Cell], output: Path) -> None:
