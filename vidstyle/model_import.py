@@ -9,10 +9,11 @@ conv followed by affine instance norm and ReLU but the last. Three things differ
 - names: `conv1.conv2d`, `in1`, ..., `res1`..`res5` (`conv1`, `in1`, `conv2`, `in2` inside),
   `deconv1`..`deconv3` — mapped key by key onto vidstyle's `body.N...`;
 - range: their images go in and come out as 0-255 RGB, vidstyle's as [0, 1]. The input side is
-  folded into the first convolution (x·255 = 127.5·(2x − 1) + 127.5, and the constant image a
-  reflection-padded conv sees is a per-channel constant), the output side into the last one
-  (÷255), with the network's output mapping set to clipping (`TransformerArch.output`), so the
-  converted network computes what the original does, to float rounding;
+  folded into the first convolution (x·255 = 127.5·(2x − 1) + 127.5: its weights ×127.5; the
+  constant adds a per-channel constant that the instance norm after it removes), the output
+  side into the last one (÷255), with the network's output mapping set to clipping
+  (`TransformerArch.output`), so the converted network computes what the original does, to
+  float rounding;
 - files saved with PyTorch before 0.4 carry instance-norm running statistics, which the
   network never used (it normalises each image by its own statistics): they are dropped.
 """
@@ -144,11 +145,12 @@ def convert_state(
             path,
         )
     first, last = names["conv1.conv2d"], names["deconv3.conv2d"]
-    weight = converted[f"{first}.weight"]
-    # conv(127.5·h + 127.5) = conv_{127.5·W}(h) + 127.5·ΣW + b, exactly, reflection padding
-    # included (it pads a constant image with the same constant).
-    converted[f"{first}.bias"] = converted[f"{first}.bias"] + _INPUT_SCALE * weight.sum((1, 2, 3))
-    converted[f"{first}.weight"] = weight * _INPUT_SCALE
+    # conv(127.5·h + 127.5) = conv_{127.5·W}(h) + 127.5·ΣW, reflection padding included (it
+    # pads a constant image with the same constant). The constant is left out: the instance
+    # norm that follows subtracts each channel's mean, so a per-channel constant changes
+    # nothing (neither does the bias), and without it the activations stay near zero, where
+    # bf16 and fp16 keep their precision.
+    converted[f"{first}.weight"] = converted[f"{first}.weight"] * _INPUT_SCALE
     converted[f"{last}.weight"] = converted[f"{last}.weight"] / _OUTPUT_SCALE
     converted[f"{last}.bias"] = converted[f"{last}.bias"] / _OUTPUT_SCALE
     return converted, arch, dropped
