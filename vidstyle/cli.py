@@ -439,10 +439,17 @@ def _duration(seconds: float) -> str:
 def weights(
     vgg_weights: Annotated[
         Path | None,
-        typer.Option(help="Check this checkpoint instead of the usual places.", show_default=False),
+        typer.Option(
+            metavar="PATH",
+            help="Check this checkpoint instead of the usual places.",
+            show_default=False,
+        ),
     ] = None,
     vgg_layout: Annotated[
-        str, typer.Option(help="auto (read from the file) | torchvision | caffe.")
+        str,
+        typer.Option(
+            metavar="[auto|torchvision|caffe]", help="Input normalisation: auto reads the file."
+        ),
     ] = "auto",
     download: Annotated[
         bool,
@@ -480,7 +487,13 @@ def weights(
 def train(
     style: Annotated[
         Path,
-        typer.Option("--style", "-s", help="Style image.", rich_help_panel=PANEL_TRAIN_DATA),
+        typer.Option(
+            "--style",
+            "-s",
+            metavar="IMAGE",
+            help="Style image.",
+            rich_help_panel=PANEL_TRAIN_DATA,
+        ),
     ],
     data: Annotated[
         list[Path],
@@ -836,6 +849,7 @@ def evaluate(
     preset: Annotated[
         str | None,
         typer.Option(
+            metavar="NAME",
             help="Preset the render used (features, style scale); quality if not given.",
             show_default=False,
         ),
@@ -848,22 +862,25 @@ def evaluate(
     ] = None,
     features: Annotated[
         str | None,
-        typer.Option(help="auto | pretrained | random (as rendered).", show_default=False),
+        typer.Option(metavar="[auto|pretrained|random]", help="As rendered.", show_default=False),
     ] = None,
     vgg_weights: Annotated[
         Path | None,
-        typer.Option(help="VGG-19 or VGG-16 checkpoint (as rendered).", show_default=False),
+        typer.Option(
+            metavar="PATH", help="VGG-19 or VGG-16 checkpoint (as rendered).", show_default=False
+        ),
     ] = None,
     vgg_layout: Annotated[
         str | None,
-        typer.Option(help="auto | torchvision | caffe (as rendered).", show_default=False),
+        typer.Option(metavar="[auto|torchvision|caffe]", help="As rendered.", show_default=False),
     ] = None,
     flow_preset: Annotated[
         str | None,
-        typer.Option(help="Optical flow: ultrafast | fast | medium.", show_default=False),
+        typer.Option(metavar="[ultrafast|fast|medium]", help="Optical flow.", show_default=False),
     ] = None,
     device: Annotated[
-        str | None, typer.Option(help="auto | cpu | cuda | cuda:N.", show_default=False)
+        str | None,
+        typer.Option(metavar="DEVICE", help="auto | cpu | cuda | cuda:N.", show_default=False),
     ] = None,
     quiet: Quiet = False,
     verbose: Verbose = False,
