@@ -16,7 +16,7 @@ from PIL import Image
 from vidstyle.errors import ConfigError
 from vidstyle.models import save_model
 from vidstyle.nets.transformer import TransformerNet
-from vidstyle.sheet import make_sheet, parse_time, parse_vary, plan_cells
+from vidstyle.sheet import make_sheet, parse_time, parse_vary, plan_cells, source_pictures
 
 QUICK = {"features": "random", "size": "32"}
 QUICK_OPTIONS = ["--features", "random", "--size", "32"]
@@ -72,6 +72,14 @@ def test_every_style_in_every_combination_then_each_model_at_one_size(folder: Pa
     assert model.options == ("--model", "starry") and model.settings.mode == "fast"
     assert {c.settings.size for c in cells} == {32}  # the fast preset's 1920 does not apply
     assert (model.row, model.column) == (0, 1) and (cells[-2].row, cells[-2].column) == (2, 4)
+
+
+def test_the_frame_is_the_one_on_screen_at_the_time_asked(clip: Path) -> None:
+    # 24 fps: frame 12 is on screen from 0.5 s until 0.5417 s.
+    for at, label in [(0.5, "frame 12 (0.50 s)"), (0.54, "frame 12"), (0.49, "frame 11")]:
+        assert source_pictures(clip, [], at=at, frame=None).label.startswith(label)
+    assert source_pictures(clip, [], at=None, frame=None).label.startswith("frame 12")  # middle
+    assert source_pictures(clip, [], at=None, frame=3).label.startswith("frame 3 (0.12 s)")
 
 
 def test_a_pictures_options_copied_into_a_render_give_that_picture(

@@ -172,44 +172,64 @@ def _keys(options: Mapping[str, Any]) -> dict[str, Any]:
 # --------------------------------------------------------------------------------- the frame
 
 
-def pick_frame(path: Path, *, at: float | None, frame: int | None) -> tuple[np.ndarray, str]:
-    """The source picture (H×W×3 uint8, the input's own size) and words saying which it is:
-    frame `frame` (from 0), the frame shown at `at` seconds, else the middle frame."""
+@dataclass(frozen=True)
+class SourcePictures:
+    """The chosen frame: at its own size (shown first on the sheet), and at each picture's size
+    decoded and scaled as a render decodes and scales it."""
+
+    frame: np.ndarray
+    label: str  # "frame 12 (0.50 s)"
+    pictures: tuple[np.ndarray, ...]  # one per cell
+
+
+def source_pictures(
+    path: Path, cells: Sequence[Cell], *, at: float | None, frame: int | None
+) -> SourcePictures:
+    """The frame numbered `frame` (from 0), else the one on screen at `at` seconds, else the
+    middle one; a still image is the picture itself."""
     if not path.exists():
         raise InputError("file not found; check the path", path)
     if is_still_image(path):
-        return read_image(path), "the image"
+        image = read_image(path)
+        source = (image.shape[1], image.shape[0])
+        pictures = tuple(_resized(image, image_size(source, c.settings.size)) for c in cells)
+        return SourcePictures(image, "the image", pictures)
     info = probe(path)
-    if frame is None and at is not None:
-        target_time = at
-    else:
-        index = frame if frame is not None else (info.frame_count or 1) // 2
-        target_time = None
-    for decoded in read_frames(info):
-        seconds = float(decoded.pts * info.time_base - (info.start_time or 0))
-        if target_time is not None:
+    index = frame
+    if index is None and at is None:
+        index = (info.frame_count or 1) // 2
+    full, index, label = _decode_frame(info, None, index=index, at=at)
+    by_size: dict[tuple[int, int], np.ndarray] = {}
+    for cell in cells:
+        size, _ = plan_size(info.size, cell.settings.size)
+        if size not in by_size:
+            by_size[size] = _decode_frame(info, size, index=index)[0]
+    sizes = [plan_size(info.size, cell.settings.size)[0] for cell in cells]
+    return SourcePictures(full, label, tuple(by_size[size] for size in sizes))
+
+
+def _decode_frame(
+    info: Any, size: tuple[int, int] | None, *, index: int | None, at: float | None = None
+) -> tuple[np.ndarray, int, str]:
+    """Frame `index` (or the one on screen at `at`) decoded at `size` as a render decodes it."""
+    stop = None if index is None else index + 1
+    for decoded in read_frames(info, size=size, max_frames=stop):
+        seconds = float(decoded.pts * info.time_base) - info.start_time
+        if at is not None:
             # The frame on screen at `at`: the last one starting at or before it.
-            next_start = seconds + float(1 / info.fps)
-            if next_start > target_time + 1e-6:
-                return decoded.image, f"frame {decoded.index} ({seconds:.2f} s)"
+            if seconds + float(1 / info.fps) > at + 1e-6:
+                return decoded.image, decoded.index, f"frame {decoded.index} ({seconds:.2f} s)"
         elif decoded.index == index:
-            return decoded.image, f"frame {decoded.index} ({seconds:.2f} s)"
-    where = f"--at {target_time:g}" if target_time is not None else f"--frame {index}"
-    raise ConfigError(f"{path} ends before {where}; choose an earlier frame")
+            return decoded.image, decoded.index, f"frame {decoded.index} ({seconds:.2f} s)"
+    where = f"--at {at:g}" if at is not None else f"--frame {index}"
+    raise ConfigError(f"{info.path} ends before {where}; choose an earlier frame")
 
 
-def cell_picture(frame: np.ndarray, settings: RenderSettings, still: bool) -> np.ndarray:
-    """The source frame at the size a render with `settings` stylizes it."""
-    height, width = frame.shape[:2]
-    if still:
-        size = image_size((width, height), settings.size)
-    else:
-        size, _ = plan_size((width, height), settings.size)
-    if size == (width, height):
-        return frame
-    if size[0] <= width and size[1] <= height and (width - size[0], height - size[1]) < (2, 2):
-        return np.ascontiguousarray(frame[: size[1], : size[0]])  # an odd side cropped
-    picture = Image.fromarray(frame).resize(size, Image.Resampling.LANCZOS)
+def _resized(image: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    """A still image at `size`, scaled as the render of a still image scales it."""
+    if size == (image.shape[1], image.shape[0]):
+        return image
+    picture = Image.fromarray(image).resize(size, Image.Resampling.LANCZOS)
     return np.asarray(picture, dtype=np.uint8)
 
 
@@ -448,11 +468,10 @@ def make_sheet(
         styles, models, parse_vary(vary), preset=preset, config=config, overrides=overrides
     )
     _check(cells, output)
-    picture, frame_label = pick_frame(
-        source, at=parse_time(at) if at is not None else None, frame=frame
+    chosen = source_pictures(
+        source, cells, at=parse_time(at) if at is not None else None, frame=frame
     )
-    still = is_still_image(source)
-    pictures = [cell_picture(picture, cell.settings, still) for cell in cells]
+    picture, frame_label, pictures = chosen.frame, chosen.label, chosen.pictures
     log.info(
         "%s: %s, %d picture(s), %d at a time",
         source,
