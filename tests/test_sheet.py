@@ -67,7 +67,8 @@ def test_every_style_in_every_combination_then_each_model_at_one_size(folder: Pa
         (5.0, 20.0),
     }
     assert all(c.settings.mode == "quality" for c in quality)
-    assert cells[0].options == ("-s", "style.png", "--style-weight", "1", "--tv-weight", "0")
+    style = str(folder / "style.png")  # as given, to be copied into a render command
+    assert cells[0].options == ("-s", style, "--style-weight", "1", "--tv-weight", "0")
     model = cells[-1]
     assert model.options == ("--model", "starry") and model.settings.mode == "fast"
     assert {c.settings.size for c in cells} == {32}  # the fast preset's 1920 does not apply
@@ -125,7 +126,7 @@ def test_sheet_command_renders_in_parallel_and_writes_one_labelled_png(
     # Time per picture, each named by its options; then the total.
     timed = re.findall(r"\d/5 (.+): [\d.]+ s on cpu", captured.err)
     assert sorted(timed) == sorted(
-        [f"-s {s} --style-weight {w}" for s in ("style.png", "waves.png") for w in (1, 5)]
+        [f"-s {folder / s} --style-weight {w}" for s in ("style.png", "waves.png") for w in (1, 5)]
         + [f"--model {folder / 'dots.pth'}"]
     )
     assert "frame 5 (" in captured.err and "5 pictures in" in captured.err

@@ -153,7 +153,7 @@ def plan_cells(
             settings = resolve_settings(
                 preset, config, {**overrides, **_keys(combo), "mode": "quality", "model": None}
             )
-            options = ("-s", style.name, *_typed(combo))
+            options = ("-s", str(style), *_typed(combo))  # the path as given: to copy
             cells.append(Cell(options, settings, (style,), row, column))
     for column, model in enumerate(models, start=1):
         settings = resolve_settings(preset, config, {**overrides, "mode": "fast", "model": model})
