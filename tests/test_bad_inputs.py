@@ -152,7 +152,7 @@ def test_corrupt_packets_mid_stream_keep_the_frame_count_by_repeating_frames(
     err = capsys.readouterr().err
     # (The log wraps long lines at the terminal's width, paths included.)
     assert "damaged.mp4" in "".join(err.split())
-    assert "repeated the previous frame" in " ".join(err.split())
+    assert "the previous frame stands in for each" in " ".join(err.split())
 
 
 def _read_only(monkeypatch: pytest.MonkeyPatch, folder: Path) -> None:

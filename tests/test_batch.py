@@ -324,17 +324,14 @@ def test_a_usage_error_stops_the_whole_batch(
     capsys: pytest.CaptureFixture[str],
     caplog: pytest.LogCaptureFixture,
 ) -> None:
-    # Weights that do not exist fail every input the same way: the first render stops the
-    # batch with one error line instead of failing each input in turn.
+    # Weights that do not exist fail every input the same way: planning the batch stops it
+    # with one error line, before any render starts, instead of failing each input in turn.
     out = tmp_path / "out"
     bad = SETTINGS.replace(features="pretrained", vgg_weights=str(tmp_path / "nope.pth"))
-    plan = plan_batch([four_clips], [library / "a.png"], bad, output=out)
-    events = Recorder()
     caplog.set_level(logging.INFO, logger="vidstyle")
     with pytest.raises(WeightsError, match="nope.pth"):
-        run_batch(plan, events=events)
-    attempted = [r for r in caplog.records if " → " in r.getMessage()]
-    assert len(attempted) == 1 and events.finished == []  # the other three were not tried
+        plan_batch([four_clips], [library / "a.png"], bad, output=out)
+    assert not [r for r in caplog.records if " → " in r.getMessage()]  # none was started
 
     code = run(
         [

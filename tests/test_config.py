@@ -109,9 +109,9 @@ def test_unknown_key_names_the_key_and_the_file(tmp_path: Path) -> None:
     [
         ({"optimizer": "sgd"}, "optimizer.*lbfgs, adam"),
         ({"size": 4}, "size.*at least"),
-        ({"crf": "high"}, "crf.*wrong type"),
-        ({"audio": "yes"}, "audio.*wrong type"),
-        ({"iterations": 2.5}, "iterations.*wrong type"),
+        ({"crf": "high"}, "crf.*must be a whole number"),
+        ({"audio": "yes"}, "audio.*must be true or false"),
+        ({"iterations": 2.5}, "iterations.*must be a whole number"),
     ],
 )
 def test_bad_values_are_errors_naming_the_key(values: dict, pattern: str) -> None:

@@ -424,7 +424,7 @@ def test_reference_writes_out_the_new_keys() -> None:
         ({"style_blend": [0.5, -1]}, r"'style-blend' must be numbers >= 0"),
         ({"style_blend": "0.7,x"}, r"'style-blend' must be a list of numbers"),
         ({"preserve_colors": "sepia"}, r"'preserve-colors' must be one of none, luminance"),
-        ({"coarse_to_fine": "yes"}, r"'coarse-to-fine' has the wrong type"),
+        ({"coarse_to_fine": "yes"}, r"'coarse-to-fine' must be true or false"),
         ({"coarse_min_size": 8}, r"'coarse-min-size' must be at least 16"),
     ],
 )

@@ -86,7 +86,7 @@ def test_a_stale_or_existing_output_is_decided_without_probing(
     assert run_batch(first).count("rendered") == 1
     probes.clear()
     again = plan_batch([clip], [style], SETTINGS.replace(size=32), output=tmp_path)
-    assert again.jobs[0].action == "skip" and again.jobs[0].stale == ("size",)
+    assert again.jobs[0].action == "skip" and again.jobs[0].stale == ("--size 48 (now 32)",)
     output = tmp_path / "clip.style.mp4"
     assert stylize_video(clip, [style], SETTINGS, output=output).status == "skipped"
     assert probes == []  # re-running a finished command looks at what is left to do

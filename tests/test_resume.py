@@ -168,7 +168,7 @@ def test_a_changed_command_starts_over_and_says_why(
     capsys.readouterr()
     assert run([*args, "--style-weight", "9", "-v"]) == 0
     messages = " ".join(capsys.readouterr().err.split())
-    assert "different style_weight; starting over" in messages
+    assert "other settings: --style-weight 2 (now 9); starting over" in messages
     assert "resuming" not in messages
     assert len(decoded(out)) == 8
 
@@ -191,7 +191,8 @@ def test_changed_style_image_content_is_a_changed_command(
     mediagen.make_image(folder / "style.png", (64, 64), seed=5)  # same name, other picture
     capsys.readouterr()
     assert run([*args, "-v"]) == 0
-    assert "different style 1; starting over" in " ".join(capsys.readouterr().err.split())
+    err = " ".join(capsys.readouterr().err.split())
+    assert "other settings: style 1 (another image); starting over" in err
 
 
 def test_no_resume_discards_earlier_progress(

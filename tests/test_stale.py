@@ -34,7 +34,7 @@ def test_a_preview_is_reported_stale_by_the_full_render(
     assert captured.out == ""
     [line] = captured.err.splitlines()
     assert "clip.style.mp4" in line and "stale" in line
-    assert "max_frames, size" in line and "--overwrite" in line
+    assert "--max-frames 3 (now unset), --size 48 (now 32)" in line and "--overwrite" in line
     assert out.stat().st_mtime_ns == before and frame_count(out) == 3
 
     # --overwrite renders what was asked.
@@ -64,7 +64,7 @@ def test_dry_run_says_stale(workdir: Path, capsys: pytest.CaptureFixture[str]) -
     capsys.readouterr()
     assert run([*render, "--dry-run"]) == 0
     out = capsys.readouterr().out
-    assert "max_frames (stale; --overwrite renders it again)" in out
+    assert "--max-frames 2 (now unset) (stale; --overwrite renders it again)" in out
     assert out.splitlines()[-1].startswith("0 to render (0 frames), 1 to skip (1 stale), ")
 
 

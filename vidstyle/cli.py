@@ -19,6 +19,7 @@ from rich.table import Table
 from rich.text import Text
 
 from vidstyle import __version__
+from vidstyle.cli_help import HelpCommand
 from vidstyle.cli_options import PANEL_LOG, add_setting_options, settings_values
 from vidstyle.config import (
     PANEL_BATCH,
@@ -133,7 +134,10 @@ Verbose = Annotated[
 _PRESETS = {name: load_preset(name) for name in preset_names()}  # per-preset defaults in --help
 
 
-@app.command(short_help="Render videos with --style IMAGE or --model M (the default command).")
+@app.command(
+    cls=HelpCommand,
+    short_help="Render videos with --style IMAGE or --model M (the default command).",
+)
 @add_setting_options(
     RenderSettings, unset_default=True, presets=_PRESETS, panel_order=RENDER_PANELS
 )
@@ -141,7 +145,7 @@ def render(
     input_paths: Annotated[
         list[Path],
         typer.Argument(
-            metavar="INPUT...",
+            metavar="INPUT",
             help="Video files and/or folders of videos (folders need -o OUTDIR).",
             show_default=False,
         ),
@@ -151,6 +155,7 @@ def render(
         typer.Option(
             "--style",
             "-s",
+            metavar="IMAGE",
             help="Style image (quality mode). Repeatable: several --style values render every "
             "input in every style (one output each), unless --style-blend is given, which "
             "blends them into one style and one output per input (<stem>.<a>+<b>.mp4).",
@@ -163,6 +168,7 @@ def render(
         typer.Option(
             "--output",
             "-o",
+            metavar="PATH",
             help="Output file \\[default: <stem>.<style>.mp4 beside the input].",
             rich_help_panel=PANEL_IO,
             show_default=False,
@@ -181,6 +187,7 @@ def render(
     config: Annotated[
         Path | None,
         typer.Option(
+            metavar="FILE",
             help="TOML file of settings (overrides the preset; options override it).",
             rich_help_panel=PANEL_MODE,
             show_default=False,
@@ -196,6 +203,7 @@ def render(
         list[str] | None,
         typer.Option(
             "--ext",
+            metavar="EXTS",
             help="Extensions taken for videos in folders, comma-separated or repeated "
             f"\\[default: {','.join(e.lstrip('.') for e in VIDEO_EXTENSIONS)}].",
             rich_help_panel=PANEL_BATCH,
@@ -206,6 +214,7 @@ def render(
         str,
         typer.Option(
             "--name",
+            metavar="TEMPLATE",
             help="Output name template: {stem} (input name), {style} (style or model name), "
             "{ext} (.mp4), {input_ext} (the input's extension); may include a subfolder.",
             rich_help_panel=PANEL_BATCH,
@@ -216,6 +225,7 @@ def render(
         typer.Option(
             "--jobs",
             "-j",
+            metavar="N",
             help="Videos rendered at once, in worker processes; with --device cuda:0,cuda:1 "
             "the workers take the devices in turn.",
             rich_help_panel=PANEL_BATCH,
@@ -225,6 +235,7 @@ def render(
         str | None,
         typer.Option(
             "--cluster",
+            metavar="ADDRESS",
             help="Render on the Ray cluster at this address (auto, host:6379, ray://host:10001), "
             "a task per video (or per shot, with --split shots). Every node must see the inputs "
             "and outputs under the same paths. Needs pip install 'vidstyle\\[ray]'.",
@@ -424,14 +435,21 @@ def _duration(seconds: float) -> str:
     return f"{hours}:{minutes:02d}:{secs:02d}" if hours else f"{minutes}:{secs:02d}"
 
 
-@app.command()
+@app.command(cls=HelpCommand)
 def weights(
     vgg_weights: Annotated[
         Path | None,
-        typer.Option(help="Check this checkpoint instead of the usual places.", show_default=False),
+        typer.Option(
+            metavar="PATH",
+            help="Check this checkpoint instead of the usual places.",
+            show_default=False,
+        ),
     ] = None,
     vgg_layout: Annotated[
-        str, typer.Option(help="auto (read from the file) | torchvision | caffe.")
+        str,
+        typer.Option(
+            metavar="[auto|torchvision|caffe]", help="Input normalisation: auto reads the file."
+        ),
     ] = "auto",
     download: Annotated[
         bool,
@@ -444,7 +462,7 @@ def weights(
     """Show which VGG weights (VGG-19 or VGG-16) would be used and where they are looked for."""
     setup_logging(0)
     with _user_errors():
-        from vidstyle.nets.vgg import describe_weights, find_weights
+        from vidstyle.nets.vgg import find_weights, inspect_weights
 
         if download:
             found = find_weights(vgg_weights, force_download=True)
@@ -453,11 +471,14 @@ def weights(
                     "could not download VGG-19 weights; check the network, or copy a checkpoint "
                     "into the cache `vidstyle weights` names"
                 )
-        for line in describe_weights(vgg_weights, layout=vgg_layout):
+        lines, problem = inspect_weights(vgg_weights, layout=vgg_layout)
+        for line in lines:
             typer.echo(line)
+        if problem is not None:  # a render would stop with this: so does the check
+            raise problem
 
 
-@app.command()
+@app.command(cls=HelpCommand)
 @add_setting_options(
     TrainSettings,
     unset_default=False,
@@ -466,13 +487,20 @@ def weights(
 def train(
     style: Annotated[
         Path,
-        typer.Option("--style", "-s", help="Style image.", rich_help_panel=PANEL_TRAIN_DATA),
+        typer.Option(
+            "--style",
+            "-s",
+            metavar="IMAGE",
+            help="Style image.",
+            rich_help_panel=PANEL_TRAIN_DATA,
+        ),
     ],
     data: Annotated[
         list[Path],
         typer.Option(
             "--data",
             "-d",
+            metavar="PATH",
             help="Image folder, video file or folder of videos (repeatable); video frames are "
             "sampled across each clip, so the footage you will render works as training data.",
             rich_help_panel=PANEL_TRAIN_DATA,
@@ -483,6 +511,7 @@ def train(
         typer.Option(
             "--out",
             "-o",
+            metavar="FILE",
             help="Model file to write (default: <models dir>/<style>.pth); its checkpoint is "
             "<out>.ckpt. Re-running the same command resumes from it.",
             rich_help_panel=PANEL_TRAIN_DATA,
@@ -492,6 +521,7 @@ def train(
     models_dir: Annotated[
         Path | None,
         typer.Option(
+            metavar="DIR",
             help="Models directory for the default --out (default: $VIDSTYLE_MODELS or "
             "~/.cache/vidstyle/models).",
             rich_help_panel=PANEL_TRAIN_DATA,
@@ -524,7 +554,7 @@ def train(
         values = settings_values(TrainSettings, options)
         if values["vgg_weights"] is not None:
             values["vgg_weights"] = str(values["vgg_weights"])
-        settings = TrainSettings(**values)
+        settings = TrainSettings.from_options(values)
         try:
             result = train_model(style, data, out, settings, restart=restart, on_step=bar)
         finally:
@@ -532,17 +562,77 @@ def train(
         typer.echo(str(result.model))
 
 
-@app.command()
-def models(
-    models_dir: Annotated[
-        Path | None,
+models_app = typer.Typer(
+    name="models",
+    help="List the models in the models directory (names for `--model`) with metadata; "
+    "`vidstyle models import FILE` adds a pytorch/examples network.",
+    invoke_without_command=True,
+    no_args_is_help=False,
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
+app.add_typer(models_app)
+
+ModelsDir = Annotated[
+    Path | None,
+    typer.Option(
+        metavar="DIR",
+        help="Models folder (default: $VIDSTYLE_MODELS or ~/.cache/vidstyle/models).",
+        show_default=False,
+    ),
+]
+
+
+@models_app.command(
+    name="import",
+    cls=HelpCommand,
+    short_help="Convert a pytorch/examples fast_neural_style .pth into a model for --model.",
+)
+def models_import(
+    file: Annotated[
+        Path,
+        typer.Argument(
+            metavar="FILE",
+            help="A fast_neural_style .pth from pytorch/examples (candy.pth, mosaic.pth, ...).",
+            show_default=False,
+        ),
+    ],
+    name: Annotated[
+        str | None,
         typer.Option(
-            help="Folder to list (default: $VIDSTYLE_MODELS or ~/.cache/vidstyle/models).",
+            metavar="NAME",
+            help="The model's name for --model \\[default: the file's name without .pth].",
             show_default=False,
         ),
     ] = None,
+    models_dir: ModelsDir = None,
+    overwrite: Annotated[
+        bool, typer.Option("--overwrite", help="Replace a model of the same name.")
+    ] = False,
 ) -> None:
-    """List the trained models in the models directory (names for `--model`) with metadata."""
+    """Convert a pytorch/examples fast_neural_style network (get them with its
+    download_saved_models.py) into a vidstyle model, so `--model NAME` renders with it."""
+    setup_logging(0)
+    with _user_errors():
+        from vidstyle.model_import import import_model
+
+        imported = import_model(file, name=name, directory=models_dir, overwrite=overwrite)
+        if imported.dropped:
+            log.info(
+                "%s: dropped %d instance-norm running statistics (unused; older PyTorch wrote "
+                "them)",
+                file,
+                imported.dropped,
+            )
+        log.info("Imported %s as model '%s'", file, imported.name)
+        typer.echo(str(imported.path))
+
+
+@models_app.callback()
+def models(ctx: typer.Context, models_dir: ModelsDir = None) -> None:
+    """List the models in the models directory (names for `--model`) with metadata; `vidstyle
+    models import FILE` adds a network trained by pytorch/examples' fast_neural_style."""
+    if ctx.invoked_subcommand is not None:
+        return
     setup_logging(0)
     with _user_errors():
         from vidstyle.models import list_models
@@ -563,14 +653,16 @@ def models(
                 problems.append(f"  unusable: {item}")
                 continue
             t = item.training
+            unknown = "-" if item.source else "?"  # an imported network: not trained here
+            loss_network = f"imported: {item.source.get('file', '?')}" if item.source else "?"
             rows.append(
                 (
                     item.name,
                     item.arch.name,
                     item.style,
-                    str(t.get("steps", "?")),
-                    f"{t['size']} px" if "size" in t else "?",
-                    str(t.get("loss_network", "?")),
+                    str(t.get("steps", unknown)),
+                    f"{t['size']} px" if "size" in t else unknown,
+                    str(t.get("loss_network", loss_network)),
                     item.created[:16].replace("T", " "),
                 )
             )
@@ -584,6 +676,157 @@ def models(
 
 
 @app.command(
+    cls=HelpCommand,
+    short_help="One frame in every style, --vary value and --model, as one labelled PNG grid.",
+)
+def sheet(
+    input_path: Annotated[
+        Path,
+        typer.Argument(metavar="INPUT", help="A video or a still image.", show_default=False),
+    ],
+    style: Annotated[
+        list[Path] | None,
+        typer.Option(
+            "--style",
+            "-s",
+            metavar="IMAGE",
+            help="Style image (repeatable): a row of pictures each.",
+            show_default=False,
+        ),
+    ] = None,
+    model: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--model",
+            metavar="NAME",
+            help="Fast-mode model, a name or a file (repeatable): a picture each.",
+            show_default=False,
+        ),
+    ] = None,
+    vary: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--vary",
+            metavar="OPTION=V1,V2",
+            help="Render each style with each value of a render option, e.g. "
+            "style-weight=1,2,5 (repeatable: every combination). One value sets it for all.",
+            show_default=False,
+        ),
+    ] = None,
+    at: Annotated[
+        str | None,
+        typer.Option(
+            "--at",
+            metavar="TIME",
+            help="The frame shown at this time: seconds or \\[HH:]MM:SS \\[default: the middle].",
+            show_default=False,
+        ),
+    ] = None,
+    frame: Annotated[
+        int | None,
+        typer.Option("--frame", metavar="N", help="Frame N, counted from 0.", show_default=False),
+    ] = None,
+    output: Annotated[
+        Path | None,
+        typer.Option(
+            "--output",
+            "-o",
+            metavar="FILE",
+            help="The PNG to write \\[default: <stem>.sheet.png beside the input].",
+            show_default=False,
+        ),
+    ] = None,
+    preset: Annotated[
+        str | None,
+        typer.Option(
+            metavar="[" + "|".join(_PRESETS) + "]",
+            help="Preset of every picture \\[default: quality].",
+            show_default=False,
+        ),
+    ] = None,
+    config: Annotated[
+        Path | None,
+        typer.Option(metavar="FILE", help="TOML file of settings.", show_default=False),
+    ] = None,
+    size: Annotated[
+        str | None,
+        typer.Option(
+            metavar="N",
+            help="Long side of the pictures \\[default: the preset's].",
+            show_default=False,
+        ),
+    ] = None,
+    features: Annotated[
+        str | None,
+        typer.Option(metavar="[auto|pretrained|random]", help="VGG features.", show_default=False),
+    ] = None,
+    vgg_weights: Annotated[
+        Path | None,
+        typer.Option(metavar="PATH", help="VGG-19 or VGG-16 checkpoint.", show_default=False),
+    ] = None,
+    vgg_layout: Annotated[
+        str | None,
+        typer.Option(
+            metavar="[auto|torchvision|caffe]", help="Its input normalisation.", show_default=False
+        ),
+    ] = None,
+    device: Annotated[
+        str | None,
+        typer.Option(
+            metavar="DEVICE",
+            help="auto | cpu | cuda | cuda:N; a comma-separated list the pictures take in turn.",
+            show_default=False,
+        ),
+    ] = None,
+    jobs: Annotated[
+        int,
+        typer.Option(
+            "--jobs", "-j", metavar="N", help="Pictures rendered at once, in worker processes."
+        ),
+    ] = 1,
+    quiet: Quiet = False,
+    verbose: Verbose = False,
+) -> None:
+    """Render one frame of INPUT in every style (-s) with every combination of --vary values
+    (quality mode, the chosen preset) and with every --model, and write one PNG grid: the
+    source frame first, each picture labelled with the options that made it, to copy into a
+    render command."""
+    setup_logging(_verbosity(quiet, verbose))
+    overrides = {
+        "size": size,
+        "features": features,
+        "vgg_weights": vgg_weights,
+        "vgg_layout": vgg_layout,
+        "device": device,
+    }
+    with _user_errors():
+        from vidstyle.sheet import make_sheet
+
+        result = make_sheet(
+            input_path,
+            output or input_path.with_name(f"{input_path.stem}.sheet.png"),
+            styles=style or [],
+            models=model or [],
+            vary=vary or [],
+            at=at,
+            frame=frame,
+            preset=preset,
+            config=config,
+            overrides={k: v for k, v in overrides.items() if v is not None},
+            jobs=jobs,
+        )
+        if not quiet:
+            total = sum(cell.seconds for cell in result.cells)
+            stderr_console.print(
+                f"{len(result.cells)} pictures in {result.seconds:.1f} s "
+                f"({total / max(1, len(result.cells)):.1f} s each)",
+                highlight=False,
+            )
+        typer.echo(str(result.path))
+
+
+@app.command(
+    cls=HelpCommand,
     name="eval",
     short_help="Measure flicker (warping error) and, with --style, the distance to the style.",
 )
@@ -595,6 +838,7 @@ def evaluate(
         typer.Option(
             "--style",
             "-s",
+            metavar="IMAGE",
             help="Style image(s) it was rendered with: adds the style distance.",
             show_default=False,
         ),
@@ -605,32 +849,38 @@ def evaluate(
     preset: Annotated[
         str | None,
         typer.Option(
+            metavar="NAME",
             help="Preset the render used (features, style scale); quality if not given.",
             show_default=False,
         ),
     ] = None,
     config: Annotated[
         Path | None,
-        typer.Option(help="TOML file of settings the render used.", show_default=False),
+        typer.Option(
+            metavar="FILE", help="TOML file of settings the render used.", show_default=False
+        ),
     ] = None,
     features: Annotated[
         str | None,
-        typer.Option(help="auto | pretrained | random (as rendered).", show_default=False),
+        typer.Option(metavar="[auto|pretrained|random]", help="As rendered.", show_default=False),
     ] = None,
     vgg_weights: Annotated[
         Path | None,
-        typer.Option(help="VGG-19 or VGG-16 checkpoint (as rendered).", show_default=False),
+        typer.Option(
+            metavar="PATH", help="VGG-19 or VGG-16 checkpoint (as rendered).", show_default=False
+        ),
     ] = None,
     vgg_layout: Annotated[
         str | None,
-        typer.Option(help="auto | torchvision | caffe (as rendered).", show_default=False),
+        typer.Option(metavar="[auto|torchvision|caffe]", help="As rendered.", show_default=False),
     ] = None,
     flow_preset: Annotated[
         str | None,
-        typer.Option(help="Optical flow: ultrafast | fast | medium.", show_default=False),
+        typer.Option(metavar="[ultrafast|fast|medium]", help="Optical flow.", show_default=False),
     ] = None,
     device: Annotated[
-        str | None, typer.Option(help="auto | cpu | cuda | cuda:N.", show_default=False)
+        str | None,
+        typer.Option(metavar="DEVICE", help="auto | cpu | cuda | cuda:N.", show_default=False),
     ] = None,
     quiet: Quiet = False,
     verbose: Verbose = False,
@@ -693,11 +943,12 @@ def _eval_table(result: Any) -> list[str]:
 
 
 def _subcommands() -> set[str]:
-    return {
+    commands = {
         command.name or command.callback.__name__
         for command in app.registered_commands
         if command.callback is not None
     }
+    return commands | {group.typer_instance.info.name for group in app.registered_groups}
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -706,4 +957,27 @@ def main(argv: list[str] | None = None) -> None:
     root_options = ("-h", "--help", "--version", "-V")
     if args and args[0] not in _subcommands() and args[0] not in root_options:
         args.insert(0, "render")
-    app(args=args, prog_name="vidstyle")
+    try:
+        code = app(args=args, prog_name="vidstyle", standalone_mode=False)
+    except typer.TyperException as err:  # click's usage errors: an unknown option, a bad value
+        sys.exit(_usage_error(err))
+    sys.exit(code if isinstance(code, int) else 0)
+
+
+def _usage_error(err: Exception) -> int:
+    """A usage error as the one `error:` line every other error is, pointing at the command's
+    help (click's own display is a box of several lines); its exit code."""
+    show = getattr(err, "show", None)
+    if type(err).__name__ == "NoArgsIsHelpError" and show is not None:
+        show()  # a bare `vidstyle train`: the help is the answer
+        return int(getattr(err, "exit_code", 2))
+    format_message = getattr(err, "format_message", None)
+    message = format_message() if format_message is not None else str(err)
+    message = message[:1].lower() + message[1:].rstrip(".")
+    context = getattr(err, "ctx", None)
+    if context is not None:
+        message += f" (see `{context.command_path} --help`)"
+    stderr_console.print(
+        Text.assemble(("error: ", "bold red"), message), highlight=False, soft_wrap=True
+    )
+    return int(getattr(err, "exit_code", 2))

@@ -71,7 +71,11 @@ def _metavar(spec: dataclasses.Field[Any]) -> str | None:
         return "LAYERS"
     if meta["items"] == "weight":
         return "WEIGHTS"
-    return None
+    if meta["path"]:
+        return "PATH"
+    if meta["kind"] is bool:
+        return None  # a flag takes no value
+    return {int: "N", float: "X"}.get(meta["kind"], "TEXT")
 
 
 def _annotation(spec: dataclasses.Field[Any], help: str, unset_default: bool) -> Any:
@@ -79,7 +83,9 @@ def _annotation(spec: dataclasses.Field[Any], help: str, unset_default: bool) ->
     is None (not given: the preset or config file decides), else the field's default."""
     meta = spec.metadata
     name = option_name(spec)
-    kind: Any = str if meta["items"] else meta["kind"]
+    # Numbers are taken as text and converted by vidstyle.config, so `--size abc` is the same
+    # one-line error as `--size 8` (click's own message would be a box of another shape).
+    kind: Any = str if meta["items"] or meta["kind"] in (int, float) else meta["kind"]
     if meta["path"]:
         kind = Path
     decls = [f"--{name}/--no-{name}"] if kind is bool else [f"--{name}"]

@@ -11,6 +11,7 @@ and `vidstyle INPUT --style IMAGE` all render the same way.
 from __future__ import annotations
 
 import dataclasses
+import difflib
 import sys
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
@@ -35,7 +36,7 @@ PANEL_QUALITY = "Quality mode"
 PANEL_ARTISTIC = "Artistic controls"
 PANEL_TEMPORAL = "Temporal coherence"
 PANEL_FAST = "Fast mode"
-PANEL_FEATURES = "VGG-19 features"
+PANEL_FEATURES = "VGG features"
 PANEL_ENCODE = "Encoding"
 PANEL_BATCH = "Batch and resume"
 PANEL_TRAIN_DATA = "Style, data and output"
@@ -194,13 +195,13 @@ class RenderSettings:
     # Gatys et al. 2016's layers; style layer weights are normalised to sum to 1.
     style_layers: tuple[str, ...] = setting(
         ("relu1_1", "relu2_1", "relu3_1", "relu4_1", "relu5_1"),
-        "VGG-19 style layers, comma-separated; weighted equally unless style-layer-weights "
-        "is given too.",
+        "VGG style layers, comma-separated (VGG-16 has no conv3_4, conv4_4, conv5_4); weighted "
+        "equally unless --style-layer-weights is given too.",
         PANEL_ARTISTIC,
         items="layer",
     )
     content_layers: tuple[str, ...] = setting(
-        ("relu4_2",), "VGG-19 content layers, comma-separated.", PANEL_ARTISTIC, items="layer"
+        ("relu4_2",), "VGG content layers, comma-separated.", PANEL_ARTISTIC, items="layer"
     )
     style_layer_weights: tuple[float, ...] = setting(
         (1.0, 1.0, 1.0, 1.0, 1.0),
@@ -322,7 +323,10 @@ class RenderSettings:
 
     # Output encoding
     codec: str = setting(
-        "libx264", "libx264 | libx265 | libvpx-vp9 | libsvtav1 (where PyAV has them).", PANEL_ENCODE
+        "auto",
+        "Video encoder: libx264 | libx265 | libvpx-vp9 | libsvtav1 (where PyAV has them); "
+        "auto: the container's usual one (libx264; VP9 for .webm).",
+        PANEL_ENCODE,
     )
     crf: int = setting(18, "Constant rate factor (lower is better).", PANEL_ENCODE, low=0, high=63)
     encoder_preset: str = setting("medium", "Encoder speed preset.", PANEL_ENCODE)
@@ -404,13 +408,19 @@ def _check_list(kind: str, value: Any, where: str) -> tuple[Any, ...]:
     return tuple(numbers)
 
 
-def check_layer_weights(settings: RenderSettings) -> None:
+def check_layer_weights(settings: RenderSettings, where: str = "") -> None:
     """One style-layer weight per style layer (the two are separate keys, so a file can change
-    one and not the other)."""
+    one and not the other). `where`: the config file both came from, if they did (the message
+    then names its keys; else the command-line options)."""
     layers, weights = settings.style_layers, settings.style_layer_weights
     if len(layers) != len(weights):
+        weights_name, layers_name = (
+            (f"{where}: key 'style-layer-weights'", "'style-layers'")
+            if where
+            else ("--style-layer-weights", "--style-layers")
+        )
         raise ConfigError(
-            f"setting 'style-layer-weights' has {len(weights)} value(s) but 'style-layers' names "
+            f"{weights_name} has {len(weights)} value(s) but {layers_name} names "
             f"{len(layers)} layer(s); give one weight per style layer"
         )
 
@@ -423,13 +433,15 @@ def _coerce(kind: type, value: Any) -> Any:
             raise TypeError
         return value
     if kind is int:
+        if isinstance(value, str):  # the command line's text: "512", not "5e2" or "2.5"
+            return int(value.strip())
         if isinstance(value, bool) or (isinstance(value, float) and not value.is_integer()):
             raise TypeError
         return int(value)
     if kind is float:
         if isinstance(value, bool):
             raise TypeError
-        return float(value)
+        return float(value.strip() if isinstance(value, str) else value)
     if not isinstance(value, str | Path):
         raise TypeError
     return str(value)
@@ -448,7 +460,9 @@ def check_value(spec: dataclasses.Field[Any], value: Any, where: str) -> Any:
     try:
         value = _coerce(meta["kind"], value)
     except (TypeError, ValueError):
-        raise ConfigError(f"{where} has the wrong type ({value!r})") from None
+        expected = {int: "a whole number", float: "a number", bool: "true or false"}
+        wanted = expected.get(meta["kind"], "text")
+        raise ConfigError(f"{where} must be {wanted} (got {value!r})") from None
     choices = meta["choices"]
     if choices and value not in choices:
         raise ConfigError(f"{where} must be one of {', '.join(choices)} (got {value!r})")
@@ -463,15 +477,33 @@ def check_value(spec: dataclasses.Field[Any], value: Any, where: str) -> Any:
 _RENDER_FIELDS = {f.name: f for f in fields(RenderSettings)}
 
 
+COMMAND_LINE = "command line"
+
+
+def _unknown_key(raw_key: str, source: str) -> ConfigError:
+    """An unknown key, with the closest known ones (`sise` → `size`)."""
+    known = sorted(option_name(f) for f in fields(RenderSettings))
+    close = difflib.get_close_matches(raw_key.replace("_", "-"), known, n=1, cutoff=0.6)
+    hint = f"; did you mean {' or '.join(repr(k) for k in close)}?" if close else ""
+    return ConfigError(
+        f"{source}: unknown key '{raw_key}'{hint} (configs/reference.toml lists every key)"
+    )
+
+
 def validate_layer(values: Mapping[str, Any], source: str) -> dict[str, Any]:
-    """Normalise keys and check every value of one precedence layer."""
+    """Normalise keys and check every value of one precedence layer. Errors name a value the
+    way the user gave it: `--size` from the command line, `FILE: key 'size'` from a file."""
     checked: dict[str, Any] = {}
     for raw_key, value in values.items():
         key = _normalise_key(raw_key)
         if key not in SETTING_NAMES:
-            raise ConfigError(f"{source}: unknown setting '{raw_key}' (see configs/reference.toml)")
-        where = f"{source}: setting '{key.replace('_', '-')}'"
-        checked[key] = check_value(_RENDER_FIELDS[key], value, where)
+            raise _unknown_key(raw_key, source)
+        spec = _RENDER_FIELDS[key]
+        if source == COMMAND_LINE:
+            where = f"--{option_name(spec)}"
+        else:
+            where = f"{source}: key '{option_name(spec)}'"
+        checked[key] = check_value(spec, value, where)
     return checked
 
 
@@ -535,7 +567,7 @@ def resolve_settings(
     Without a preset, `default_preset()` picks one from the file and the overrides."""
     file_layer = load_config_file(config_file) if config_file is not None else {}
     given = {k: v for k, v in (overrides or {}).items() if v is not None}
-    cli_layer = validate_layer(given, "command line")
+    cli_layer = validate_layer(given, COMMAND_LINE)
     merged: dict[str, Any] = {}
     for layer in (
         load_preset(preset or default_preset({**file_layer, **cli_layer})),
@@ -544,7 +576,9 @@ def resolve_settings(
     ):
         _merge(merged, layer)
     settings = RenderSettings(**merged)
-    check_layer_weights(settings)
+    layer_keys = {"style_layers", "style_layer_weights"}
+    from_file = config_file is not None and not layer_keys & cli_layer.keys()
+    check_layer_weights(settings, str(config_file) if from_file else "")
     return settings
 
 
@@ -630,3 +664,15 @@ class TrainSettings:
         """ConfigError naming the first bad value by its option (`--size must be ...`)."""
         for spec in fields(self):
             check_value(spec, getattr(self, spec.name), f"--{option_name(spec)}")
+
+    @classmethod
+    def from_options(cls, values: Mapping[str, Any]) -> TrainSettings:
+        """Settings from the command line's values (numbers arrive as text), each checked and
+        converted; a bad one is a ConfigError naming its option."""
+        specs = {spec.name: spec for spec in fields(cls)}
+        return cls(
+            **{
+                name: check_value(specs[name], value, f"--{option_name(specs[name])}")
+                for name, value in values.items()
+            }
+        )

@@ -90,10 +90,18 @@ class _PlainProgress(Progress):
         self._last_print = time.monotonic()
 
     def _print_rows(self) -> None:
-        """The rows at their natural width, through a console as wide as any row: a log file
-        has no width to fit, and a row cut short loses its ETA and losses."""
-        if self.tasks:
-            _unbounded_console.print(self.make_tasks_table(self.tasks))
+        """Each row as one plain line, timestamped like the log lines around it: its columns'
+        text without the bar (glyphs a log file shows as mojibake or noise), never cut to a
+        width (a log file has none to fit; a row cut short loses its ETA and losses)."""
+        stamp = time.strftime("%Y-%m-%d %H:%M:%S")
+        for task in self.tasks:
+            if not task.visible:
+                continue
+            cells = [_plain(column, task) for column in self.columns if not _is_bar(column)]
+            line = " ".join(cell for cell in cells if cell)
+            _unbounded_console.print(
+                f"{stamp} {'INFO':<7} {line}", markup=False, highlight=False, soft_wrap=True
+            )
 
     def _print_if_due(self) -> None:
         now = time.monotonic()
@@ -115,6 +123,20 @@ class _PlainProgress(Progress):
     def update(self, task_id: TaskID, **kwargs: Any) -> None:  # type: ignore[override]
         super().update(task_id, **kwargs)
         self._print_if_due()
+
+
+def _is_bar(column: str | ProgressColumn) -> bool:
+    return isinstance(column, BarColumn)
+
+
+def _plain(column: str | ProgressColumn, task: Task) -> str:
+    """A progress column's text for one task, without styles."""
+    if isinstance(column, str):
+        return Text.from_markup(column.format(task=task)).plain.strip()
+    rendered = column(task)
+    if isinstance(rendered, Text):
+        return rendered.plain.strip()
+    return str(rendered).strip()
 
 
 def _stdout_shares_the_display() -> bool:

@@ -4,12 +4,14 @@ A model file is one `.pth` holding a plain dict (so it loads with `weights_only=
 runs pickled code from a file someone sent you):
 
     format      "vidstyle.fast-model"       what kind of file this is
-    version     1                           bumped when the layout changes incompatibly
+    version     1 or 2                      2: an output mapping other than tanh (arch.output);
+                                            bumped when the layout changes incompatibly
     arch        {"name", "channels", "residual_blocks"}   rebuilds the exact network
     style       style image file name (for listings and default output names)
     training    the training settings (plain values), steps done, loss network used
     created     ISO 8601 UTC time of writing
     state_dict  the network's tensors
+    source      (imported networks only) the file it was converted from, its SHA-256, its layout
 
 Training checkpoints (`MODEL.pth.ckpt`, see `vidstyle.stylize.train`) use the same rules with
 their own format tag, so passing one where a model is expected gets a clear message.
@@ -31,10 +33,11 @@ import torch
 
 from vidstyle.atomic import output_error, write_atomically
 from vidstyle.errors import OutputError, WeightsError
+from vidstyle.filetypes import checkpoint_load_failure, recognised_media
 from vidstyle.nets.transformer import TransformerArch, TransformerNet
 
 MODEL_FORMAT = "vidstyle.fast-model"
-MODEL_VERSION = 1
+MODEL_VERSION = 2  # the newest version read (version 1 files: tanh output only)
 CHECKPOINT_FORMAT = "vidstyle.train-checkpoint"
 MODEL_SUFFIX = ".pth"
 CHECKPOINT_SUFFIX = ".ckpt"  # appended to the model file name: starry.pth -> starry.pth.ckpt
@@ -51,6 +54,7 @@ class ModelInfo:
     training: dict[str, Any] = field(default_factory=dict)
     created: str = ""
     version: int = MODEL_VERSION
+    source: dict[str, Any] = field(default_factory=dict)  # where an imported network came from
 
     @property
     def name(self) -> str:
@@ -65,6 +69,8 @@ class ModelInfo:
             parts.append(f"{t['steps']} steps at {t.get('size', '?')} px")
         if "loss_network" in t:
             parts.append(f"loss network {t['loss_network']}")
+        if self.source:
+            parts.append(f"imported from {self.source.get('file', '?')}")
         return f"{self.name} ({', '.join(parts)})"
 
 
@@ -83,13 +89,6 @@ def models_dir(explicit: str | Path | None = None) -> Path:
 def checkpoint_path(model_path: Path) -> Path:
     """Where training keeps the resumable state of the model it writes to `model_path`."""
     return model_path.with_name(model_path.name + CHECKPOINT_SUFFIX)
-
-
-def _one_line(exc: BaseException, limit: int = 160) -> str:
-    """An exception as one short line: torch's unpickling errors run to dozens of lines."""
-    text = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
-    text = f"{type(exc).__name__}: {text}" if text else type(exc).__name__
-    return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
 # ------------------------------------------------------------------------------------- writing
@@ -120,17 +119,29 @@ def torch_save(obj: object, file: BinaryIO) -> None:
         raise
 
 
-def model_dict(net: TransformerNet, *, style: str, training: Mapping[str, Any]) -> dict[str, Any]:
-    """The dict a model file holds (tensors copied to the CPU so the file loads anywhere)."""
-    return {
+def model_dict(
+    net: TransformerNet,
+    *,
+    style: str,
+    training: Mapping[str, Any],
+    source: Mapping[str, Any] | None = None,
+) -> dict[str, Any]:
+    """The dict a model file holds (tensors copied to the CPU so the file loads anywhere).
+    `source`: where an imported network came from (see `vidstyle.model_import`)."""
+    data = {
         "format": MODEL_FORMAT,
-        "version": MODEL_VERSION,
+        # A network with another output mapping than tanh is version 2: a vidstyle that reads
+        # only version 1 would render it with the wrong mapping, and so refuses it instead.
+        "version": 1 if net.arch.output == "tanh" else MODEL_VERSION,
         "arch": net.arch.as_dict(),
         "style": style,
         "training": dict(training),
         "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "state_dict": {k: v.detach().cpu().contiguous() for k, v in net.state_dict().items()},
     }
+    if source is not None:
+        data["source"] = dict(source)
+    return data
 
 
 def save_model(path: Path, net: TransformerNet, *, style: str, training: Mapping[str, Any]) -> None:
@@ -140,33 +151,6 @@ def save_model(path: Path, net: TransformerNet, *, style: str, training: Mapping
 # ------------------------------------------------------------------------------------- reading
 
 
-# Leading bytes of files users mistake for a model (a style image, a clip), and what they are.
-_NOT_MODELS: tuple[tuple[int, bytes, str], ...] = (
-    (0, b"\xff\xd8\xff", "a JPEG image"),
-    (0, b"\x89PNG", "a PNG image"),
-    (0, b"GIF8", "a GIF image"),
-    (8, b"WEBP", "a WebP image"),
-    (0, b"BM", "a BMP image"),
-    (0, b"II*\x00", "a TIFF image"),
-    (0, b"MM\x00*", "a TIFF image"),
-    (4, b"ftyp", "an MP4/MOV video"),
-    (0, b"\x1a\x45\xdf\xa3", "a Matroska/WebM video"),
-)
-
-
-def _recognised_non_model(path: Path) -> str | None:
-    """What `path` is, when its first bytes say it is an image or a video."""
-    try:
-        with path.open("rb") as file:
-            head = file.read(16)
-    except OSError:
-        return None  # torch.load reports it
-    for offset, magic, kind in _NOT_MODELS:
-        if head[offset : offset + len(magic)] == magic:
-            return kind
-    return None
-
-
 def load_file(path: Path, what: str, remedy: str = "train it again") -> object:
     """`torch.load(weights_only=True)` with every failure turned into a one-line WeightsError."""
     path = Path(path)
@@ -174,7 +158,7 @@ def load_file(path: Path, what: str, remedy: str = "train it again") -> object:
         raise WeightsError(f"{what} not found; check the path", path)
     if not path.is_file():
         raise WeightsError(f"{what} path is not a file", path)
-    kind = _recognised_non_model(path)
+    kind = recognised_media(path)
     if kind is not None:
         # Before torch.load, whose unpickling error would be pages long and beside the point.
         hint = " (a style image goes to --style)" if kind.endswith("image") else ""
@@ -185,8 +169,8 @@ def load_file(path: Path, what: str, remedy: str = "train it again") -> object:
         return torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # torch.load raises many types for damaged or foreign files
         raise WeightsError(
-            f"cannot read {what} ({_one_line(exc)}); the file is truncated, corrupt or not "
-            f"written by vidstyle: {remedy}",
+            f"cannot read {what}: {checkpoint_load_failure(exc, path)}; the file is truncated, "
+            f"corrupt or not written by vidstyle: {remedy}",
             path,
         ) from None
 
@@ -228,6 +212,7 @@ def _model_fields(obj: object, path: Path) -> tuple[dict[str, Any], ModelInfo]:
     ):
         raise WeightsError("model file is damaged: no state dict of tensors", path)
     training = obj.get("training")
+    source = obj.get("source")
     info = ModelInfo(
         path=path,
         arch=arch,
@@ -235,6 +220,7 @@ def _model_fields(obj: object, path: Path) -> tuple[dict[str, Any], ModelInfo]:
         training=dict(training) if isinstance(training, Mapping) else {},
         created=str(obj.get("created", "")),
         version=version,
+        source=dict(source) if isinstance(source, Mapping) else {},
     )
     return dict(state), info
 

@@ -247,6 +247,10 @@ def _render(
     if plan.still:
         return _render_still(plan, device, sharing, progress)
     assert plan.info is not None and plan.size is not None
+    _check_memory(plan, plan.info.size, plan.size, device, sharing)  # before any work is wasted
+    # Built before the render is announced: a model or VGG file that cannot be used, or a layer
+    # the network lacks, is an error on its own, not one that follows "clip.mp4 → ...".
+    stages = build_stages(settings, device, plan.styles)
     if plan.size_note:
         log.info("%s: %s", plan.input.name, plan.size_note)
     log.info(
@@ -259,8 +263,6 @@ def _render(
         settings.mode,
         device,
     )
-    _check_memory(plan, plan.info.size, plan.size, device, sharing)  # before any work is wasted
-    stages = build_stages(settings, device, plan.styles)
     # Earlier progress of this same command, if it was interrupted (vidstyle.resume); the
     # stages that carry state from frame to frame continue from the last saved frame.
     identity = render_fingerprint(
@@ -443,6 +445,8 @@ def _render_still(
     settings = plan.settings
     source = read_image(plan.input)
     size = image_size((source.shape[1], source.shape[0]), settings.size)
+    _check_memory(plan, (source.shape[1], source.shape[0]), size, device, sharing)
+    stylize = frame_stylizer(settings, device, plan.styles)
     log.info(
         "%s → %s: %dx%d, %s mode on %s",
         plan.input,
@@ -452,24 +456,15 @@ def _render_still(
         settings.mode,
         device,
     )
-    _check_memory(plan, (source.shape[1], source.shape[0]), size, device, sharing)
-    styles = [load_style_image(path) for path in plan.styles]
-    stylizer, _ = build_stylizer(settings, device, styles)
-    colors = preserve_colors_stage(settings.preserve_colors, settings.mode)
     if size != (source.shape[1], source.shape[0]):
         resized = Image.fromarray(source).resize(size, Image.Resampling.LANCZOS)
         source = np.asarray(resized, dtype=np.uint8)
-    record = FrameRecord(index=0, pts=0, content=image_to_tensor(source, device), new_shot=True)
     started = time.perf_counter()
     progress.start(plan.input.name, 1)
     try:
-        records = stylizer(iter([record]))
-        if colors is not None:
-            records = colors(records)
-        styled = next(records).styled
-        assert styled is not None
+        styled = stylize(source)
         progress.advance()
-        write_image(tensor_to_image(styled), plan.output)
+        write_image(styled, plan.output)
     except KeyboardInterrupt:
         raise RenderInterrupted("interrupted; nothing was written", plan.output) from None
     finally:
@@ -484,6 +479,29 @@ def _render_still(
         seconds=seconds,
         size=size,
     )
+
+
+def frame_stylizer(
+    settings: RenderSettings, device: torch.device, styles: Sequence[Path]
+) -> Callable[[np.ndarray], np.ndarray]:
+    """A function stylizing one H×W×3 uint8 RGB picture as the first frame of a shot is
+    (quality mode's frame-1 budget, or the network; colours preserved as asked), built once:
+    a still image's render, and each picture of a contact sheet (`vidstyle.sheet`)."""
+    stylizer, _ = build_stylizer(settings, device, [load_style_image(path) for path in styles])
+    colors = preserve_colors_stage(settings.preserve_colors, settings.mode)
+
+    def stylize(picture: np.ndarray) -> np.ndarray:
+        content = image_to_tensor(picture, device)
+        records: Iterator[FrameRecord] = stylizer(
+            iter([FrameRecord(index=0, pts=0, content=content, new_shot=True)])
+        )
+        if colors is not None:
+            records = colors(records)
+        styled = next(records).styled
+        assert styled is not None
+        return tensor_to_image(styled)
+
+    return stylize
 
 
 def stylize_video(

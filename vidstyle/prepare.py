@@ -25,11 +25,14 @@ from vidstyle.media import (
     available_codecs,
     check_container_holds,
     check_output_writable,
+    output_codec,
     plan_size,
     probe,
 )
+from vidstyle.media.reader import check_not_truncated
 from vidstyle.media.still import IMAGE_EXT, check_image_output, is_still_image
-from vidstyle.models import resolve_model
+from vidstyle.models import read_model_info, resolve_model
+from vidstyle.nets.vgg import check_weights_source
 from vidstyle.provenance import stale_reason, stale_settings
 from vidstyle.shots import Shot
 from vidstyle.stylize.style_image import load_style_image
@@ -120,10 +123,14 @@ def check_mode_inputs(settings: RenderSettings, styles: Sequence[Path]) -> None:
                 "fast mode needs --model: a file from `vidstyle train` or a name that "
                 "`vidstyle models` lists"
             )
-        # A model that is not there fails the command before any render is planned or logged.
-        resolve_model(settings.model, settings.models_dir)
+        # A model that is not there, or not a model, fails the command before any render is
+        # planned or logged.
+        read_model_info(resolve_model(settings.model, settings.models_dir))
     elif not styles:
         raise ConfigError("quality mode needs --style IMAGE (or --mode fast with --model)")
+    else:
+        vgg_weights = Path(settings.vgg_weights) if settings.vgg_weights else None
+        check_weights_source(settings.features, vgg_weights)
 
 
 def check_codec(codec: str) -> None:
@@ -158,7 +165,7 @@ class Preparer:
             blend_weights(settings.style_blend, len(styles))  # a wrong count fails before work
         for style in dict.fromkeys(styles):
             load_style_image(style)  # an unreadable style image fails before any render
-        self._codec_checked = False
+        self._codecs_checked: set[str] = set()
         self._probes: dict[Path, VideoInfo | VidstyleError] = {}
         self._writable: set[Path] = set()
         self._still: dict[Path, bool] = {}
@@ -180,6 +187,11 @@ class Preparer:
         output = job.output or default_output_path(
             job.input, job.styles or [Path(settings.model or "")], still=still
         )
+        # `--codec auto` (the default) becomes the container's usual encoder: what the output
+        # is encoded with, and recorded as, is a real codec name.
+        codec = output_codec(settings.codec, output)
+        if codec != settings.codec:
+            settings = settings.replace(codec=codec)
         if output.exists() and output.resolve() == job.input.resolve():
             raise OutputError(
                 "output would overwrite the input; choose another output name", output
@@ -194,9 +206,9 @@ class Preparer:
         self.check_folder(output, create=job.create_folder)
         if still:
             return RenderPlan(job, settings, output, skip=False, still=True)
-        if not self._codec_checked:
+        if settings.codec not in self._codecs_checked:
             check_codec(settings.codec)
-            self._codec_checked = True
+            self._codecs_checked.add(settings.codec)
         # A codec the container cannot hold would only show when the finished segments are
         # joined: fail before the first frame.
         check_container_holds(output, settings.codec)
@@ -208,7 +220,10 @@ class Preparer:
         key = path.resolve()
         if key not in self._probes:
             try:
-                self._probes[key] = probe(path)
+                info = probe(path)
+                if self.settings.max_frames is None:  # the first N frames may all be there
+                    check_not_truncated(info)
+                self._probes[key] = info
             except VidstyleError as err:
                 self._probes[key] = err
         found = self._probes[key]

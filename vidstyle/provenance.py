@@ -8,14 +8,16 @@ as up to date, as every existing output did before.
 
 from __future__ import annotations
 
+import ast
 import json
 from collections.abc import Mapping, Sequence
+from dataclasses import fields
 from pathlib import Path
 
 import av
 import av.error
 
-from vidstyle.config import RenderSettings
+from vidstyle.config import RenderSettings, option_name
 from vidstyle.fingerprint import differences, render_fingerprint, settings_files
 
 #: The container metadata key (Matroska stores keys in capitals; it is read either way).
@@ -57,12 +59,50 @@ def stale_settings(
     if recorded is None:
         return []
     current = render_fingerprint(input_path, styles, settings, files=settings_files(settings))
-    return differences(recorded, current, ignore=_NOT_COMPARED)
+    return [
+        describe_difference(key, recorded.get(key), current.get(key))
+        for key in differences(recorded, current, ignore=_NOT_COMPARED)
+    ]
+
+
+_OPTIONS = {spec.name: option_name(spec) for spec in fields(RenderSettings)}
+
+
+def _shown(recorded: str | None) -> str:
+    """A fingerprint's value (a setting's repr) as a user types it: 3, unset, on, a,b."""
+    if recorded is None:
+        return "unset"
+    try:
+        value = ast.literal_eval(recorded)
+    except (ValueError, SyntaxError):
+        return recorded
+    if value is None:
+        return "unset"
+    if isinstance(value, bool):
+        return "on" if value else "off"
+    if isinstance(value, tuple | list):
+        return ",".join(_shown(repr(v)) for v in value)
+    if isinstance(value, float):
+        return f"{value:g}"
+    return str(value)
+
+
+def describe_difference(key: str, old: str | None, new: str | None) -> str:
+    """One part of a fingerprint that differs, in a user's words: the option with the value the
+    output was made with and the value asked for now (`--max-frames 3 (now unset)`)."""
+    if key in _OPTIONS:
+        return f"--{_OPTIONS[key]} {_shown(old)} (now {_shown(new)})"
+    if key.startswith("style "):
+        return f"{key} (another image)"  # "style 1": the first --style image
+    if key == "input" or key.startswith("file "):
+        name = "input" if key == "input" else key.removeprefix("file ")
+        return f"{name} (changed since)"
+    return key
 
 
 def stale_reason(differences: Sequence[str]) -> str:
-    """The skip reason for a stale output, naming what differs."""
+    """The skip reason for a stale output, naming what differs and how."""
     return (
-        f"exists but was made with a different {', '.join(differences)} (stale; --overwrite "
-        "renders it again)"
+        f"exists but was made with other settings: {', '.join(differences)} (stale; "
+        "--overwrite renders it again)"
     )

@@ -36,7 +36,7 @@ from vidstyle.fingerprint import differences
 from vidstyle.media import VideoInfo
 from vidstyle.media.segments import SEGMENT_SUFFIX, Segment, join_segments
 from vidstyle.models import torch_save
-from vidstyle.provenance import metadata_tags
+from vidstyle.provenance import describe_difference, metadata_tags
 
 log = logging.getLogger(__name__)
 
@@ -161,13 +161,17 @@ class WorkDir:
             log.info("%s: discarding earlier progress (%d frames) as asked", output.name, done)
             work.discard()
             return work
-        changed = differences(state.get("fingerprint", {}), work.fingerprint)
+        before = state.get("fingerprint", {})
+        changed = differences(before, work.fingerprint)
         if changed:
             log.warning(
-                "%s: earlier progress (%d frames) was made with a different %s; starting over",
+                "%s: earlier progress (%d frames) was made with other settings: %s; starting over",
                 output.name,
                 done,
-                ", ".join(changed),
+                ", ".join(
+                    describe_difference(key, before.get(key), work.fingerprint.get(key))
+                    for key in changed
+                ),
             )
             work.discard()
             return work

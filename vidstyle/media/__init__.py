@@ -10,6 +10,7 @@ from vidstyle.media.codecs import (
     VIDEO_CODECS,
     available_codecs,
     check_container_holds,
+    output_codec,
 )
 from vidstyle.media.frames import image_to_tensor, plan_size, tensor_to_image
 from vidstyle.media.output import check_output_writable
@@ -28,6 +29,7 @@ __all__ = [
     "check_container_holds",
     "check_output_writable",
     "image_to_tensor",
+    "output_codec",
     "plan_size",
     "probe",
     "read_frames",

@@ -177,6 +177,26 @@ def encoder_options(codec: str, crf: int, preset: str) -> dict[str, str]:
     return {}
 
 
+#: `--codec auto`: the encoder a container usually holds, in order of preference (as ffmpeg
+#: picks one when no -c:v is given): H.264 where it fits, VP9 (else AV1) for WebM.
+AUTO_CODEC = "auto"
+_DEFAULT_CODECS: dict[str, tuple[str, ...]] = {"webm": ("libvpx-vp9", "libsvtav1")}
+_USUAL_CODECS = ("libx264", "libx265", "libvpx-vp9", "libsvtav1")
+
+
+def output_codec(codec: str, path: Path) -> str:
+    """The encoder a render to `path` uses: `codec` as given, or for `auto` the first usual
+    encoder of `path`'s container this FFmpeg has (libx264 when none is available, so that
+    `check_codec` says what is missing)."""
+    if codec != AUTO_CODEC:
+        return codec
+    fmt = container_format(path)
+    for name in _DEFAULT_CODECS.get(fmt or "", _USUAL_CODECS):
+        if name in av.codecs_available:
+            return name
+    return _DEFAULT_CODECS.get(fmt or "", _USUAL_CODECS)[0]
+
+
 def container_format(path: Path) -> str | None:
     """The FFmpeg muxer for `path`'s extension; None for one vidstyle does not know."""
     return CONTAINER_FORMATS.get(Path(path).suffix.lower())

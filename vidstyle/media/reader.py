@@ -74,6 +74,39 @@ def read_frames(
     return _iterate(container, stream, info, size or info.size, max_frames, queue_size)
 
 
+# Containers whose index (MP4/MOV's moov) lists every frame's place in the file, so a file cut
+# short with its index intact can be told from the index alone.
+_INDEXED_FORMATS = ("mov", "mp4")
+
+
+def check_not_truncated(info: VideoInfo) -> None:
+    """InputError when `info.path` is an MP4/MOV whose index lists frames past the end of its
+    data (a download or copy cut short, with the index at the front): its last frame cannot be
+    read. Cheap: one seek and one packet, not a decode."""
+    container = open_input(info.path)
+    try:
+        if not any(name in _INDEXED_FORMATS for name in container.format.name.split(",")):
+            return
+        stream = _stream_for(container, info)
+        if not stream.frames or stream.duration is None:
+            return
+        last = (stream.start_time or 0) + stream.duration - 1
+        try:
+            container.seek(last, stream=stream, backward=True, any_frame=True)
+            packet = next(container.demux(stream), None)
+        except (av.error.FFmpegError, StopIteration):
+            return  # a seek this file does not allow says nothing about its end
+        if packet is None or packet.size == 0:
+            raise InputError(
+                f"file is truncated: its index lists {stream.frames} frames but the data ends "
+                "before the last one (a copy or download cut short?); copy it again, or render "
+                "the frames there are with --max-frames N",
+                info.path,
+            )
+    finally:
+        container.close()
+
+
 def _stream_for(
     container: av.container.InputContainer, info: VideoInfo
 ) -> av.video.stream.VideoStream:
@@ -113,6 +146,7 @@ def _decode(
 ) -> None:
     skipped = 0
     lost = _LostFrames()
+    truncated = False
     try:
         if max_frames == 0:
             return
@@ -179,25 +213,39 @@ def _decode(
                 return
             index += 1
             lost.filled += 1
-        if not output.stopped and info.frame_count and index < 0.9 * info.frame_count - 1:
-            # Damaged containers often end demuxing early without any error.
-            log.warning(
-                "%s: decoded only %d of about %d frames; the file may be truncated or damaged",
+        wanted = info.frame_count if max_frames is None else min(max_frames, info.frame_count or 0)
+        if not output.stopped and wanted and index < 0.9 * wanted - 1:
+            # The data ends early (a file cut short; damaged containers often end demuxing
+            # without any error): a render of it would be short of the source's frames and
+            # duration, so it fails like any input that cannot be read whole.
+            truncated = True
+            raise InputError(
+                f"file is truncated or damaged: its data ends after {index} of the about "
+                f"{info.frame_count} frames it lists; copy it again, or render the frames "
+                f"there are with --max-frames {index}",
                 info.path,
-                index,
-                info.frame_count,
             )
     except av.error.FFmpegError as err:
         raise InputError(f"decoding failed ({err}); the file may be damaged", info.path) from err
     finally:
-        if skipped or lost.filled:
-            log.warning(
-                "%s: skipped %d damaged packet(s) while decoding; repeated the previous frame "
-                "%d time(s) to keep the frame count and timing",
-                info.path,
-                skipped,
-                lost.filled,
-            )
+        # Also when the consumer stopped early (--max-frames); not when the file is cut short,
+        # which the error says.
+        if not truncated and (skipped or lost.filled):
+            log.warning("%s: %s", info.path, _damage_report(skipped, lost.filled))
+
+
+def _damage_report(skipped: int, filled: int) -> str:
+    """What damage decoding met and what was done about it, in one consistent sentence."""
+    damaged = f"{skipped} damaged packet(s) could not be decoded" if skipped else ""
+    missing = (
+        f"{filled} frame(s) were missing; the previous frame stands in for each, so the frame "
+        "count and timing are the source's"
+        if filled
+        else ""
+    )
+    if damaged and missing:
+        return f"{damaged} and {missing}"
+    return damaged + ("; they were skipped" if damaged else "") or missing
 
 
 class _LostFrames:

@@ -47,6 +47,10 @@ class TransformerArch:
     name: str
     channels: tuple[int, int, int]  # widths of the 9×9 stage and the two downsampling stages
     residual_blocks: int
+    # How the last convolution becomes an image: "tanh" (networks vidstyle trains) or "clamp"
+    # (its values clipped to [0, 1]: networks imported from pytorch/examples, whose last layer
+    # was trained to give 0-255 values that are clipped).
+    output: str = "tanh"
 
     def as_dict(self) -> dict[str, Any]:
         data = asdict(self)
@@ -62,11 +66,20 @@ class TransformerArch:
             blocks = int(data["residual_blocks"])
         except (KeyError, TypeError, ValueError) as err:
             raise ValueError(f"malformed architecture {dict(data)!r}") from err
+        output = data.get("output", "tanh")  # files written before it was recorded: tanh
         if not isinstance(name, str) or len(channels) != 3 or min(channels) < 1 or blocks < 0:
             raise ValueError(f"malformed architecture {dict(data)!r}")
+        if output not in OUTPUTS:
+            raise ValueError(f"unknown output mapping {output!r}")
         return cls(
-            name=name, channels=(channels[0], channels[1], channels[2]), residual_blocks=blocks
+            name=name,
+            channels=(channels[0], channels[1], channels[2]),
+            residual_blocks=blocks,
+            output=output,
         )
+
+
+OUTPUTS = ("tanh", "clamp")
 
 
 ARCHS: dict[str, TransformerArch] = {
@@ -170,6 +183,8 @@ class TransformerNet(nn.Module):
         h = self.body(h)
         if pad_h or pad_w:
             h = h[..., :height, :width]
+        if self.arch.output == "clamp":
+            return h.clamp(0.0, 1.0)
         # Johnson et al.'s scaled tanh, mapped to [0, 1]: the output is always a valid image and
         # an untrained network starts at mid grey rather than at a clipped extreme.
         return torch.tanh(h).add(1.0).mul(0.5)

@@ -36,6 +36,7 @@ import torch
 from torch import nn
 
 from vidstyle.errors import ConfigError, WeightsError
+from vidstyle.filetypes import checkpoint_load_failure, recognised_media
 
 log = logging.getLogger(__name__)
 
@@ -166,6 +167,18 @@ def _require_file(path: Path, what_to_do: str) -> None:
         raise WeightsError(f"VGG weights file not found; {what_to_do}", path)
     if not path.is_file():
         raise WeightsError(f"VGG weights path is not a file; {what_to_do}", path)
+    check_not_media(path)
+
+
+def check_not_media(path: Path) -> None:
+    """WeightsError saying what the file is when an image or a video was named as VGG weights
+    (torch.load's own message would be about pickles and PyTorch versions)."""
+    kind = recognised_media(path)
+    if kind is not None:
+        hint = " (a style image goes to --style)" if kind.endswith("image") else ""
+        raise WeightsError(
+            f"is {kind}, not VGG weights; pass a VGG-19 or VGG-16 checkpoint (.pth){hint}", path
+        )
 
 
 def _download(url: str, dst: Path) -> None:
@@ -377,15 +390,16 @@ def load_features_state(
     Raises WeightsError naming the file if it cannot be read or is not a VGG.
     """
     path = Path(path)
+    check_not_media(path)
     try:
         # weights_only: a checkpoint is data; never run pickled code from a downloaded file.
         obj = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # torch.load raises many types for damaged files
         raise WeightsError(
-            f"cannot read VGG weights ({_one_line(exc)}); the file may be truncated or "
-            "corrupt: download it again or pass another --vgg-weights",
+            f"cannot read VGG weights: {checkpoint_load_failure(exc, path)}; the file may be "
+            "truncated or corrupt: download it again or pass another --vgg-weights",
             path,
-        ) from exc
+        ) from None
     state, arch = _features_state(obj, path)
     del obj  # the classifier (~400 MB) is not needed; let it go before building the module
     if layout == "auto":
@@ -465,6 +479,17 @@ def _weights_not_found_message() -> str:
         f"VGG weights not found; put {TORCHVISION_FILE} (from {TORCHVISION_URL}) in "
         f"{cache_dir()} or pass --vgg-weights PATH / set {WEIGHTS_ENV}"
     )
+
+
+def check_weights_source(weights: str, weights_path: Path | None) -> None:
+    """The checks on VGG weights a render can make before it starts, without loading them: a
+    named file exists and is not an image or a video; `pretrained` with no weights on this
+    machine, and a download that failed lately (so the render would not try again), fails."""
+    if weights == "random":
+        return
+    found = find_weights(weights_path, allow_download=False)
+    if found is None and weights == "pretrained" and _recent_download_failure() is not None:
+        raise WeightsError(_weights_not_found_message())
 
 
 class VGGFeatures(nn.Module):
@@ -570,14 +595,23 @@ def describe_weights(
 ) -> list[str]:
     """Lines for `vidstyle weights`: which checkpoint would be used, from where, and what the
     feature modes would do. Never downloads; with `check`, loads the file to validate it."""
+    return inspect_weights(explicit, check=check, layout=layout)[0]
+
+
+def inspect_weights(
+    explicit: Path | None = None, *, check: bool = True, layout: str = "auto"
+) -> tuple[list[str], WeightsError | None]:
+    """`describe_weights`' lines, and the error a render would stop with (a named file that is
+    missing or unusable, a found file that is not VGG weights); None when there is none."""
     lines: list[str] = []
     cache = cache_dir()
     problem: str | None = None
+    error: WeightsError | None = None
     found: tuple[Path, str] | None = None
     try:
         found = find_weights(explicit, allow_download=False)
     except WeightsError as exc:
-        problem = str(exc)
+        problem, error = str(exc), exc
 
     usable = False
     if found is not None:
@@ -587,7 +621,7 @@ def describe_weights(
             try:
                 state, arch, chosen = load_features_state(path, layout)
             except WeightsError as exc:
-                problem = str(exc)
+                problem, error = str(exc), exc
                 lines.append(f"  cannot be used: {problem}")
             else:
                 usable = True
@@ -632,7 +666,7 @@ def describe_weights(
             f"offline: copy {TORCHVISION_FILE} from {TORCHVISION_URL} (or a VGG-16 checkpoint) "
             f"into {cache}, or point --vgg-weights / ${WEIGHTS_ENV} at it"
         )
-    return lines
+    return lines, error
 
 
 def _layout_reason(state: Mapping[str, object], path: Path) -> str:
