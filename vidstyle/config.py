@@ -263,7 +263,7 @@ class RenderSettings:
     )
     stop_window: int = setting(10, "... over this many iterations.", PANEL_QUALITY, low=1)
     temporal_weight: float = setting(
-        50.0,
+        5.0,
         "Pull each frame towards the flow-warped previous output (Ruder et al. 2016); 0: off.",
         PANEL_QUALITY,
         low=0.0,

@@ -74,12 +74,8 @@ def optimize_image(
     on_iteration: IterationCallback | None = None,
     bounds: str = "clamp",
     step_scale: Tensor | None = None,
-    stop_when: Callable[[int], bool] | None = None,
 ) -> OptimizeResult:
     """Minimise `loss_fn(image)` starting from a copy of `init` (which is never modified).
-
-    `stop_when(n)`, asked after the n-th evaluation: True ends the optimisation there, before
-    `iterations` (counted as an early stop).
 
     `step_scale` (broadcastable to the image, > 0): a diagonal preconditioner. The optimiser
     works on x with image = step_scale · x, so a pixel with scale k moves k² times as far for
@@ -145,7 +141,7 @@ def optimize_image(
             lbfgs.zero_grad()
             loss = evaluate()
             # Raising after the evaluation leaves `variable` at the point whose loss was recorded.
-            if rule.reached(losses) or (stop_when is not None and stop_when(len(losses))):
+            if rule.reached(losses):
                 raise _Converged
             return loss
 
@@ -156,7 +152,7 @@ def optimize_image(
     elif optimizer == "adam":
         adam = torch.optim.Adam([variable], lr=learning_rate)
         for _ in range(iterations):
-            if rule.reached(losses) or (stop_when is not None and stop_when(len(losses))):
+            if rule.reached(losses):
                 stopped_early = True
                 break
             adam.zero_grad()

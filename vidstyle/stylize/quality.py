@@ -11,8 +11,8 @@ where the source changed along the flow) start afresh, so nothing is dragged beh
 object. Those new pixels would otherwise stay close to the photo for many frames (a wake): the
 whole-frame Gram matrices barely notice a small unstylised patch, so it gets almost no style
 gradient. They start from the content frame recoloured into the frame's stylised palette
-(`palette_start`), take larger optimiser steps than the carried pixels (`new_pixel_steps`), and
-the frame's budget grows a little with their share of it (`warm_budget`).
+(`palette_start`), and the frame's budget grows a little with their share of it
+(`warm_budget`).
 (Matching the style inside the new region alone, with guided Gram matrices, was measured and
 rejected: it paints a whole style's worth of swirls into a small moving object.) A frame that
 starts a new shot (`FrameRecord.new_shot`) starts fresh, like frame 1. `temporal_weight` adds
@@ -60,22 +60,14 @@ NEW_SHARE_FOR_FULL_BUDGET = 5.0
 SETTLE_FRAMES = 4
 
 # Step scale of new pixels on warm frames (optimize_image's step_scale; still-settling pixels
-# get a share of it): carried pixels are held by the temporal term, which makes them stiff, and
-# L-BFGS's one curvature estimate for the whole image, set by them, then gives the unanchored
-# new pixels steps too small to reach the style within a warm budget.
-NEW_PIXEL_STEP = 3.0
-
-
-# A warm frame is not finished when its budget is spent but when its style term is back within
-# this fraction of the level its shot's fresh first frame converged to: along a moving shot
-# every frame brings new content and resamples the rest, and a fixed budget lets each frame
-# fall a little further behind, so the picture fades back towards the photo (bench/retention.py,
-# docs/quality.md). Frames of one shot converge to within a few percent of each other's style
-# level when rendered fresh, so the first frame's is a target the later ones can reach.
-STYLE_RECOVERY_SLACK = 0.05
-# ... but it gets at most this many times its budget: a frame that cannot get there (a shot
-# whose content changes a lot) must not cost a fresh frame's iterations every time.
-RECOVERY_BUDGET_FACTOR = 3
+# get a share of it). Larger steps for new pixels were needed while the temporal term was
+# strong (weight 50): it made the carried pixels stiff, and L-BFGS's one curvature estimate for
+# the whole image, set by them, gave the new pixels steps too small to reach the style. With
+# the weight at 5 nothing is that stiff, and a larger scale for some pixels only slows the
+# whole frame's way back to the style after the previous output was resampled: along a moving
+# shot that made the picture fade towards the photo (bench/retention.py, docs/quality.md). 1:
+# the same steps everywhere (bench/retention.py's "before" rule sets 3).
+NEW_PIXEL_STEP = 1.0
 
 
 def warm_budget(iterations: int, first_iterations: int, new_share: float) -> int:
@@ -150,8 +142,6 @@ class QualityStylizer:
         # SETTLE_FRAMES frames or more, or optimised as a fresh frame); None: all settled.
         self._settled: Tensor | None = None
         self._shot_content: Tensor | None = None
-        # The style term the shot's first frame converged to (see STYLE_RECOVERY_SLACK).
-        self._shot_style: float | None = None
         self._resumed: tuple[Tensor | None, Tensor | None] | None = None
 
     def initial_image(
@@ -210,33 +200,19 @@ class QualityStylizer:
         return anchor
 
     def _objective(
-        self, warm: bool, target: tuple[Tensor, Tensor] | None, styles: list[float]
+        self, warm: bool, target: tuple[Tensor, Tensor] | None
     ) -> Callable[[Tensor], Tensor]:
         """The loss of one frame: Gatys, plus the temporal term on warm-started frames (`target`:
-        the warped previous output and where it anchors the frame). Each evaluation's style
-        term is appended to `styles`."""
+        the warped previous output and where it anchors the frame)."""
         weight = self.settings.temporal_weight
         # Only warm starts get the temporal term: with init "content" frames are independent by
         # design (the baseline), and a new shot has nothing to be consistent with.
-        temporal = warm and weight > 0 and target is not None
-
-        def objective(image: Tensor) -> Tensor:
-            terms = self.loss(image)
-            styles.append(terms.style)
-            if not temporal:
-                return terms.total
-            warped, reliable = target
-            return terms.total + weight * temporal_loss(image, warped, reliable)
-
-        return objective
-
-    def _recovered(self, budget: int, styles: list[float]) -> Callable[[int], bool] | None:
-        """When a warm frame may stop: its budget spent and its style term back at the shot's
-        level (see STYLE_RECOVERY_SLACK); None where there is no level to return to."""
-        if self._shot_style is None or RECOVERY_BUDGET_FACTOR <= 1:
-            return None
-        level = self._shot_style * (1.0 + STYLE_RECOVERY_SLACK)
-        return lambda evaluations: evaluations >= budget and styles[-1] <= level
+        if not warm or weight <= 0 or target is None:
+            return lambda image: self.loss(image).total
+        warped, reliable = target
+        return lambda image: (
+            self.loss(image).total + weight * temporal_loss(image, warped, reliable)
+        )
 
     def get_resume_state(self) -> dict[str, Any]:
         """What the frame after the last one yielded needs (`vidstyle.resume.Resumable`)."""
@@ -244,14 +220,12 @@ class QualityStylizer:
             "previous": self._last,
             "settled": self._settled,
             "shot_content": self._shot_content,
-            "shot_style": self._shot_style,
         }
 
     def set_resume_state(self, state: Mapping[str, Any]) -> None:
         """Continue after a saved frame: the next `__call__` warm-starts from its output."""
         self._resumed = (state.get("previous"), state.get("shot_content"))
         self._settled = state.get("settled")
-        self._shot_style = state.get("shot_style")
 
     def __call__(self, frames: Iterable[FrameRecord]) -> Iterator[FrameRecord]:
         previous, shot = self._resumed or (None, None)
@@ -286,7 +260,12 @@ class QualityStylizer:
             else:
                 budget = self.settings.iterations
             step_scale = None
-            if warm and target is not None and self.settings.init == "warped":
+            if (
+                warm
+                and target is not None
+                and self.settings.init == "warped"
+                and NEW_PIXEL_STEP != 1
+            ):
                 step_scale = new_pixel_steps(target[1])
             coarse_iterations = 0
             if fresh and self.settings.coarse_to_fine:
@@ -307,23 +286,17 @@ class QualityStylizer:
             if fresh:
                 self._shot_content = record.content
             self.loss.set_content(record.content)
-            styles: list[float] = []
-            recovered = self._recovered(budget, styles) if warm else None
             result = optimize_image(
-                self._objective(warm, target, styles),
+                self._objective(warm, target),
                 init,
-                iterations=budget * RECOVERY_BUDGET_FACTOR if recovered else budget,
+                iterations=budget,
                 optimizer=self.settings.optimizer,
                 learning_rate=self.settings.learning_rate,
                 stop_tolerance=self.settings.stop_tolerance,
                 stop_window=self.settings.stop_window,
                 on_iteration=self.on_iteration,
                 step_scale=step_scale,
-                stop_when=recovered,
             )
-            if fresh and result.losses:
-                # The style term of the image returned: the best one evaluated.
-                self._shot_style = styles[result.losses.index(min(result.losses))]
             stats = FrameStats(
                 index=record.index,
                 iterations=result.iterations + coarse_iterations,
