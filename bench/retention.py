@@ -215,6 +215,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--vgg-weights", help="VGG checkpoint (e.g. a pretrained VGG-16)")
     parser.add_argument("--preset", default="quality")
     parser.add_argument("--size", type=int, help="long side (default: the preset's)")
+    parser.add_argument("--iterations", type=int, help="later frames' budget (the preset's)")
     parser.add_argument("--frames", type=int, default=72)
     parser.add_argument("--samples", default="15,30,45,60", help="frames to measure retention at")
     parser.add_argument("--variant", action="append", choices=sorted(VARIANTS))
@@ -233,7 +234,11 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
 
     device = resolve_device(args.device)
-    overrides: dict[str, Any] = {"size": args.size, "device": args.device}
+    overrides: dict[str, Any] = {
+        "size": args.size,
+        "device": args.device,
+        "iterations": args.iterations,
+    }
     if args.vgg_weights:
         overrides.update(features="pretrained", vgg_weights=args.vgg_weights)
     settings = resolve_settings(args.preset, overrides=overrides)
