@@ -20,7 +20,7 @@ import torch
 from PIL import Image
 
 from vidstyle.config import RenderSettings, check_layer_weights
-from vidstyle.device import resolve_device
+from vidstyle.device import Precision, resolve_device
 from vidstyle.errors import OutputError, RenderInterrupted
 from vidstyle.fingerprint import render_fingerprint, settings_files
 from vidstyle.frame import FrameRecord, decode_records
@@ -33,7 +33,7 @@ from vidstyle.resume import capture, restore, skip_before
 from vidstyle.shots import PART_KEY
 from vidstyle.stylize.color import LuminanceFeatures, PreserveColors, preserve_colors_stage
 from vidstyle.stylize.feedforward import FeedForwardStylizer
-from vidstyle.stylize.losses import PerceptualLoss, perceptual_loss
+from vidstyle.stylize.losses import PerceptualLoss, loss_network_precision, perceptual_loss
 from vidstyle.stylize.quality import QualityStylizer
 from vidstyle.stylize.style_image import load_style_image
 from vidstyle.stylize.targets import StyleTargets
@@ -144,11 +144,15 @@ def build_stylizer(
     style_images: Sequence[Image.Image],
     *,
     on_iteration: Callable[[int, float], None] | None = None,
-) -> tuple[Stylizer, str | None]:
-    """The stylize stage of `settings.mode`, and (quality mode) the VGG features in use."""
+    size: tuple[int, int] = (256, 256),
+) -> tuple[Stylizer, str | None, Precision]:
+    """The stylize stage of `settings.mode` for frames of `size` (width, height), (quality mode)
+    the VGG features in use, and the precision its network runs in."""
     if settings.mode == "fast":
-        return FeedForwardStylizer.from_settings(settings, device), None
+        fast = FeedForwardStylizer.from_settings(settings, device, size=size)
+        return fast, None, fast.options.precision
     loss = build_loss(settings, device, luminance_only=settings.preserve_colors == "luminance")
+    precision = loss_network_precision(loss, settings.precision, device, size)
     # Several styles are one blended style here (weights from style_blend, else equal).
     targets = StyleTargets(
         loss,
@@ -158,7 +162,7 @@ def build_stylizer(
         preserve_colors=settings.preserve_colors,
     )
     stylizer = QualityStylizer(loss, settings, style_targets=targets, on_iteration=on_iteration)
-    return stylizer, loss.features.source.describe()
+    return stylizer, loss.features.source.describe(), precision
 
 
 @dataclass
@@ -169,6 +173,7 @@ class Stages:
     device: torch.device
     stylizer: Stylizer
     features: str | None  # quality mode: the VGG features in use (part of the fingerprint)
+    precision: Precision  # what the network runs in (part of the fingerprint)
     flow: FlowStage | None = None  # flow of the source frames, for warm start and smoothing
     smoother: TemporalSmoother | None = None
     colors: PreserveColors | None = None
@@ -181,22 +186,30 @@ class Stages:
         return [self.stylizer, self.smoother]
 
 
-def build_stages(settings: RenderSettings, device: torch.device, styles: Sequence[Path]) -> Stages:
-    """Every stage `settings` asks for, on `device`, in the style of the `styles` images."""
+def build_stages(
+    settings: RenderSettings,
+    device: torch.device,
+    styles: Sequence[Path],
+    size: tuple[int, int] = (256, 256),
+) -> Stages:
+    """Every stage `settings` asks for, on `device`, in the style of the `styles` images, for
+    frames of `size` (width, height)."""
     share = None
     if settings.mode == "quality":
         share = _IterationShare(settings.first_iterations, settings.iterations, settings.init)
-    stylizer, features = build_stylizer(
+    stylizer, features, precision = build_stylizer(
         settings,
         device,
         [load_style_image(path) for path in styles],
         on_iteration=None if share is None else share.on_iteration,
+        size=size,
     )
     smoother = TemporalSmoother(settings.smooth) if settings.smooth > 0 else None
     return Stages(
         device=device,
         stylizer=stylizer,
         features=features,
+        precision=precision,
         flow=flow_stage(settings, device) if flow_needed(settings) else None,
         smoother=smoother,
         colors=preserve_colors_stage(settings.preserve_colors, settings.mode),
@@ -245,8 +258,10 @@ def _render(
     assert plan.info is not None and plan.size is not None
     if plan.size_note:
         log.info("%s: %s", plan.input.name, plan.size_note)
+    _check_memory(plan, plan.info.size, plan.size, device, sharing)  # before any work is wasted
+    stages = build_stages(settings, device, plan.styles, plan.size)
     log.info(
-        "%s → %s: %dx%d, %s fps, %s mode on %s",
+        "%s → %s: %dx%d, %s fps, %s mode on %s, %s",
         plan.input,
         plan.output,
         plan.size[0],
@@ -254,13 +269,17 @@ def _render(
         plan.info.fps,
         settings.mode,
         device,
+        stages.precision.describe(),
     )
-    _check_memory(plan, plan.info.size, plan.size, device, sharing)  # before any work is wasted
-    stages = build_stages(settings, device, plan.styles)
     # Earlier progress of this same command, if it was interrupted (vidstyle.resume); the
     # stages that carry state from frame to frame continue from the last saved frame.
     identity = render_fingerprint(
-        plan.input, plan.styles, settings, files=settings_files(settings), features=stages.features
+        plan.input,
+        plan.styles,
+        settings,
+        files=settings_files(settings),
+        features=stages.features,
+        precision=stages.precision.name,
     )
     if plan.shot is None:
         work = WorkDir.open(plan.output, identity, resume=settings.resume)
@@ -437,18 +456,19 @@ def _render_still(
     settings = plan.settings
     source = read_image(plan.input)
     size = image_size((source.shape[1], source.shape[0]), settings.size)
+    _check_memory(plan, (source.shape[1], source.shape[0]), size, device, sharing)
+    styles = [load_style_image(path) for path in plan.styles]
+    stylizer, _, precision = build_stylizer(settings, device, styles, size=size)
     log.info(
-        "%s → %s: %dx%d, %s mode on %s",
+        "%s → %s: %dx%d, %s mode on %s, %s",
         plan.input,
         plan.output,
         size[0],
         size[1],
         settings.mode,
         device,
+        precision.describe(),
     )
-    _check_memory(plan, (source.shape[1], source.shape[0]), size, device, sharing)
-    styles = [load_style_image(path) for path in plan.styles]
-    stylizer, _ = build_stylizer(settings, device, styles)
     colors = preserve_colors_stage(settings.preserve_colors, settings.mode)
     if size != (source.shape[1], source.shape[0]):
         resized = Image.fromarray(source).resize(size, Image.Resampling.LANCZOS)
