@@ -67,8 +67,10 @@ _DTYPES: dict[str, torch.dtype | None] = {
 # machine could flip a choice that is really a tie).
 MIN_SPEEDUP = 1.2
 # Timed passes per precision, alternating (after one warm-up pass each); the best of them is
-# compared, which other work on a loaded machine can only slow down, never speed up.
-_TIMED_PASSES = 3
+# compared, which other work on a loaded machine can only slow down, never speed up. Three were
+# once outvoted by a burst of load on a busy 2-core machine (bf16 measured 6x slower); five
+# spread the passes over long enough that each precision gets a quiet moment.
+_TIMED_PASSES = 5
 CACHE_ENV = "VIDSTYLE_CACHE"
 _CACHE_FILE = "precision.json"
 
