@@ -199,9 +199,8 @@ def quality_precision_rows(args: argparse.Namespace, device: torch.device, folde
     rows, reference = [], None
     for name in [*names, *names]:  # twice, alternating: the second round is the one kept
         torch.cuda.reset_peak_memory_stats(device)
-        stylizer, frames, seconds, iterations, chosen = precision_bench.render(
-            base.replace(precision=name), device, style, records, size
-        )
+        run = precision_bench.render(base.replace(precision=name), device, style, records, size)
+        stylizer, frames, seconds, iterations, chosen = run[:5]
         if name == "fp32":
             reference = (stylizer, frames)
         rows = [r for r in rows if r["precision"] != name]
