@@ -4,12 +4,13 @@ network at the actual size found it pays, cached; on CUDA: fp16 or native bf16).
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
 import platform
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -222,10 +223,31 @@ def measured_speedup(workload: str, timer: Timer) -> tuple[float, bool]:
     """
     key = measurement_key(workload)
     path = vidstyle_cache_dir() / _CACHE_FILE
-    cache = _read_cache(path)
-    entry = cache.get(key)
-    if isinstance(entry, dict) and isinstance(entry.get("speedup"), int | float):
-        return float(entry["speedup"]), True
+    # One measurement per machine at a time: the workers of a batch (or the shots of a split
+    # render) start together, and each must take the first one's result, not a second
+    # measurement that noise could tip the other way.
+    with _cache_lock(path):
+        cache = _read_cache(path)
+        entry = cache.get(key)
+        if isinstance(entry, dict) and isinstance(entry.get("speedup"), int | float):
+            return float(entry["speedup"]), True
+        speedup, fp32, bf16 = _measure(timer)
+        cache[key] = {"speedup": round(speedup, 3), "fp32_s": fp32, "bf16_s": bf16}
+        _write_cache(path, cache)
+    log.info(
+        "Precision: bf16 %.2fx the speed of fp32 for %s (best of %d: %.3f vs %.3f s); cached in %s",
+        speedup,
+        workload,
+        _TIMED_PASSES,
+        fp32,
+        bf16,
+        path,
+    )
+    return speedup, False
+
+
+def _measure(timer: Timer) -> tuple[float, float, float]:
+    """(fp32 time / bf16 time, fp32 time, bf16 time), best of `_TIMED_PASSES` each."""
     timer(None)
     timer(torch.bfloat16)
     fp32: list[float] = []
@@ -233,19 +255,30 @@ def measured_speedup(workload: str, timer: Timer) -> tuple[float, bool]:
     for _ in range(_TIMED_PASSES):
         fp32.append(timer(None))
         bf16.append(timer(torch.bfloat16))
-    speedup = min(fp32) / max(min(bf16), 1e-9)
-    log.info(
-        "Precision: bf16 %.2fx the speed of fp32 for %s (best of %d: %.3f vs %.3f s); cached in %s",
-        speedup,
-        workload,
-        _TIMED_PASSES,
-        min(fp32),
-        min(bf16),
-        path,
-    )
-    cache[key] = {"speedup": round(speedup, 3), "fp32_s": min(fp32), "bf16_s": min(bf16)}
-    _write_cache(path, cache)
-    return speedup, False
+    return min(fp32) / max(min(bf16), 1e-9), min(fp32), min(bf16)
+
+
+@contextlib.contextmanager
+def _cache_lock(path: Path) -> Iterator[None]:
+    """An exclusive lock on `path`'s folder (where the OS has `fcntl`; else none, and two
+    processes may both measure)."""
+    try:
+        import fcntl
+    except ImportError:  # Windows
+        yield
+        return
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        handle = (path.parent / f".{path.name}.lock").open("a")
+    except OSError:  # a read-only cache: nothing is written, so nothing to guard
+        yield
+        return
+    with handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
 
 
 def cached_choices() -> list[str]:
