@@ -202,8 +202,8 @@ def test_a_render_records_its_precision_and_another_one_is_stale(
     recorded = recorded_settings(out)
     assert recorded is not None
     assert recorded["precision in use"] == "fp32" and recorded["precision"] == "'fp32'"
-    [device_line] = [line for line in capsys.readouterr().err.splitlines() if "mode on" in line]
-    assert "quality mode on cpu, fp32 (asked for)" in device_line
+    [line] = [line for line in capsys.readouterr().err.splitlines() if "Precision on" in line]
+    assert line.endswith("Precision on cpu: fp32 (asked for)")
     # Another precision is another render: the finished output is stale.
     assert run([*render, "--precision", "bf16", "-q"]) == 0
     assert "stale" in capsys.readouterr().err and recorded_settings(out) == recorded

@@ -258,10 +258,8 @@ def _render(
     assert plan.info is not None and plan.size is not None
     if plan.size_note:
         log.info("%s: %s", plan.input.name, plan.size_note)
-    _check_memory(plan, plan.info.size, plan.size, device, sharing)  # before any work is wasted
-    stages = build_stages(settings, device, plan.styles, plan.size)
     log.info(
-        "%s → %s: %dx%d, %s fps, %s mode on %s, %s",
+        "%s → %s: %dx%d, %s fps, %s mode on %s",
         plan.input,
         plan.output,
         plan.size[0],
@@ -269,8 +267,10 @@ def _render(
         plan.info.fps,
         settings.mode,
         device,
-        stages.precision.describe(),
     )
+    _check_memory(plan, plan.info.size, plan.size, device, sharing)  # before any work is wasted
+    stages = build_stages(settings, device, plan.styles, plan.size)
+    _log_precision(device, stages.precision)
     # Earlier progress of this same command, if it was interrupted (vidstyle.resume); the
     # stages that carry state from frame to frame continue from the last saved frame.
     identity = render_fingerprint(
@@ -294,6 +294,12 @@ def _render(
             path=shot.folder(plan.output),
         )
     return run(plan, stages, work, progress)
+
+
+def _log_precision(device: torch.device, precision: Precision) -> None:
+    # Once the network is built: `auto` may have measured it. The render's first line (before
+    # anything that can fail) names the device too.
+    log.info("Precision on %s: %s", device, precision.describe())
 
 
 def _check_memory(
@@ -456,19 +462,19 @@ def _render_still(
     settings = plan.settings
     source = read_image(plan.input)
     size = image_size((source.shape[1], source.shape[0]), settings.size)
-    _check_memory(plan, (source.shape[1], source.shape[0]), size, device, sharing)
-    styles = [load_style_image(path) for path in plan.styles]
-    stylizer, _, precision = build_stylizer(settings, device, styles, size=size)
     log.info(
-        "%s → %s: %dx%d, %s mode on %s, %s",
+        "%s → %s: %dx%d, %s mode on %s",
         plan.input,
         plan.output,
         size[0],
         size[1],
         settings.mode,
         device,
-        precision.describe(),
     )
+    _check_memory(plan, (source.shape[1], source.shape[0]), size, device, sharing)
+    styles = [load_style_image(path) for path in plan.styles]
+    stylizer, _, precision = build_stylizer(settings, device, styles, size=size)
+    _log_precision(device, precision)
     colors = preserve_colors_stage(settings.preserve_colors, settings.mode)
     if size != (source.shape[1], source.shape[0]):
         resized = Image.fromarray(source).resize(size, Image.Resampling.LANCZOS)
