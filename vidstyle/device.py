@@ -111,8 +111,11 @@ def vidstyle_cache_dir() -> Path:
 def describe_auto_precision() -> str:
     """What `--precision auto` chooses on the device `auto` picks, in words (`--version`)."""
     if torch.cuda.is_available():
-        device = torch.device("cuda", torch.cuda.current_device())
-        native = "with" if cuda_has_native_bf16(device) else "without"
+        device = torch.device("cuda", 0)  # what `--device auto` takes
+        try:
+            native = "with" if cuda_has_native_bf16(device) else "without"
+        except (RuntimeError, AssertionError, AttributeError):  # a driver that cannot say
+            return f"{device}: fp16 (its bf16 support could not be read)"
         return (
             f"{device} {native} native bf16: fp16 for fast mode, "
             f"{'bf16' if native == 'with' else 'fp16'} for quality mode and training"
