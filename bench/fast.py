@@ -175,7 +175,7 @@ def run(args: argparse.Namespace) -> dict:
                 FrameRecord(f.index, f.pts, image_to_tensor(f.image, device))
                 for f in read_frames(info, size=(width, height))
             ]
-            stage = FeedForwardStylizer.from_settings(settings, device)
+            stage = FeedForwardStylizer.from_settings(settings, device, size=(width, height))
             # Warm-up: kernels, allocator, threads.
             for _ in stage(records[: args.batch_size]):
                 pass

@@ -115,7 +115,9 @@ def network_fps(stage: FeedForwardStylizer, records: list[FrameRecord], batch: i
 
 def fast_rows(args: argparse.Namespace, device: torch.device, folder: Path) -> list[dict]:
     """Fast mode by size and precision: network alone, end to end, bytes per pixel."""
-    precisions = ["fp16", "bf16", "fp32"] if torch.cuda.is_bf16_supported() else ["fp16", "fp32"]
+    from vidstyle.device import cuda_has_native_bf16
+
+    precisions = ["fp16", "bf16", "fp32"] if cuda_has_native_bf16(device) else ["fp16", "fp32"]
     rows = []
     for size in SIZES:
         clip = args.clips[size]
@@ -271,6 +273,59 @@ def lbfgs_rows(args: argparse.Namespace, device: torch.device, folder: Path) -> 
     finally:
         optimize.LBFGS_HISTORY = default
     return rows[2:]
+
+
+def quality_precision_rows(args: argparse.Namespace, device: torch.device, folder: Path) -> list:
+    """Quality mode per `--precision` at 1280x720 (3 frames, 20 + 10 iterations, early stop
+    off): seconds per iteration, peak memory, and the final loss of each render measured by the
+    fp32 network against the fp32 render's (target: within 2%). Prints its own table."""
+    import precision as precision_bench  # bench/precision.py: the CPU comparison's helpers
+
+    from vidstyle.device import cuda_has_native_bf16
+    from vidstyle.frame import decode_records
+    from vidstyle.stylize.style_image import load_style_image
+    from vidstyle.temporal import flow_stage
+
+    width, height = 1280, 720
+    clip = mediagen.make_video(folder / "precision720.mp4", frames=3, size=(width, height))
+    style = load_style_image(mediagen.make_image(folder / "style-p.png", size=(512, 512)))
+    overrides: dict[str, object] = {"device": str(device), "size": width, "stop_tolerance": 0.0}
+    overrides.update(first_iterations=20, iterations=10, features="random")
+    if args.vgg_weights:
+        overrides.update(features="pretrained", vgg_weights=str(args.vgg_weights))
+    base = resolve_settings("quality", overrides=overrides)
+    size = (width, height)
+    records = list(flow_stage(base, device)(decode_records(probe(clip), size, 3, device)))
+    names = ["fp32", "fp16"] + (["bf16"] if cuda_has_native_bf16(device) else [])
+    rows, reference = [], None
+    for name in [*names, *names]:  # twice, alternating: the second round is the one kept
+        torch.cuda.reset_peak_memory_stats(device)
+        run = precision_bench.render(base.replace(precision=name), device, style, records, size)
+        stylizer, frames, seconds, iterations, chosen = run[:5]
+        if name == "fp32":
+            reference = (stylizer, frames)
+        rows = [r for r in rows if r["precision"] != name]
+        assert reference is not None
+        final = precision_bench.fp32_losses(reference[0], frames)[-1]
+        rows.append(
+            {
+                "precision": name,
+                "s_per_iteration": seconds / iterations,
+                "peak_gib": gib(torch.cuda.max_memory_allocated(device)),
+                "final_loss": final,
+                "chosen": chosen.describe(),
+            }
+        )
+    fp32 = next(r for r in rows if r["precision"] == "fp32")
+    print("\n| quality 1280x720 | s/iteration | vs fp32 | final loss vs fp32 | peak GiB |")
+    print("|---|---:|---:|---:|---:|")
+    for r in rows:
+        print(
+            f"| {r['precision']} | {r['s_per_iteration']:.3f} | "
+            f"{fp32['s_per_iteration'] / r['s_per_iteration']:.2f}x | "
+            f"{100 * (r['final_loss'] / fp32['final_loss'] - 1):+.2f}% | {r['peak_gib']:.2f} |"
+        )
+    return rows
 
 
 def gpu_tests() -> dict:
@@ -470,6 +525,7 @@ def main() -> None:
         run_part(report, "layouts", lambda: layout_rows(args, device, folder))
         run_part(report, "quality", lambda: quality_row(args, device, folder))
         run_part(report, "lbfgs", lambda: lbfgs_rows(args, device, folder))
+        run_part(report, "quality_precision", lambda: quality_precision_rows(args, device, folder))
     if not args.skip_tests:
         run_part(report, "tests", gpu_tests)
     report["seconds"] = time.perf_counter() - started

@@ -12,6 +12,8 @@ on the returned image, so warm and cold are compared on the same objective.
     python bench/quality.py --vgg-weights vgg16.pth --clip samples/clip.mp4 \
         --style samples/style.png --sizes 256 --frames 12
     python bench/quality.py --sizes 256 512 --frames 12 --device cuda
+    python bench/quality.py --precision bf16 ...  # the loss network in bf16 (default fp32;
+                                                 # the floor stays fp32)
 
 Prints a Markdown table and writes bench/results/quality.json.
 """
@@ -40,6 +42,7 @@ from vidstyle.frame import decode_records  # noqa: E402
 from vidstyle.media import plan_size, probe  # noqa: E402
 from vidstyle.nets.vgg import VGGFeatures  # noqa: E402
 from vidstyle.pipeline import build_loss  # noqa: E402
+from vidstyle.stylize.losses import loss_network_precision  # noqa: E402
 from vidstyle.stylize.quality import FrameStats, QualityStylizer  # noqa: E402
 from vidstyle.stylize.style_image import load_style_image, style_tensor  # noqa: E402
 from vidstyle.temporal import flow_stage  # noqa: E402
@@ -169,11 +172,13 @@ def run(args: argparse.Namespace) -> dict:
             )
             size, _ = plan_size(info.size, settings.size)
             loss = build_loss(settings, device)
+            precision = loss_network_precision(loss, args.precision, device, size)
             loss.set_style([style_tensor(style, size, settings.style_scale, device)])
             floor = Floor(settings, size, device)
             row: dict = {
                 "size": f"{size[0]}x{size[1]}",
                 "features": loss.features.source.describe(),
+                "precision": precision.describe(),
             }
             for init in ("warped", "content"):
                 # The render's own stages: decode, flow (for the warped warm start and the
@@ -221,7 +226,7 @@ def table(report: dict) -> str:
     lines = [
         f"{report['frames']} frames per clip, preset `{report['preset']}`, device "
         f"{report['device']} ({report['cpu_threads']} CPU threads), features "
-        f"{report['rows'][0]['features']}",
+        f"{report['rows'][0]['features']}, loss network in {report['rows'][0]['precision']}",
         "",
         "| size | VGG fwd+bwd (s) | start | frame 1 s / iters | later frames s / iters "
         "| per iteration vs VGG fwd+bwd, frame 1 / later: wall; CPU | later Gatys loss |",
@@ -263,6 +268,7 @@ def main() -> None:
     parser.add_argument("--clip", type=Path, help="render this clip instead of a generated one")
     parser.add_argument("--style", type=Path, help="style image (default: a generated one)")
     parser.add_argument("--device", default="auto")
+    parser.add_argument("--precision", default="fp32", choices=["auto", "fp32", "bf16", "fp16"])
     parser.add_argument("--out", type=Path, default=ROOT / "bench" / "results" / "quality.json")
     args = parser.parse_args()
     report = run(args)

@@ -7,6 +7,7 @@ Session-scoped media are shared between tests: treat them as read-only (write ou
 from __future__ import annotations
 
 import logging
+import os
 import shutil
 import sys
 from collections.abc import Iterator
@@ -19,6 +20,21 @@ import pytest
 sys.path.insert(0, str(Path(__file__).parent))
 
 import mediagen  # noqa: E402
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _vidstyle_cache(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    """vidstyle's cache (precision measurements) in a folder of the session's, shared by
+    every test and the commands they run, so the user's cache is never written and one
+    render's `--precision auto` is the next one's."""
+    folder = tmp_path_factory.mktemp("vidstyle-cache")
+    saved = os.environ.get("VIDSTYLE_CACHE")
+    os.environ["VIDSTYLE_CACHE"] = str(folder)
+    yield folder
+    if saved is None:
+        os.environ.pop("VIDSTYLE_CACHE", None)
+    else:
+        os.environ["VIDSTYLE_CACHE"] = saved
 
 
 @pytest.fixture(scope="session")

@@ -21,6 +21,7 @@ import torch
 from clitools import decoded, run
 from torch import nn
 
+from vidstyle import device
 from vidstyle.background import BackgroundConsumer
 from vidstyle.config import TRAIN_ARCHS, resolve_settings
 from vidstyle.errors import ConfigError, RenderInterrupted, WeightsError
@@ -236,26 +237,36 @@ def test_stage_keeps_every_frame_in_order_whatever_the_batch(batch_size: int) ->
         torch.testing.assert_close(record.styled, want, atol=1e-5, rtol=1e-5)
 
 
-@pytest.mark.parametrize("amx", [True, False])
-def test_inference_options_on_the_cpu(amx: bool, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(feedforward, "cpu_has_amx_bf16", lambda: amx)
+@pytest.mark.parametrize("speedup", [2.0, 1.1])
+def test_inference_options_on_the_cpu(
+    speedup: float, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("VIDSTYLE_CACHE", str(tmp_path))
+    monkeypatch.setattr(device, "cpu_runs_bf16", lambda: True)
     cpu = torch.device("cpu")
-    auto = InferenceOptions.resolve(cpu, batch_size=2, precision="auto", channels_last="auto")
-    # bf16 only where AMX makes it pay; channels-last on the CPU as well as on CUDA.
-    want = torch.bfloat16 if amx else None
-    assert auto == InferenceOptions(batch_size=2, dtype=want, channels_last=True)
+
+    def timer(dtype: torch.dtype | None) -> float:
+        return speedup if dtype is None else 1.0
+
+    auto = InferenceOptions.resolve(
+        cpu, batch_size=2, precision="auto", channels_last="auto", timer=timer, workload="w"
+    )
+    # bf16 only where the measurement found it pays; channels-last on the CPU as on CUDA.
+    want = torch.bfloat16 if speedup >= device.MIN_SPEEDUP else None
+    assert (auto.batch_size, auto.dtype, auto.channels_last) == (2, want, True)
+    assert "measured now" in auto.describe()
     forced = InferenceOptions.resolve(cpu, batch_size=2, precision="fp32", channels_last="off")
-    assert forced == InferenceOptions(batch_size=2, dtype=None, channels_last=False)
+    assert (forced.dtype, forced.channels_last) == (None, False)
     with pytest.raises(ConfigError, match="CUDA"):
         InferenceOptions.resolve(cpu, batch_size=2, precision="fp16", channels_last="auto")
-    if amx:
-        bf16 = InferenceOptions.resolve(cpu, batch_size=2, precision="bf16", channels_last="on")
-        assert bf16.dtype is torch.bfloat16
-    else:
-        with pytest.raises(ConfigError, match="AMX"):
-            InferenceOptions.resolve(cpu, batch_size=2, precision="bf16", channels_last="auto")
+    # Asked for, bf16 runs even where it measured no faster.
+    bf16 = InferenceOptions.resolve(cpu, batch_size=2, precision="bf16", channels_last="on")
+    assert bf16.dtype is torch.bfloat16 and bf16.precision.reason == "asked for"
 
 
+@pytest.mark.skipif(
+    not device.cpu_runs_bf16(), reason="this torch build cannot run bf16 on this CPU"
+)
 def test_cpu_bf16_stays_within_the_stated_tolerance_of_the_fp32_network() -> None:
     # The standard network at a size where its 1/4-scale residual stages are not trivial; the
     # reference is the plain eager fp32 network, NCHW, one frame at a time.
@@ -304,8 +315,8 @@ def test_channels_last_gives_the_same_frames() -> None:
 @pytest.mark.parametrize("precision", ["fp16", "bf16"])
 def test_cuda_autocast_stays_close_to_fp32(precision: str) -> None:
     cuda = torch.device("cuda")
-    if precision == "bf16" and not torch.cuda.is_bf16_supported():
-        pytest.skip("no bf16 on this GPU")
+    if precision == "bf16" and not device.cuda_has_native_bf16(cuda):
+        pytest.skip("no native bf16 on this GPU")
     inputs = [FrameRecord(r.index, r.pts, r.content.to(cuda)) for r in records(4, (64, 36))]
     ref_opts = InferenceOptions.resolve(cuda, batch_size=4, precision="fp32", channels_last="off")
     fast_opts = InferenceOptions.resolve(

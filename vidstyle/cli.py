@@ -67,13 +67,14 @@ def _version(value: bool) -> None:
     import av
     import torch
 
-    from vidstyle.device import describe_auto_device
+    from vidstyle.device import describe_auto_device, describe_auto_precision
 
     cuda = f" (CUDA {torch.version.cuda})" if torch.version.cuda else " (CPU build)"
     typer.echo(f"vidstyle {__version__}")
     typer.echo(f"torch {torch.__version__}{cuda}")
     typer.echo(f"PyAV {av.__version__}, FFmpeg {av.ffmpeg_version_info}")
     typer.echo(f"device: {describe_auto_device()}")
+    typer.echo(f"precision auto: {describe_auto_precision()}")
     raise typer.Exit()
 
 

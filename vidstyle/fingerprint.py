@@ -86,13 +86,15 @@ def render_fingerprint(
     *,
     files: Sequence[Path] = (),
     features: str | None = None,
+    precision: str | None = None,
 ) -> dict[str, str]:
     """Everything that decides a render's pixels.
 
     The input by name, size and time; style images by content; other files the settings
     name (`files`, see `settings_files`) by size and time; the VGG features actually used
     (`features="auto"` falls back to random weights offline, and finds pretrained ones once
-    they are downloaded); every setting except those that change no pixel.
+    they are downloaded); the precision the network runs in (`precision = auto` is chosen
+    on the machine at hand); every setting except those that change no pixel.
     """
     result = {
         "vidstyle": __version__,
@@ -104,6 +106,8 @@ def render_fingerprint(
         result[f"file {path.name}"] = size_and_time(path)
     if features is not None:
         result["features in use"] = features
+    if precision is not None:
+        result["precision in use"] = precision
     result.update(settings_values(settings, _RENDER_EXCLUDED))
     return result
 

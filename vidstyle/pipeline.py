@@ -21,7 +21,7 @@ from PIL import Image
 
 from vidstyle import reproducible
 from vidstyle.config import RenderSettings, check_layer_weights
-from vidstyle.device import resolve_device
+from vidstyle.device import Precision, resolve_device
 from vidstyle.errors import OutputError, RenderInterrupted
 from vidstyle.fingerprint import render_fingerprint, settings_files
 from vidstyle.frame import FrameRecord, decode_records
@@ -34,7 +34,7 @@ from vidstyle.resume import capture, restore, skip_before
 from vidstyle.shots import PART_KEY
 from vidstyle.stylize.color import LuminanceFeatures, PreserveColors, preserve_colors_stage
 from vidstyle.stylize.feedforward import FeedForwardStylizer
-from vidstyle.stylize.losses import PerceptualLoss, perceptual_loss
+from vidstyle.stylize.losses import PerceptualLoss, loss_network_precision, perceptual_loss
 from vidstyle.stylize.quality import QualityStylizer
 from vidstyle.stylize.style_image import load_style_image
 from vidstyle.stylize.targets import StyleTargets
@@ -145,11 +145,15 @@ def build_stylizer(
     style_images: Sequence[Image.Image],
     *,
     on_iteration: Callable[[int, float], None] | None = None,
-) -> tuple[Stylizer, str | None]:
-    """The stylize stage of `settings.mode`, and (quality mode) the VGG features in use."""
+    size: tuple[int, int] = (256, 256),
+) -> tuple[Stylizer, str | None, Precision]:
+    """The stylize stage of `settings.mode` for frames of `size` (width, height), (quality mode)
+    the VGG features in use, and the precision its network runs in."""
     if settings.mode == "fast":
-        return FeedForwardStylizer.from_settings(settings, device), None
+        fast = FeedForwardStylizer.from_settings(settings, device, size=size)
+        return fast, None, fast.options.precision
     loss = build_loss(settings, device, luminance_only=settings.preserve_colors == "luminance")
+    precision = loss_network_precision(loss, settings.precision, device, size)
     # Several styles are one blended style here (weights from style_blend, else equal).
     targets = StyleTargets(
         loss,
@@ -159,7 +163,7 @@ def build_stylizer(
         preserve_colors=settings.preserve_colors,
     )
     stylizer = QualityStylizer(loss, settings, style_targets=targets, on_iteration=on_iteration)
-    return stylizer, loss.features.source.describe()
+    return stylizer, loss.features.source.describe(), precision
 
 
 @dataclass
@@ -170,6 +174,7 @@ class Stages:
     device: torch.device
     stylizer: Stylizer
     features: str | None  # quality mode: the VGG features in use (part of the fingerprint)
+    precision: Precision  # what the network runs in (part of the fingerprint)
     flow: FlowStage | None = None  # flow of the source frames, for warm start and smoothing
     smoother: TemporalSmoother | None = None
     colors: PreserveColors | None = None
@@ -182,22 +187,30 @@ class Stages:
         return [self.stylizer, self.smoother]
 
 
-def build_stages(settings: RenderSettings, device: torch.device, styles: Sequence[Path]) -> Stages:
-    """Every stage `settings` asks for, on `device`, in the style of the `styles` images."""
+def build_stages(
+    settings: RenderSettings,
+    device: torch.device,
+    styles: Sequence[Path],
+    size: tuple[int, int] = (256, 256),
+) -> Stages:
+    """Every stage `settings` asks for, on `device`, in the style of the `styles` images, for
+    frames of `size` (width, height)."""
     share = None
     if settings.mode == "quality":
         share = _IterationShare(settings.first_iterations, settings.iterations, settings.init)
-    stylizer, features = build_stylizer(
+    stylizer, features, precision = build_stylizer(
         settings,
         device,
         [load_style_image(path) for path in styles],
         on_iteration=None if share is None else share.on_iteration,
+        size=size,
     )
     smoother = TemporalSmoother(settings.smooth) if settings.smooth > 0 else None
     return Stages(
         device=device,
         stylizer=stylizer,
         features=features,
+        precision=precision,
         flow=flow_stage(settings, device) if flow_needed(settings) else None,
         smoother=smoother,
         colors=preserve_colors_stage(settings.preserve_colors, settings.mode),
@@ -250,7 +263,7 @@ def _render(
     _check_memory(plan, plan.info.size, plan.size, device, sharing)  # before any work is wasted
     # Built before the render is announced: a model or VGG file that cannot be used, or a layer
     # the network lacks, is an error on its own, not one that follows "clip.mp4 → ...".
-    stages = build_stages(settings, device, plan.styles)
+    stages = build_stages(settings, device, plan.styles, plan.size)
     if plan.size_note:
         log.info("%s: %s", plan.input.name, plan.size_note)
     log.info(
@@ -263,10 +276,16 @@ def _render(
         settings.mode,
         device,
     )
+    _log_precision(device, stages.precision)
     # Earlier progress of this same command, if it was interrupted (vidstyle.resume); the
     # stages that carry state from frame to frame continue from the last saved frame.
     identity = render_fingerprint(
-        plan.input, plan.styles, settings, files=settings_files(settings), features=stages.features
+        plan.input,
+        plan.styles,
+        settings,
+        files=settings_files(settings),
+        features=stages.features,
+        precision=stages.precision.name,
     )
     if plan.shot is None:
         work = WorkDir.open(plan.output, identity, resume=settings.resume)
@@ -281,6 +300,12 @@ def _render(
             path=shot.folder(plan.output),
         )
     return run(plan, stages, work, progress)
+
+
+def _log_precision(device: torch.device, precision: Precision) -> None:
+    # Once the network is built: `auto` may have measured it. The render's first line (before
+    # anything that can fail) names the device too.
+    log.info("Precision on %s: %s", device, precision.describe())
 
 
 def _check_memory(
@@ -446,7 +471,8 @@ def _render_still(
     source = read_image(plan.input)
     size = image_size((source.shape[1], source.shape[0]), settings.size)
     _check_memory(plan, (source.shape[1], source.shape[0]), size, device, sharing)
-    stylize = frame_stylizer(settings, device, plan.styles)
+    stylize, precision = frame_stylizer(settings, device, plan.styles, size)
+    _log_precision(device, precision)
     log.info(
         "%s → %s: %dx%d, %s mode on %s",
         plan.input,
@@ -482,12 +508,18 @@ def _render_still(
 
 
 def frame_stylizer(
-    settings: RenderSettings, device: torch.device, styles: Sequence[Path]
-) -> Callable[[np.ndarray], np.ndarray]:
-    """A function stylizing one H×W×3 uint8 RGB picture as the first frame of a shot is
-    (quality mode's frame-1 budget, or the network; colours preserved as asked), built once:
-    a still image's render, and each picture of a contact sheet (`vidstyle.sheet`)."""
-    stylizer, _ = build_stylizer(settings, device, [load_style_image(path) for path in styles])
+    settings: RenderSettings,
+    device: torch.device,
+    styles: Sequence[Path],
+    size: tuple[int, int] = (256, 256),
+) -> tuple[Callable[[np.ndarray], np.ndarray], Precision]:
+    """A function stylizing one H×W×3 uint8 RGB picture of `size` (width, height) as the first
+    frame of a shot is (quality mode's frame-1 budget, or the network; colours preserved as
+    asked), built once, and the precision its network runs in: a still image's render, and
+    each picture of a contact sheet (`vidstyle.sheet`)."""
+    stylizer, _, precision = build_stylizer(
+        settings, device, [load_style_image(path) for path in styles], size=size
+    )
     colors = preserve_colors_stage(settings.preserve_colors, settings.mode)
 
     def stylize(picture: np.ndarray) -> np.ndarray:
@@ -501,7 +533,7 @@ def frame_stylizer(
         assert styled is not None
         return tensor_to_image(styled)
 
-    return stylize
+    return stylize, precision
 
 
 def stylize_video(

@@ -25,8 +25,9 @@ METADATA_KEY = "vidstyle"
 
 # Recorded but not compared: a new vidstyle release does not make earlier renders wrong, and
 # which VGG-19 weights `features = auto` ends up with is known only once the network is built
-# (the `features` setting itself is compared).
-_NOT_COMPARED = frozenset({"vidstyle", "features in use"})
+# (the `features` setting itself is compared); so is the precision `precision = auto` chooses on
+# the device a render lands on (the setting is compared; a resumed render compares both).
+_NOT_COMPARED = frozenset({"vidstyle", "features in use", "precision in use"})
 
 
 def metadata_tags(fingerprint: Mapping[str, str]) -> dict[str, str]:

@@ -248,7 +248,8 @@ def render_cell(cell: Cell, picture: np.ndarray, threads: int | None) -> CellRes
     device = resolve_device(cell.settings.device)
     torch.manual_seed(cell.settings.seed)
     started = time.perf_counter()
-    stylize = frame_stylizer(cell.settings, device, cell.styles)
+    size = (picture.shape[1], picture.shape[0])
+    stylize, _ = frame_stylizer(cell.settings, device, cell.styles, size)
     image = stylize(picture)
     return CellResult(cell, image, time.perf_counter() - started, str(device))
 

@@ -31,6 +31,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 from functools import cached_property
 from pathlib import Path
+from typing import Any
 
 import torch
 from torch import nn
@@ -474,6 +475,53 @@ def _random_init(features: nn.Sequential, seed: int) -> None:
                 module.bias.zero_()
 
 
+# fp16 backward: the gradients arriving at the taps are scaled so that the largest is this
+# power of two (then unscaled, exactly, at the input). A loss over a million activations gives
+# each one a gradient far below fp16's smallest normal number (6e-5); this leaves 2^7 of
+# headroom for growth through the backward pass before fp16's largest (65504).
+_FP16_GRAD_TARGET_EXP = 8
+
+
+class _Boundary:
+    """The gradient scale one forward pass's output cast chose, for its input cast to undo."""
+
+    scale = 1.0
+
+
+class _CastIn(torch.autograd.Function):
+    """float32 -> the network's dtype; the gradient goes back as float32, unscaled."""
+
+    @staticmethod
+    def forward(ctx: Any, x: torch.Tensor, dtype: torch.dtype, boundary: _Boundary) -> torch.Tensor:
+        ctx.boundary = boundary
+        return x.to(dtype)
+
+    @staticmethod
+    def backward(ctx: Any, grad: torch.Tensor) -> tuple[torch.Tensor, None, None]:
+        return grad.float() / ctx.boundary.scale, None, None
+
+
+class _CastOut(torch.autograd.Function):
+    """The taps, network dtype -> float32 (what every caller computes Gram matrices and losses
+    in); gradients go back in the network's dtype, scaled for fp16's range."""
+
+    @staticmethod
+    def forward(ctx: Any, boundary: _Boundary, *taps: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        ctx.boundary = boundary
+        ctx.dtype = taps[0].dtype
+        return tuple(t.float() for t in taps)
+
+    @staticmethod
+    def backward(ctx: Any, *grads: torch.Tensor | None) -> tuple[torch.Tensor | None, ...]:
+        scale = 1.0
+        if ctx.dtype == torch.float16:
+            amax = max((float(g.abs().max()) for g in grads if g is not None), default=0.0)
+            if amax > 0 and math.isfinite(amax):
+                scale = 2.0 ** (_FP16_GRAD_TARGET_EXP - math.ceil(math.log2(amax)))
+        ctx.boundary.scale = scale
+        return (None, *(None if g is None else (g * scale).to(ctx.dtype) for g in grads))
+
+
 def _weights_not_found_message() -> str:
     return (
         f"VGG weights not found; put {TORCHVISION_FILE} (from {TORCHVISION_URL}) in "
@@ -545,8 +593,21 @@ class VGGFeatures(nn.Module):
         self.register_buffer("mean", torch.tensor(mean).view(1, 3, 1, 1), persistent=False)
         self.register_buffer("std", torch.tensor(std).view(1, 3, 1, 1), persistent=False)
 
+        self.compute_dtype: torch.dtype | None = None
         self.requires_grad_(False)
         self.eval()
+
+    def set_precision(self, dtype: torch.dtype | None) -> VGGFeatures:
+        """Run the convolutions in `dtype` (bf16 or fp16; None: float32), forward and backward.
+
+        The weights are converted once (they are frozen): what autocast would run in `dtype`
+        for this network (convolutions, and the ReLUs and pools on their output), without
+        autocast's cast of every weight on every call. Input normalisation and everything the
+        caller does with the activations stay float32: `forward` takes and returns float32.
+        """
+        self.compute_dtype = dtype
+        self.features.to(dtype or torch.float32)
+        return self
 
     @staticmethod
     def _find_weights(
@@ -577,14 +638,20 @@ class VGGFeatures(nn.Module):
             raise ValueError(f"expected an N×3×H×W RGB tensor, got shape {tuple(x.shape)}")
         if self._bgr:
             x = x.flip(1)  # a new tensor: the caller's frame is never modified
-        h = (x - self.mean) / self.std
+        h = (x.float() - self.mean) / self.std
+        boundary = _Boundary()
+        if self.compute_dtype is not None:
+            h = _CastIn.apply(h, self.compute_dtype, boundary)
         taps: dict[str, torch.Tensor] = {}
         for index, layer in enumerate(self.features):
             h = layer(h)
             name = self._taps.get(index)
             if name is not None:
                 taps[name] = h
-        return {name: taps[name] for name in self.layers}
+        if self.compute_dtype is None:
+            return {name: taps[name] for name in self.layers}
+        out = _CastOut.apply(boundary, *(taps[name] for name in self.layers))
+        return dict(zip(self.layers, out, strict=True))
 
     def extra_repr(self) -> str:
         return f"layers={list(self.layers)}, source={self.source.describe()}"

@@ -4,13 +4,15 @@ Frames are grouped into batches of `batch_size` (the last one may be shorter) so
 works on several frames per call; instance normalisation is per image, so a frame's output does
 not depend on which batch it landed in. Inference runs under `torch.inference_mode` with the
 network and input in channels-last layout; on CUDA under autocast (fp16, or bf16 where asked),
-on a CPU with AMX with the network converted to bf16. Everything the stage yields is float32
-again, as the rest of the pipeline expects.
+on a CPU with the network converted to bf16 where `--precision auto` measured that it pays
+(`vidstyle.device.choose_precision`). Everything the stage yields is float32 again, as the
+rest of the pipeline expects.
 """
 
 from __future__ import annotations
 
 import contextlib
+import copy
 import logging
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, replace
@@ -20,7 +22,7 @@ import torch
 from torch import Tensor
 
 from vidstyle.config import RenderSettings
-from vidstyle.device import cpu_has_amx_bf16
+from vidstyle.device import Precision, Timer, choose_precision, time_pass
 from vidstyle.errors import ConfigError
 from vidstyle.frame import FrameRecord
 from vidstyle.models import ModelInfo, load_model, resolve_model
@@ -28,7 +30,6 @@ from vidstyle.nets.transformer import TransformerNet
 
 log = logging.getLogger(__name__)
 
-_DTYPES = {"fp16": torch.float16, "bf16": torch.bfloat16}
 _NAMES = {torch.float16: "fp16", torch.bfloat16: "bf16"}
 
 # How far reduced-precision output may stray from the fp32 network, in grey levels of 255
@@ -45,38 +46,42 @@ class InferenceOptions:
     batch_size: int = 4
     dtype: torch.dtype | None = None  # compute precision; None: float32 throughout
     channels_last: bool = False
+    reason: str = "asked for"  # why this precision (`vidstyle.device.Precision.reason`)
 
     @classmethod
     def resolve(
-        cls, device: torch.device, *, batch_size: int, precision: str, channels_last: str
+        cls,
+        device: torch.device,
+        *,
+        batch_size: int,
+        precision: str,
+        channels_last: str,
+        timer: Timer | None = None,
+        workload: str = "",
     ) -> InferenceOptions:
-        cpu_bf16 = device.type == "cpu" and cpu_has_amx_bf16()
-        if device.type != "cuda" and precision == "fp16":
-            raise ConfigError("precision fp16 needs a CUDA device; use fp32, bf16 or auto")
-        if device.type != "cuda" and precision == "bf16" and not cpu_bf16:
-            # Without AMX, oneDNN's bf16 convolutions are emulated or AVX-512 only and were not
-            # measured faster than float32.
-            raise ConfigError(
-                "precision bf16 needs a CUDA device or a CPU with AMX; use fp32 or auto"
-            )
-        if precision == "auto":
-            # fp16 on CUDA: tensor cores, half the memory traffic. bf16 on an AMX CPU: about
-            # 3x the fp32 network's frames/s (bench/fast.py). Instance norm keeps its statistics
-            # in float32 either way, so results stay within TOLERANCE_* of float32.
-            dtype = torch.float16 if device.type == "cuda" else torch.bfloat16 if cpu_bf16 else None
-        else:
-            dtype = _DTYPES.get(precision)
-        if dtype is torch.bfloat16 and device.type == "cuda" and not torch.cuda.is_bf16_supported():
-            raise ConfigError("this GPU has no bf16 support; use --precision fp16 or fp32")
+        """`timer` times one batch of the network in a dtype, for `auto` on a CPU (`workload`
+        names it); without one, `auto` on a CPU keeps float32."""
+        # On CUDA `auto` takes fp16 even where bf16 is native: inference has no gradients to
+        # underflow, and fp16's longer mantissa keeps the output closer to float32 at the same
+        # speed. On a CPU bf16 runs wherever the measurement found it pays (about 3x the fp32
+        # network's frames/s on an AMX Xeon, bench/fast.py). Instance norm keeps its statistics
+        # in float32 either way, so results stay within TOLERANCE_* of float32.
+        chosen = choose_precision(
+            precision, device, workload=workload, timer=timer, cuda_auto="fp16"
+        )
         # cuDNN's fast fp16 convolutions want NHWC, and oneDNN's CPU convolutions are faster
         # in it too now that instance norm runs natively channels-last (no NCHW round trips).
         cl = channels_last != "off"
-        return cls(batch_size=batch_size, dtype=dtype, channels_last=cl)
+        return cls(batch_size, chosen.dtype, cl, chosen.reason)
+
+    @property
+    def precision(self) -> Precision:
+        name = _NAMES.get(self.dtype, "fp32") if self.dtype is not None else "fp32"
+        return Precision(name, self.reason)
 
     def describe(self) -> str:
-        dtype = _NAMES.get(self.dtype, "fp32") if self.dtype is not None else "fp32"
         layout = "channels-last" if self.channels_last else "NCHW"
-        return f"batch {self.batch_size}, {dtype}, {layout}"
+        return f"batch {self.batch_size}, {self.precision.describe()}, {layout}"
 
 
 class FeedForwardStylizer:
@@ -107,8 +112,15 @@ class FeedForwardStylizer:
         self.net = net
 
     @classmethod
-    def from_settings(cls, settings: RenderSettings, device: torch.device) -> FeedForwardStylizer:
-        """Resolve `settings.model` (path or name in the models directory) and load it."""
+    def from_settings(
+        cls,
+        settings: RenderSettings,
+        device: torch.device,
+        *,
+        size: tuple[int, int] = (256, 256),
+    ) -> FeedForwardStylizer:
+        """Resolve `settings.model` (path or name in the models directory) and load it, in the
+        precision `settings.precision` gives for frames of `size` (width, height)."""
         if not settings.model:
             raise ConfigError(
                 "fast mode needs --model (a file from `vidstyle train`, or a name that "
@@ -116,11 +128,16 @@ class FeedForwardStylizer:
             )
         path: Path = resolve_model(settings.model, settings.models_dir)
         net, info = load_model(path, device)
+        channels_last = settings.channels_last != "off"
+        width, height = size
         options = InferenceOptions.resolve(
             device,
             batch_size=settings.batch_size,
             precision=settings.precision,
             channels_last=settings.channels_last,
+            timer=inference_timer(net, settings.batch_size, size, channels_last),
+            workload=f"{info.arch.name} transformer, inference, "
+            f"{settings.batch_size}x3x{height}x{width}",
         )
         log.info("Model: %s; %s", info.summary(), options.describe())
         return cls(net, options, info=info)
@@ -177,3 +194,21 @@ class FeedForwardStylizer:
         styled = self.stylize(torch.cat([record.content for record in batch]))
         for i, record in enumerate(batch):
             yield replace(record, styled=styled[i : i + 1])
+
+
+def inference_timer(
+    net: TransformerNet, batch_size: int, size: tuple[int, int], channels_last: bool
+) -> Timer:
+    """Times one batch of `size` (width, height) frames through the stage as it would run
+    `net` in a dtype (on copies: `net` itself is left as it is)."""
+    stages: dict[torch.dtype | None, FeedForwardStylizer] = {}
+    device = next(net.parameters()).device
+
+    def timer(dtype: torch.dtype | None) -> float:
+        if dtype not in stages:
+            options = InferenceOptions(batch_size, dtype, channels_last)
+            stages[dtype] = FeedForwardStylizer(copy.deepcopy(net), options)
+        batch = torch.rand(batch_size, 3, size[1], size[0], device=device)
+        return time_pass(lambda: stages[dtype].stylize(batch), device)
+
+    return timer

@@ -9,6 +9,7 @@ same way). It also keeps one set of weights meaningful for both feature sources.
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 import torch
 from torch import Tensor, nn
 
+from vidstyle.device import Precision, choose_precision, time_pass
 from vidstyle.nets.vgg import VGGFeatures
 
 if TYPE_CHECKING:
@@ -228,3 +230,46 @@ def perceptual_loss(
         content_layers=content_layers,
         style_layer_weights=style_layer_weights,
     ).to(device)
+
+
+def vgg_of(features: nn.Module) -> VGGFeatures:
+    """The VGG network inside `features` (which may wrap it, as luminance-only features do)."""
+    while not isinstance(features, VGGFeatures):
+        features = features.inner  # type: ignore[assignment]
+    return features
+
+
+def loss_network_precision(
+    loss: PerceptualLoss,
+    requested: str,
+    device: torch.device,
+    size: tuple[int, int],
+    *,
+    batch: int = 1,
+) -> Precision:
+    """Choose the precision of `loss`'s VGG (`--precision`) for `batch` images of `size`
+    (width, height) on `device`, and set it. On a CPU, `auto` times this network's forward
+    and backward, with the Gram matrices of its style layers, at this size (or reuses the
+    cached result); Gram matrices, losses and the image keep float32 whatever is chosen."""
+    vgg = vgg_of(loss.features)
+    width, height = size
+    deepest = max(vgg.layers, key=vgg.arch.layer_names.index)
+    workload = f"{vgg.arch.name} to {deepest}, forward+backward, {batch}x3x{height}x{width}"
+    networks: dict[torch.dtype | None, nn.Module] = {None: vgg}
+
+    def timer(dtype: torch.dtype | None) -> float:
+        if dtype not in networks:  # a converted copy: the weights in use stay float32
+            networks[dtype] = copy.deepcopy(vgg).set_precision(dtype)
+        net = networks[dtype]
+        image = torch.rand(batch, 3, height, width, device=device)
+        image = _channels_last(image).requires_grad_(True)
+
+        def one_pass() -> None:
+            feats = net(image)
+            sum(gram_matrix(f).pow(2).mean() + f.pow(2).mean() for f in feats.values()).backward()
+
+        return time_pass(one_pass, device)
+
+    precision = choose_precision(requested, device, workload=workload, timer=timer)
+    vgg.set_precision(precision.dtype)
+    return precision

@@ -18,6 +18,7 @@ it.
 from __future__ import annotations
 
 import contextlib
+import copy
 import functools
 import logging
 import math
@@ -34,7 +35,7 @@ from PIL import Image, UnidentifiedImageError
 from vidstyle import reproducible
 from vidstyle.background import Output, produce_in_background
 from vidstyle.config import TrainSettings
-from vidstyle.device import resolve_device
+from vidstyle.device import Precision, Timer, choose_precision, resolve_device, time_pass
 from vidstyle.errors import ConfigError, InputError, RenderInterrupted, VidstyleError, WeightsError
 from vidstyle.filetypes import IMAGE_EXTENSIONS, VIDEO_EXTENSIONS
 from vidstyle.fingerprint import differences, training_fingerprint
@@ -47,7 +48,7 @@ from vidstyle.models import (
     model_dict,
 )
 from vidstyle.nets.transformer import TransformerNet
-from vidstyle.stylize.losses import PerceptualLoss, perceptual_loss
+from vidstyle.stylize.losses import PerceptualLoss, gram_matrix, perceptual_loss, vgg_of
 from vidstyle.stylize.style_image import load_style_image, style_tensor
 from vidstyle.temporal.flow import FlowEstimator, warp
 from vidstyle.temporal.losses import temporal_loss
@@ -382,7 +383,13 @@ def train(
 
     loss = build_loss(settings, device)
     log.info("Loss network: %s", loss.features.source.describe())
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(settings.seed)
+        net = TransformerNet(settings.arch)
+    net = net.to(device).train()
+    precision = training_precision(net, loss, settings, device)
     fingerprint = training_fingerprint(settings, style, data, _loss_network(loss))
+    fingerprint["precision in use"] = precision.name
     resumed = None
     if restart and ckpt_path.exists():
         log.info("--restart: discarding %s", ckpt_path)
@@ -390,11 +397,11 @@ def train(
     elif ckpt_path.exists():
         resumed = _load_checkpoint(ckpt_path, fingerprint)
 
-    # Seeded without touching the global RNG (a library must not reseed its caller).
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(settings.seed)
-        net = TransformerNet(settings.arch)
-    net = net.to(device).train()
+    # The network's weights and Adam's state stay float32; its forward runs under autocast.
+    run_net = _AutocastNet(net, precision.dtype)
+    # fp16 gradients of the network's own weights underflow without a loss scale (bf16 has
+    # float32's range and needs none).
+    scaler = torch.amp.GradScaler(device.type, enabled=precision.name == "fp16")
     optimizer = torch.optim.Adam(net.parameters(), lr=settings.learning_rate)
     generator = torch.Generator().manual_seed(settings.seed)
     step = 0
@@ -442,12 +449,13 @@ def train(
     rng_state = generator.get_state()
     if step < settings.steps:
         log.info(
-            "Training the %s network: %d steps of %d crops of %d px on %s",
+            "Training the %s network: %d steps of %d crops of %d px on %s, %s",
             settings.arch,
             settings.steps - step,
             settings.batch_size,
             settings.size,
             device.type,
+            precision.describe(),
         )
     eta = _EtaEstimate(start_step, settings.steps, device)
     batches = prefetch_batches(
@@ -464,16 +472,17 @@ def train(
                 tick = time.perf_counter()
                 batch = drawn.crops.to(device, non_blocking=True)
                 loss.set_content(batch)
-                terms = loss(net(batch))
+                terms = loss(run_net(batch))
                 total = terms.total
                 values = dict(terms.parts)
                 if drawn.pairs is not None:
-                    tloss = _temporal_term(net, drawn.pairs, device)
+                    tloss = _temporal_term(run_net, drawn.pairs, device)
                     total = total + settings.temporal_weight * tloss
                     values["temporal"] = tloss.detach()
                 optimizer.zero_grad(set_to_none=True)
-                total.backward()
-                optimizer.step()
+                scaler.scale(total).backward()
+                scaler.step(optimizer)
+                scaler.update()
                 step += 1
                 rng_state = drawn.rng_after
                 values = {"loss": total.detach(), **values}
@@ -513,6 +522,7 @@ def train(
         **{f.name: getattr(settings, f.name) for f in fields(settings) if f.name != "device"},
         "steps": step,
         "loss_network": _loss_network(loss),
+        "precision_in_use": precision.name,
         "data": [str(p) for p in data],
         "final_losses": last,
     }
@@ -627,7 +637,9 @@ def prefetch_batches(
 
 
 def _temporal_term(
-    net: TransformerNet, pairs: tuple[torch.Tensor, ...], device: torch.device
+    net: Callable[[torch.Tensor], torch.Tensor],
+    pairs: tuple[torch.Tensor, ...],
+    device: torch.device,
 ) -> torch.Tensor:
     """Masked squared difference between the output for frame t and the output for frame t−1
     carried onto frame t along the flow: what flickers between frames that show the same
@@ -635,6 +647,63 @@ def _temporal_term(
     previous, current, flow, reliable = (t.to(device, non_blocking=True) for t in pairs)
     out_previous, out_current = net(torch.cat([previous, current])).chunk(2)
     return temporal_loss(out_current, warp(out_previous, flow), reliable)
+
+
+class _AutocastNet:
+    """`net`'s forward under autocast in `dtype` (None: as it is), output as float32: the
+    losses, Gram matrices and gradients into the network are computed in float32."""
+
+    def __init__(self, net: TransformerNet, dtype: torch.dtype | None) -> None:
+        self.net = net
+        self.dtype = dtype
+
+    def __call__(self, batch: torch.Tensor) -> torch.Tensor:
+        if self.dtype is None:
+            return self.net(batch)
+        with torch.autocast(batch.device.type, dtype=self.dtype):
+            out = self.net(batch)
+        return out.float()
+
+
+def training_precision(
+    net: TransformerNet, loss: PerceptualLoss, settings: TrainSettings, device: torch.device
+) -> Precision:
+    """The precision of a training step (`--precision`), set on the loss network: on a CPU,
+    `auto` times a step of this network and loss at this batch and crop size (cached)."""
+    size = settings.size
+    workload = (
+        f"training step, {settings.arch} transformer + {vgg_of(loss.features).arch.name}, "
+        f"{settings.batch_size}x3x{size}x{size}"
+    )
+    timer = train_step_timer(net, loss, settings.batch_size, size, device)
+    precision = choose_precision(settings.precision, device, workload=workload, timer=timer)
+    vgg_of(loss.features).set_precision(precision.dtype)
+    return precision
+
+
+def train_step_timer(
+    net: TransformerNet, loss: PerceptualLoss, batch_size: int, size: int, device: torch.device
+) -> Timer:
+    """Times a training step's forward and backward (network, loss network, Gram matrices) in
+    a dtype, on copies of both networks (the ones in use are left as they are)."""
+    copies: dict[torch.dtype | None, tuple[TransformerNet, torch.nn.Module]] = {}
+
+    def timer(dtype: torch.dtype | None) -> float:
+        if dtype not in copies:
+            vgg = copy.deepcopy(vgg_of(loss.features)).set_precision(dtype)
+            copies[dtype] = (copy.deepcopy(net), vgg)
+        model, vgg = copies[dtype]
+        run = _AutocastNet(model, dtype)
+        batch = torch.rand(batch_size, 3, size, size, device=device)
+
+        def step() -> None:
+            feats = vgg(run(batch))
+            sum(gram_matrix(f).pow(2).mean() for f in feats.values()).backward()
+            model.zero_grad(set_to_none=True)
+
+        return time_pass(step, device)
+
+    return timer
 
 
 def _fmt(losses: Mapping[str, float]) -> str:

@@ -1,0 +1,177 @@
+"""`vidstyle train` in fp32 against bf16: seconds per step, and whether the two networks render
+alike.
+
+1. Step time: `--step-rounds` rounds of `--step-count` training steps in each precision,
+   alternating (fp32 first in odd rounds, last in even ones), through `vidstyle.stylize.train`
+   itself (the model written to a scratch folder); the median seconds per step of each
+   precision (the first step of a run, which carries the warm-up, is left out).
+2. The renders: two networks trained on the same data with the same steps and seed, one per
+   precision, then both rendered in fp32 (fast mode, so only the training precision differs)
+   on the clip's first `--frames` frames: mean and largest pixel difference, the loss each
+   reached, and `--grid` saves a PNG (source, fp32-trained, bf16-trained, difference x4).
+
+    python bench/train_precision.py --vgg-weights vgg16.pth --data samples/clip.mp4 \
+        --style samples/style.png --size 128 --steps 150 --grid docs/images/train-bf16.png
+
+Prints a Markdown table with the load average; writes bench/results/train_precision.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import sys
+import tempfile
+from pathlib import Path
+
+import numpy as np
+import torch
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT / "bench"))
+
+from precision import cpu_flags, grid  # noqa: E402
+
+from vidstyle.config import TrainSettings  # noqa: E402
+from vidstyle.device import cpu_model  # noqa: E402
+from vidstyle.frame import FrameRecord  # noqa: E402
+from vidstyle.media import image_to_tensor, probe, read_frames, tensor_to_image  # noqa: E402
+from vidstyle.models import load_model  # noqa: E402
+from vidstyle.stylize.feedforward import FeedForwardStylizer, InferenceOptions  # noqa: E402
+from vidstyle.stylize.train import StepReport, train  # noqa: E402
+
+NAMES = ("fp32", "bf16")
+
+
+def settings_for(args: argparse.Namespace, precision: str, steps: int) -> TrainSettings:
+    return TrainSettings(
+        arch=args.arch,
+        size=args.size,
+        batch_size=args.batch_size,
+        steps=steps,
+        checkpoint_every=0,
+        device="cpu",
+        precision=precision,
+        features="pretrained" if args.vgg_weights else "random",
+        vgg_weights=str(args.vgg_weights) if args.vgg_weights else None,
+        frames_per_video=args.frames_per_video,
+    )
+
+
+def step_times(args: argparse.Namespace, folder: Path) -> tuple[dict[str, list[float]], list]:
+    times: dict[str, list[float]] = {name: [] for name in NAMES}
+    loads = []
+    for round_ in range(args.step_rounds):
+        for name in NAMES if round_ % 2 == 0 else NAMES[::-1]:
+            loads.append(os.getloadavg()[0])
+            reports: list[StepReport] = []
+            out = folder / f"step-{name}-{round_}.pth"
+            train(
+                args.style,
+                args.data,
+                out,
+                settings_for(args, name, args.step_count),
+                restart=True,
+                on_step=reports.append,
+            )
+            per_step = statistics.median(r.seconds for r in reports[1:])
+            times[name].append(per_step)
+            print(
+                f"  round {round_ + 1} {name}: {per_step:.3f} s/step, load {loads[-1]:.1f}",
+                file=sys.stderr,
+            )
+    return times, loads
+
+
+def render(model: Path, records: list[FrameRecord]) -> list[np.ndarray]:
+    net, _ = load_model(model, torch.device("cpu"))
+    stage = FeedForwardStylizer(net, InferenceOptions(batch_size=4))  # fp32 inference
+    return [tensor_to_image(r.styled) for r in stage(iter(records))]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--data", type=Path, nargs="+", default=[ROOT / "samples" / "clip.mp4"])
+    parser.add_argument("--style", type=Path, default=ROOT / "samples" / "style.png")
+    parser.add_argument("--clip", type=Path, default=ROOT / "samples" / "clip.mp4")
+    parser.add_argument("--arch", default="small")
+    parser.add_argument("--size", type=int, default=128)
+    parser.add_argument("--batch-size", type=int, default=2)
+    parser.add_argument("--frames-per-video", type=int, default=24)
+    parser.add_argument("--steps", type=int, default=150, help="steps of each compared network")
+    parser.add_argument("--step-count", type=int, default=6, help="steps per timing run")
+    parser.add_argument("--step-rounds", type=int, default=3)
+    parser.add_argument("--frames", type=int, default=4)
+    parser.add_argument("--vgg-weights", type=Path)
+    parser.add_argument("--grid", type=Path)
+    parser.add_argument(
+        "--out", type=Path, default=ROOT / "bench" / "results" / "train_precision.json"
+    )
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory() as tmp:
+        folder = Path(tmp)
+        times, loads = step_times(args, folder)
+        models, losses = {}, {}
+        for name in NAMES:
+            result = train(
+                args.style,
+                args.data,
+                folder / f"{name}.pth",
+                settings_for(args, name, args.steps),
+                restart=True,
+            )
+            models[name], losses[name] = result.model, result.losses
+        info = probe(args.clip)
+        records = [
+            FrameRecord(f.index, f.pts, image_to_tensor(f.image, torch.device("cpu")))
+            for f in read_frames(info, max_frames=args.frames)
+        ]
+        outputs = {name: render(models[name], records) for name in NAMES}
+    source = [tensor_to_image(r.content) for r in records]
+    diff = [
+        np.abs(a.astype(np.int16) - b.astype(np.int16))
+        for a, b in zip(outputs["fp32"], outputs["bf16"], strict=True)
+    ]
+    if args.grid:
+        amplified = [np.clip(d * 4, 0, 255).astype(np.uint8) for d in diff]
+        grid(
+            [source, outputs["fp32"], outputs["bf16"], amplified],
+            ["source", "trained in fp32", "trained in bf16", "|difference| x4"],
+            args.grid,
+        )
+    median = {name: statistics.median(values) for name, values in times.items()}
+    report = {
+        "cpu": cpu_model(),
+        "cpu_flags": cpu_flags(),
+        "threads": torch.get_num_threads(),
+        "torch": torch.__version__,
+        "settings": {k: str(v) for k, v in vars(args).items()},
+        "s_per_step": times,
+        "median_s_per_step": median,
+        "speedup": median["fp32"] / median["bf16"],
+        "load_average": [min(loads), max(loads)],
+        "final_losses": losses,
+        "render_diff_mean_grey_levels": float(np.mean([d.mean() for d in diff])),
+        "render_diff_max_grey_levels": int(max(d.max() for d in diff)),
+    }
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(report, indent=2))
+    print(
+        f"{report['cpu']} ({report['cpu_flags']}), {report['threads']} threads; {args.arch} "
+        f"network, {args.batch_size} crops of {args.size} px, load {min(loads):.1f}-"
+        f"{max(loads):.1f}\n\n"
+        "| | fp32 | bf16 |\n|---|---:|---:|\n"
+        f"| s/step (median of {args.step_rounds} runs) | {median['fp32']:.3f} | "
+        f"{median['bf16']:.3f} ({report['speedup']:.2f}x) |\n"
+        f"| loss after {args.steps} steps | {losses['fp32']['loss']:.4g} | "
+        f"{losses['bf16']['loss']:.4g} |\n\n"
+        f"renders of the two networks (fp32 inference) differ by "
+        f"{report['render_diff_mean_grey_levels']:.2f} grey levels on average, "
+        f"{report['render_diff_max_grey_levels']} at most"
+    )
+
+
+if __name__ == "__main__":
+    main()
