@@ -455,7 +455,9 @@ def test_ctrl_c_stops_the_worker_processes_saves_progress_and_exits_130(
     assert saved and not list(out.glob(".*vidstyle-part*"))
 
     monkeypatch.setattr(BatchProgress, "job_advanced", report)
-    assert run(args) == 0
+    # The same command, as the message says: with as many workers, hence threads, as before,
+    # --precision auto finds its cached choice and the render resumes in the same precision.
+    assert run([*args, "--jobs", "2"]) == 0
     assert "resuming after frame" in capsys.readouterr().err
     assert all(frame_count(out / f"v{i}.a.mp4") == 3 for i in range(4))
 
