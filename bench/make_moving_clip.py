@@ -22,9 +22,9 @@ import argparse
 from fractions import Fraction
 from pathlib import Path
 
-import av
 import cv2
 import numpy as np
+from make_photo_clip import write_clip  # bench/, beside this script
 from PIL import Image
 
 SIZE = (256, 144)  # width, height of the clip
@@ -125,17 +125,7 @@ def main() -> None:
     args = parser.parse_args()
     if args.photos is None:
         parser.error("--photos: install scikit-image or name a folder with its sample photos")
-    images = frames(args.photos)
-    with av.open(str(args.output), "w") as container:
-        stream = container.add_stream("libx264", rate=FPS)
-        stream.width, stream.height = SIZE
-        stream.pix_fmt = "yuv420p"
-        stream.options = {"crf": "12"}
-        for image in images:
-            for packet in stream.encode(av.VideoFrame.from_ndarray(image, format="rgb24")):
-                container.mux(packet)
-        for packet in stream.encode(None):
-            container.mux(packet)
+    write_clip(frames(args.photos), args.output, FPS)
     print(args.output)
 
 

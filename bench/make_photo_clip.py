@@ -66,9 +66,16 @@ def main() -> None:
     parser.add_argument("-o", "--output", type=Path, required=True)
     args = parser.parse_args()
     images = frames(Image.open(args.background), Image.open(args.sprite))
-    with av.open(str(args.output), "w") as container:
-        stream = container.add_stream("libx264", rate=Fraction(12))
-        stream.width, stream.height = SIZE
+    write_clip(images, args.output, Fraction(12))
+    print(args.output)
+
+
+def write_clip(images: list[np.ndarray], path: Path, fps: Fraction) -> None:
+    """H×W×3 uint8 RGB frames as an H.264 MP4 at `fps`, nearly lossless (CRF 12)."""
+    height, width = images[0].shape[:2]
+    with av.open(str(path), "w") as container:
+        stream = container.add_stream("libx264", rate=fps)
+        stream.width, stream.height = width, height
         stream.pix_fmt = "yuv420p"
         stream.options = {"crf": "12"}
         for image in images:
@@ -76,7 +83,6 @@ def main() -> None:
                 container.mux(packet)
         for packet in stream.encode(None):
             container.mux(packet)
-    print(args.output)
 
 
 if __name__ == "__main__":
