@@ -266,7 +266,7 @@ class RenderSettings:
     )
     first_iterations: int = setting(100, "Iteration budget of frame 1.", PANEL_QUALITY, low=1)
     iterations: int = setting(
-        12, "Iteration budget of later (warm-started) frames.", PANEL_QUALITY, low=1
+        16, "Iteration budget of later (warm-started) frames.", PANEL_QUALITY, low=1
     )
     stop_tolerance: float = setting(
         1e-4, "Early stop: relative loss change below this ...", PANEL_QUALITY, low=0.0
