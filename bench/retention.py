@@ -78,9 +78,13 @@ def patched(module: Any, name: str, value: Any) -> Iterator[None]:
 # product no longer uses on for one render, and the settings it changes.
 VARIANTS: dict[str, tuple[Callable[[], contextlib.AbstractContextManager[None]], dict]] = {
     "default": (contextlib.nullcontext, {}),
-    # The rule before moving shots were measured: a strong temporal term, and new pixels
-    # taking three times larger steps to make up for the stiffness it gives carried ones.
-    "before": (lambda: patched(quality, "NEW_PIXEL_STEP", 3.0), {"temporal_weight": 50.0}),
+    # The rule before moving shots were measured: a strong temporal term, new pixels taking
+    # three times larger steps to make up for the stiffness it gives carried ones, and 12
+    # iterations for later frames.
+    "before": (
+        lambda: patched(quality, "NEW_PIXEL_STEP", 3.0),
+        {"temporal_weight": 50.0, "iterations": 12},
+    ),
     "new-pixel-step-3": (lambda: patched(quality, "NEW_PIXEL_STEP", 3.0), {}),
     "temporal-weight-50": (contextlib.nullcontext, {"temporal_weight": 50.0}),
     "no-temporal-loss": (contextlib.nullcontext, {"temporal_weight": 0.0}),
