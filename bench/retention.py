@@ -27,8 +27,9 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import dataclasses
 import json
-import platform
+import os
 import sys
 import time
 from collections.abc import Callable, Iterator
@@ -46,7 +47,7 @@ sys.path.insert(0, str(ROOT / "bench"))
 from temporal import decode, render  # noqa: E402
 
 from vidstyle.config import resolve_settings  # noqa: E402
-from vidstyle.device import resolve_device  # noqa: E402
+from vidstyle.device import cpu_model, resolve_device  # noqa: E402
 from vidstyle.frame import FrameRecord  # noqa: E402
 from vidstyle.media import image_to_tensor, tensor_to_image  # noqa: E402
 from vidstyle.metrics import (  # noqa: E402
@@ -258,16 +259,28 @@ def main(argv: list[str] | None = None) -> int:
     loss.set_style([style])
     distance = StyleDistance(loss, [style])
 
-    started = time.perf_counter()
+    # What the fresh frames depend on: a cache made for another clip or other settings is
+    # refused rather than compared with.
+    cold = dataclasses.replace(settings, iterations=0, temporal_weight=0.0, smooth=0.0)
+    fresh_key = f"{args.clip.resolve()} | {args.style.resolve()} | {cold}"
     fresh: dict[int, torch.Tensor] = {}
     if args.fresh_cache and args.fresh_cache.exists():
-        fresh = torch.load(args.fresh_cache)
+        cached = torch.load(args.fresh_cache)
+        if cached.get("key") != fresh_key:
+            parser.error(f"--fresh-cache {args.fresh_cache} was made for another clip or settings")
+        fresh = cached["frames"]
+    rendered, started = 0, time.perf_counter()
     for index in sorted({i for s in samples for i in (s - 1, s)} - set(fresh)):
         print(f"  fresh frame {index} ...", file=sys.stderr, flush=True)
         fresh[index] = fresh_render(images, index, loss, settings, device)
-    fresh_seconds = (time.perf_counter() - started) / len(fresh)
+        rendered += 1
+    if rendered:
+        print(
+            f"fresh frames: {(time.perf_counter() - started) / rendered:.1f} s a frame",
+            file=sys.stderr,
+        )
     if args.fresh_cache:
-        torch.save(fresh, args.fresh_cache)
+        torch.save({"key": fresh_key, "frames": fresh}, args.fresh_cache)
     if args.fresh_only:
         return 0
     independent = sampled_warping_error(
@@ -280,10 +293,7 @@ def main(argv: list[str] | None = None) -> int:
         for name in args.variant or ["default"]
     ]
     print(f"\n## {args.clip}: {width}x{height}, {len(images)} frames, preset {args.preset}")
-    print(
-        f"independent frames: E_warp {independent:.2e} on the sampled pairs, "
-        f"{fresh_seconds:.1f} s a frame"
-    )
+    print(f"independent frames: E_warp {independent:.2e} on the sampled pairs")
     print_table(results, independent, samples)
     if args.grid:
         shown = [int(s) for s in args.grid_frames.split(",")]
@@ -292,17 +302,17 @@ def main(argv: list[str] | None = None) -> int:
 
     machine = {
         "device": str(device),
-        "cpu": platform.processor() or platform.machine(),
+        "cpu": cpu_model(),
         "torch_threads": torch.get_num_threads(),
         "torch": torch.__version__,
-        "load_average": list(__import__("os").getloadavg()),
+        "load_average": list(os.getloadavg()),
     }
     report = {
         "benchmark": "retention",
         "when": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "machine": machine,
         "clip": str(args.clip),
-        "settings": settings.__dict__ if hasattr(settings, "__dict__") else str(settings),
+        "settings": dataclasses.asdict(settings),
         "independent_e_warp_sampled": independent,
         "results": [{k: v for k, v in r.items() if k != "frames"} for r in results],
     }
