@@ -13,6 +13,7 @@ from pathlib import Path
 import av
 
 from vidstyle.errors import ConfigError
+from vidstyle.media.x264_asm import x264_asm_option
 
 log = logging.getLogger(__name__)
 
@@ -156,7 +157,11 @@ def encoder_options(codec: str, crf: int, preset: str) -> dict[str, str]:
             f"unknown encoder preset {preset!r}; use one of {', '.join(ENCODER_PRESETS)}"
         )
     if codec == "libx264":
-        return {"crf": str(crf), "preset": preset}
+        options = {"crf": str(crf), "preset": preset}
+        asm = x264_asm_option()  # without AVX-512: the same frames, the same bytes
+        if asm is not None:
+            options["x264-params"] = f"asm={asm}"
+        return options
     if codec == "libx265":
         # x265 prints a banner and statistics to stderr by default.
         return {"crf": str(crf), "preset": preset, "x265-params": "log-level=error"}
