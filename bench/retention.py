@@ -61,6 +61,7 @@ from vidstyle.metrics import (  # noqa: E402
 from vidstyle.pipeline import build_loss  # noqa: E402
 from vidstyle.stylize import quality  # noqa: E402
 from vidstyle.stylize.style_image import load_style_image, style_tensor  # noqa: E402
+from vidstyle.temporal import TemporalSmoother, flow_stage  # noqa: E402
 from vidstyle.temporal.flow import FlowEstimator  # noqa: E402
 
 
@@ -125,12 +126,52 @@ def bench_variant(
     device: torch.device,
     samples: list[int],
     fresh: dict[int, torch.Tensor],
-) -> dict[str, Any]:
+    also_smooth: list[float],
+) -> list[dict[str, Any]]:
     print(f"  {name} ...", file=sys.stderr, flush=True)
     context, changes = VARIANTS[name]
     with context():
         run = render(name, images, loss, settings.replace(**changes), device)
-    frames = run.smoothed  # what a render encodes
+    rows = [measure_run(name, run, run.smoothed, images, distance, settings, samples, fresh)]
+    for strength in also_smooth:
+        # The same stylized frames smoothed at another strength: smoothing runs after the
+        # stylizer and does not feed back into it, so no second render is needed.
+        frames = resmooth(run.styled, images, settings, device, strength)
+        label = f"{name}, smooth {strength:g}"
+        rows.append(measure_run(label, run, frames, images, distance, settings, samples, fresh))
+    return rows
+
+
+def resmooth(
+    styled: list[torch.Tensor],
+    images: list[np.ndarray],
+    settings: Any,
+    device: torch.device,
+    strength: float,
+) -> list[torch.Tensor]:
+    """`styled` (a render's frames before smoothing) through the smoothing stage at `strength`."""
+    records = (
+        FrameRecord(index=i, pts=i, content=image_to_tensor(image, device))
+        for i, image in enumerate(images)
+    )
+    with_styled = (
+        dataclasses.replace(record, styled=styled[record.index])
+        for record in flow_stage(settings, device)(records)
+    )
+    return [r.styled for r in TemporalSmoother(strength)(with_styled) if r.styled is not None]
+
+
+def measure_run(
+    name: str,
+    run: Any,
+    frames: list[torch.Tensor],
+    images: list[np.ndarray],
+    distance: StyleDistance,
+    settings: Any,
+    samples: list[int],
+    fresh: dict[int, torch.Tensor],
+) -> dict[str, Any]:
+    """One table row: `frames` (what a render encodes) of `run` against the fresh frames."""
     uint8 = [tensor_to_image(f) for f in frames]
     meter = WarpingError(1, preset=settings.flow_preset)
     for original, frame in zip(images, uint8, strict=True):
@@ -194,7 +235,7 @@ def save_grid(
 def print_table(results: list[dict[str, Any]], independent_e_warp: float, samples: list[int]):
     head = " ".join(f"{f'f{i} detail/style':>17}" for i in samples)
     header = (
-        f"{'variant':<14} {'iter/frame':>10} {'s/frame':>8} {'CPU s':>6} {'E_warp':>9} "
+        f"{'variant':<22} {'iter/frame':>10} {'s/frame':>8} {'CPU s':>6} {'E_warp':>9} "
         f"{'vs indep':>8} {'trail':>6} {head}"
     )
     print(header)
@@ -206,7 +247,7 @@ def print_table(results: list[dict[str, Any]], independent_e_warp: float, sample
         )
         trail = "-" if r["trail_ratio"] is None else f"{r['trail_ratio']:.2f}"
         print(
-            f"{r['variant']:<14} {r['iterations_per_frame']:>10.1f} "
+            f"{r['variant']:<22} {r['iterations_per_frame']:>10.1f} "
             f"{r['seconds_per_frame']:>8.2f} {r['cpu_seconds_per_frame']:>6.2f} "
             f"{r['e_warp']:>9.2e} {r['e_warp_sampled'] / independent_e_warp:>7.2f}x "
             f"{trail:>6} {cells}"
@@ -224,6 +265,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--frames", type=int, default=72)
     parser.add_argument("--samples", default="15,30,45,60", help="frames to measure retention at")
     parser.add_argument("--variant", action="append", choices=sorted(VARIANTS))
+    parser.add_argument(
+        "--also-smooth",
+        help="other smoothing strengths (e.g. 0.25,0) to measure each variant's frames at too",
+    )
     parser.add_argument("--grid", type=Path, help="PNG: source / fresh / each variant")
     parser.add_argument("--grid-frames", default="0,15,30,45,60")
     parser.add_argument(
@@ -288,9 +333,13 @@ def main(argv: list[str] | None = None) -> int:
         [(tensor_to_image(fresh[i - 1]), tensor_to_image(fresh[i]), i) for i in samples],
         settings.flow_preset,
     )
+    also_smooth = [float(v) for v in args.also_smooth.split(",")] if args.also_smooth else []
     results = [
-        bench_variant(name, images, loss, distance, settings, device, samples, fresh)
+        row
         for name in args.variant or ["default"]
+        for row in bench_variant(
+            name, images, loss, distance, settings, device, samples, fresh, also_smooth
+        )
     ]
     print(f"\n## {args.clip}: {width}x{height}, {len(images)} frames, preset {args.preset}")
     print(f"independent frames: E_warp {independent:.2e} on the sampled pairs")
