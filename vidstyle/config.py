@@ -675,10 +675,8 @@ class TrainSettings:
     )
     # Output-level temporal loss on consecutive video frames (Ruder et al. 2016's masked
     # difference to the flow-warped previous output, trained in as in ReCoNet, Gao et al.
-    # 2018). Costs one extra network pass per pair, and is off by default: on the sample with
-    # pretrained features it cut the warping error by a third at the same style distance, but
-    # left the picture flatter and (500 steps) a band of colour along the top edge
-    # (docs/fast.md); render-time smoothing steadies a fast render without either.
+    # 2018); one extra network pass per pair. Off by default: it steadies the output but
+    # flattens the picture, which render-time smoothing does not (numbers: docs/fast.md).
     temporal_weight: float = setting(
         0.0,
         "Temporal loss on consecutive video frames (flow-warped previous output vs current "
