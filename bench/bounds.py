@@ -2,7 +2,7 @@
 
 L-BFGS builds its curvature model from the steps it took; clamping the image in place between
 evaluations moves it somewhere else, so the model describes steps that did not happen. This
-compares the ways of keeping pixels displayable (`vidstyle.stylize.optimize.BOUNDS`) on real
+compares the ways of keeping pixels displayable (BOUNDS below; the product keeps "clamp") on real
 frames: a cold frame from its content with the first-frame budget, then the next frame
 warm-started from that result with the later-frame budget (each variant's own chain, as in a
 render). Every variant's returned image (always in [0, 1]) is scored with the same Gatys loss;
@@ -20,9 +20,11 @@ import argparse
 import json
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import torch
+from torch import Tensor
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
@@ -30,8 +32,68 @@ sys.path.insert(0, str(ROOT))
 from vidstyle.config import resolve_settings  # noqa: E402
 from vidstyle.media import image_to_tensor, plan_size, probe, read_frames  # noqa: E402
 from vidstyle.pipeline import build_loss  # noqa: E402
-from vidstyle.stylize.optimize import BOUNDS, optimize_image  # noqa: E402
+from vidstyle.stylize.optimize import LBFGS_HISTORY, optimize_image  # noqa: E402
 from vidstyle.stylize.style_image import load_style_image, style_tensor  # noqa: E402
+
+# How pixels are kept in [0, 1]:
+#   "clamp"   - the image is clamped in place before every evaluation (the PyTorch neural-style
+#               tutorial's way; vidstyle's optimize_image); L-BFGS's curvature pairs then
+#               describe steps it did not take;
+#   "forward" - the loss sees clamp(x) and x itself is free, so every step is the one L-BFGS
+#               took and every recorded loss is exactly that of the image returned;
+#   "after"   - unconstrained, clamped once at the end;
+#   "sigmoid" - optimised in logits, image = sigmoid(z).
+BOUNDS = ("clamp", "forward", "after", "sigmoid")
+
+# Each alternative's image as a function of the free variable, and the variable it starts from.
+_IMAGE_OF: dict[str, Callable[[Tensor], Tensor]] = {
+    "forward": lambda x: x.clamp(0.0, 1.0),
+    "after": lambda x: x,
+    "sigmoid": torch.sigmoid,
+}
+_START: dict[str, Callable[[Tensor], Tensor]] = {
+    "forward": lambda image: image,
+    "after": lambda image: image,
+    "sigmoid": lambda image: torch.logit(image.clamp(1e-3, 1.0 - 1e-3)),
+}
+
+
+def optimize_bounded(
+    loss_fn: Callable[[Tensor], Tensor], init: Tensor, iterations: int, bounds: str
+) -> Tensor:
+    """The image (in [0, 1]) `iterations` L-BFGS evaluations reach from `init` under `bounds`.
+
+    "clamp" is vidstyle's own optimiser; the others run the same L-BFGS (one step holding the
+    whole budget, lr 1, no line search, LBFGS_HISTORY pairs) on a free variable and, like
+    vidstyle's, return the best image evaluated."""
+    if bounds == "clamp":
+        return optimize_image(loss_fn, init, iterations=iterations, stop_tolerance=0.0).image
+    image_of = _IMAGE_OF[bounds]
+    # A copy: L-BFGS moves the variable in place, and `init` is the caller's (the content frame).
+    variable = _START[bounds](init.detach()).clone().requires_grad_(True)
+    best = {"loss": float("inf"), "image": image_of(variable).detach().clone()}
+    lbfgs = torch.optim.LBFGS(
+        [variable],
+        lr=1.0,
+        max_iter=iterations,
+        max_eval=iterations,
+        tolerance_grad=0.0,
+        tolerance_change=0.0,
+        history_size=LBFGS_HISTORY,
+    )
+
+    def closure() -> Tensor:
+        lbfgs.zero_grad()
+        image = image_of(variable)
+        loss = loss_fn(image)
+        loss.backward()
+        value = float(loss.detach())
+        if value < best["loss"]:
+            best.update(loss=value, image=image.detach().clone())
+        return loss
+
+    lbfgs.step(closure)
+    return best["image"].clamp(0.0, 1.0)
 
 
 def main() -> None:
@@ -60,17 +122,11 @@ def main() -> None:
     def run(content: torch.Tensor, init: torch.Tensor, iterations: int, bounds: str) -> dict:
         loss.set_content(content)
         started = time.perf_counter()
-        result = optimize_image(
-            lambda x: loss(x).total,
-            init,
-            iterations=iterations,
-            stop_tolerance=0.0,
-            bounds=bounds,
-        )
+        image = optimize_bounded(lambda x: loss(x).total, init, iterations, bounds)
         seconds = time.perf_counter() - started
         with torch.no_grad():
-            final = float(loss(result.image).total)  # the image returned, in [0, 1]
-        return {"loss": final, "seconds": seconds, "image": result.image}
+            final = float(loss(image).total)  # the image returned, in [0, 1]
+        return {"loss": final, "seconds": seconds, "image": image}
 
     rows = []
     for bounds in BOUNDS:

@@ -187,22 +187,45 @@ def test_output_folder_not_writable(
     assert snapshot(folder) == before
 
 
-@pytest.mark.skipif(not Path("/dev/full").exists(), reason="needs /dev/full")
-def test_disk_full_while_rendering_leaves_no_partial_output(
-    folder: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
-) -> None:
+def _fill_segments(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Writes of the video segments in the work folder hit ENOSPC."""
     real = atomic.temp_path_for
 
     def full(path: Path) -> Path:
         temp = real(path)
-        if path.name.startswith("seg-"):  # segments in the work folder: writes hit ENOSPC
+        if path.name.startswith("seg-"):
             temp.unlink(missing_ok=True)
             temp.symlink_to("/dev/full")
         return temp
 
     monkeypatch.setattr(atomic, "temp_path_for", full)
+
+
+def _fill_resume_state(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The stage states saved with each segment (torch.save) hit ENOSPC."""
+    real = WorkDir.next_segment_path
+
+    def full(self: WorkDir) -> Path:
+        path = real(self)
+        carry = atomic.temp_path_for(self.path / f"carry-{len(self.segments):06d}.pt")
+        carry.unlink(missing_ok=True)
+        carry.symlink_to("/dev/full")
+        return path
+
+    monkeypatch.setattr(WorkDir, "next_segment_path", full)
+
+
+@pytest.mark.skipif(not Path("/dev/full").exists(), reason="needs /dev/full")
+@pytest.mark.parametrize("fill", [_fill_segments, _fill_resume_state], ids=["segments", "state"])
+def test_disk_full_while_rendering_is_one_line_and_leaves_nothing(
+    folder: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    fill: Callable[[pytest.MonkeyPatch], None],
+) -> None:
+    fill(monkeypatch)
     out = folder / "out" / "earlier.mp4"
-    before = snapshot(folder)
+    before = snapshot(folder)  # the earlier output, hidden work folders: all kept as they were
     code = run(
         [folder / "clip.mp4", "-s", folder / "style.png", "-o", out, "--overwrite", "-q", *FAST]
     )
@@ -259,32 +282,6 @@ def test_disk_full_while_saving_progress_is_one_line(
     line = one_line(capsys.readouterr().err)
     assert "out.mp4" in line and "disk full" in line and "free some space" in line
     assert not out.exists()
-
-
-@pytest.mark.skipif(not Path("/dev/full").exists(), reason="needs /dev/full")
-def test_disk_full_when_saving_the_resume_state_is_one_line(
-    folder: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
-) -> None:
-    real = WorkDir.next_segment_path
-
-    def full(self: WorkDir) -> Path:
-        path = real(self)
-        # The stage states saved with the segment (torch.save) hit a full disk.
-        carry = atomic.temp_path_for(self.path / f"carry-{len(self.segments):06d}.pt")
-        carry.unlink(missing_ok=True)
-        carry.symlink_to("/dev/full")
-        return path
-
-    monkeypatch.setattr(WorkDir, "next_segment_path", full)
-    out = folder / "out" / "earlier.mp4"
-    before = snapshot(folder)
-    code = run(
-        [folder / "clip.mp4", "-s", folder / "style.png", "-o", out, "--overwrite", "-q", *FAST]
-    )
-    line = one_line(capsys.readouterr().err)
-    assert code == 1
-    assert "earlier.mp4" in line and "disk full" in line and "free some space" in line
-    assert snapshot(folder) == before
 
 
 def test_frame_too_large_for_memory_fails_before_any_work_and_suggests_size(

@@ -29,6 +29,8 @@ ONE_THREAD = ["--threads", "1"]
 NEEDS_RAY = "the cluster tests need the extra: pip install -e '.[ray]'"
 
 
+# The tests that use it are marked slow: a real Ray head (whose workers some of them kill) takes
+# tens of seconds, too long for the quick set (`-m "not slow"`).
 @pytest.fixture(scope="module")
 def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """The address of a Ray head on 127.0.0.1 with 2 CPUs, for this module's tests."""
@@ -55,6 +57,7 @@ def same_frames(a: Path, b: Path) -> None:
     assert mediagen.read_audio_packets(a) == mediagen.read_audio_packets(b)
 
 
+@pytest.mark.slow
 def test_a_batch_on_the_cluster_gives_the_files_a_local_batch_gives(
     cluster: str, clips: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -71,6 +74,7 @@ def test_a_batch_on_the_cluster_gives_the_files_a_local_batch_gives(
     assert not list((clips / "there").glob(".*"))  # no work folders left
 
 
+@pytest.mark.slow
 def test_a_failed_input_fails_its_job_and_the_exit_code_says_so(
     cluster: str, clips: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -99,6 +103,7 @@ def _render_task_pids() -> list[int]:
 
 
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="finds the worker in /proc")
+@pytest.mark.slow
 def test_a_killed_worker_is_retried_and_resumes_to_the_same_file(
     cluster: str, clips: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -171,6 +176,7 @@ def test_a_node_that_cannot_see_a_file_says_which_and_why(tmp_path: Path) -> Non
         check_shared_paths([tmp_path / "in.mp4"], tmp_path / "a-file" / "out.mp4", "10.0.0.7")
 
 
+@pytest.mark.slow
 def test_a_video_split_at_its_shots_on_the_cluster_is_the_file_a_whole_render_writes(
     cluster: str, style_image: Path, tmp_path: Path
 ) -> None:
@@ -182,6 +188,7 @@ def test_a_video_split_at_its_shots_on_the_cluster_is_the_file_a_whole_render_wr
     assert split.read_bytes() == (tmp_path / "whole.mp4").read_bytes()
 
 
+@pytest.mark.slow
 def test_ctrl_c_cancels_the_cluster_tasks_and_the_same_command_resumes(
     cluster: str, style_image: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 
 import pytest
+from tomlcompat import tomllib
 
 from vidstyle.config import (
     RenderSettings,
@@ -16,11 +16,6 @@ from vidstyle.config import (
 )
 from vidstyle.errors import ConfigError
 from vidstyle.reference import reference_toml
-
-if sys.version_info >= (3, 11):
-    import tomllib
-else:  # pragma: no cover
-    import tomli as tomllib
 
 CONFIGS = Path(__file__).parent.parent / "vidstyle" / "configs"
 

@@ -3,7 +3,6 @@ settings. Random VGG features and tiny frames keep every test to a few seconds o
 
 from __future__ import annotations
 
-import sys
 from collections.abc import Sequence
 from dataclasses import replace
 from pathlib import Path
@@ -14,6 +13,7 @@ import pytest
 import torch
 from clitools import run
 from PIL import Image
+from tomlcompat import tomllib
 from torch import nn
 
 from vidstyle.config import (
@@ -47,11 +47,6 @@ from vidstyle.stylize.multiscale import scale_sizes, split_budget
 from vidstyle.stylize.quality import QualityStylizer
 from vidstyle.stylize.style_image import style_tensor
 from vidstyle.stylize.targets import StyleTargets, blend_weights
-
-if sys.version_info >= (3, 11):
-    import tomllib
-else:  # pragma: no cover
-    import tomli as tomllib
 
 CPU = torch.device("cpu")
 CONFIGS = Path(__file__).parent.parent / "vidstyle" / "configs"

@@ -20,7 +20,12 @@ from rich.text import Text
 
 from vidstyle import __version__
 from vidstyle.cli_help import HelpCommand
-from vidstyle.cli_options import PANEL_LOG, add_setting_options, settings_values
+from vidstyle.cli_options import (
+    PANEL_LOG,
+    add_chosen_setting_options,
+    add_setting_options,
+    settings_values,
+)
 from vidstyle.config import (
     PANEL_BATCH,
     PANEL_FEATURES,
@@ -437,21 +442,16 @@ def _duration(seconds: float) -> str:
 
 
 @app.command(cls=HelpCommand)
+@add_chosen_setting_options(
+    RenderSettings,
+    {
+        "vgg_weights": "Check this checkpoint instead of the usual places.",
+        "vgg_layout": "Input normalisation: auto reads the file.",
+    },
+    before="download",
+    defaults=True,
+)
 def weights(
-    vgg_weights: Annotated[
-        Path | None,
-        typer.Option(
-            metavar="PATH",
-            help="Check this checkpoint instead of the usual places.",
-            show_default=False,
-        ),
-    ] = None,
-    vgg_layout: Annotated[
-        str,
-        typer.Option(
-            metavar="[auto|torchvision|caffe]", help="Input normalisation: auto reads the file."
-        ),
-    ] = "auto",
     download: Annotated[
         bool,
         typer.Option(
@@ -459,9 +459,11 @@ def weights(
             help="Download torchvision's VGG-19 now if none is found (even if it failed lately).",
         ),
     ] = False,
+    **settings: Any,
 ) -> None:
     """Show which VGG weights (VGG-19 or VGG-16) would be used and where they are looked for."""
     setup_logging(0)
+    vgg_weights, vgg_layout = settings["vgg_weights"], settings["vgg_layout"]
     with _user_errors():
         from vidstyle.nets.vgg import find_weights, inspect_weights
 
@@ -680,6 +682,18 @@ def models(ctx: typer.Context, models_dir: ModelsDir = None) -> None:
     cls=HelpCommand,
     short_help="One frame in every style, --vary value and --model, as one labelled PNG grid.",
 )
+@add_chosen_setting_options(
+    RenderSettings,
+    {
+        "size": "Long side of the pictures \\[default: the preset's].",
+        "features": "VGG features.",
+        "vgg_weights": "VGG-19 or VGG-16 checkpoint.",
+        "vgg_layout": "Its input normalisation.",
+        "device": "auto | cpu | cuda | cuda:N; a comma-separated list the pictures take in turn.",
+    },
+    before="jobs",
+    metavars={"device": "DEVICE"},
+)
 def sheet(
     input_path: Annotated[
         Path,
@@ -749,36 +763,6 @@ def sheet(
         Path | None,
         typer.Option(metavar="FILE", help="TOML file of settings.", show_default=False),
     ] = None,
-    size: Annotated[
-        str | None,
-        typer.Option(
-            metavar="N",
-            help="Long side of the pictures \\[default: the preset's].",
-            show_default=False,
-        ),
-    ] = None,
-    features: Annotated[
-        str | None,
-        typer.Option(metavar="[auto|pretrained|random]", help="VGG features.", show_default=False),
-    ] = None,
-    vgg_weights: Annotated[
-        Path | None,
-        typer.Option(metavar="PATH", help="VGG-19 or VGG-16 checkpoint.", show_default=False),
-    ] = None,
-    vgg_layout: Annotated[
-        str | None,
-        typer.Option(
-            metavar="[auto|torchvision|caffe]", help="Its input normalisation.", show_default=False
-        ),
-    ] = None,
-    device: Annotated[
-        str | None,
-        typer.Option(
-            metavar="DEVICE",
-            help="auto | cpu | cuda | cuda:N; a comma-separated list the pictures take in turn.",
-            show_default=False,
-        ),
-    ] = None,
     jobs: Annotated[
         int,
         typer.Option(
@@ -787,19 +771,13 @@ def sheet(
     ] = 1,
     quiet: Quiet = False,
     verbose: Verbose = False,
+    **settings: Any,
 ) -> None:
     """Render one frame of INPUT in every style (-s) with every combination of --vary values
     (quality mode, the chosen preset) and with every --model, and write one PNG grid: the
     source frame first, each picture labelled with the options that made it, to copy into a
     render command."""
     setup_logging(_verbosity(quiet, verbose))
-    overrides = {
-        "size": size,
-        "features": features,
-        "vgg_weights": vgg_weights,
-        "vgg_layout": vgg_layout,
-        "device": device,
-    }
     with _user_errors():
         from vidstyle.sheet import make_sheet
 
@@ -813,7 +791,7 @@ def sheet(
             frame=frame,
             preset=preset,
             config=config,
-            overrides={k: v for k, v in overrides.items() if v is not None},
+            overrides={k: v for k, v in settings.items() if v is not None},
             jobs=jobs,
         )
         if not quiet:
@@ -830,6 +808,18 @@ def sheet(
     cls=HelpCommand,
     name="eval",
     short_help="Measure flicker (warping error) and, with --style, the distance to the style.",
+)
+@add_chosen_setting_options(
+    RenderSettings,
+    {
+        "features": "As rendered.",
+        "vgg_weights": "VGG-19 or VGG-16 checkpoint (as rendered).",
+        "vgg_layout": "As rendered.",
+        "flow_preset": "Optical flow.",
+        "device": "auto | cpu | cuda | cuda:N.",
+    },
+    before="quiet",
+    metavars={"device": "DEVICE"},
 )
 def evaluate(
     original: Annotated[Path, typer.Argument(help="The source video.", show_default=False)],
@@ -861,46 +851,18 @@ def evaluate(
             metavar="FILE", help="TOML file of settings the render used.", show_default=False
         ),
     ] = None,
-    features: Annotated[
-        str | None,
-        typer.Option(metavar="[auto|pretrained|random]", help="As rendered.", show_default=False),
-    ] = None,
-    vgg_weights: Annotated[
-        Path | None,
-        typer.Option(
-            metavar="PATH", help="VGG-19 or VGG-16 checkpoint (as rendered).", show_default=False
-        ),
-    ] = None,
-    vgg_layout: Annotated[
-        str | None,
-        typer.Option(metavar="[auto|torchvision|caffe]", help="As rendered.", show_default=False),
-    ] = None,
-    flow_preset: Annotated[
-        str | None,
-        typer.Option(metavar="[ultrafast|fast|medium]", help="Optical flow.", show_default=False),
-    ] = None,
-    device: Annotated[
-        str | None,
-        typer.Option(metavar="DEVICE", help="auto | cpu | cuda | cuda:N.", show_default=False),
-    ] = None,
     quiet: Quiet = False,
     verbose: Verbose = False,
+    **settings: Any,
 ) -> None:
     """Measure a stylized video: warping error (flicker) against the original, and with --style
     the distance to the style. Lower is better for both."""
     setup_logging(_verbosity(quiet, verbose))
-    overrides: dict[str, Any] = {
-        "features": features,
-        "vgg_weights": vgg_weights,
-        "vgg_layout": vgg_layout,
-        "flow_preset": flow_preset,
-        "device": device,
-    }
     with _user_errors():
         from vidstyle.metrics import evaluate_videos
 
-        settings = resolve_settings(preset=preset, config_file=config, overrides=overrides)
-        result = evaluate_videos(original, styled, settings, styles=style or [])
+        resolved = resolve_settings(preset=preset, config_file=config, overrides=settings)
+        result = evaluate_videos(original, styled, resolved, styles=style or [])
         if as_json:
             typer.echo(json.dumps(result.as_dict()))
             return

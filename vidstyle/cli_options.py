@@ -151,3 +151,58 @@ def _panel(parameter: inspect.Parameter) -> str | None:
 def settings_values(settings_class: type, values: Mapping[str, Any]) -> dict[str, Any]:
     """The parsed option values of `settings_class`'s fields, by field name."""
     return {spec.name: values[spec.name] for spec in dataclasses.fields(settings_class)}
+
+
+def add_chosen_setting_options(
+    settings_class: type,
+    helps: Mapping[str, str],
+    *,
+    before: str,
+    metavars: Mapping[str, str] | None = None,
+    defaults: bool = False,
+) -> Callable[[F], F]:
+    """Give a command the options of some of `settings_class`'s fields, by field name in
+    `helps` (in that order) with the command's own help for each, placed before its parameter
+    `before`. Their names, value types and allowed values come from the fields' metadata,
+    as `add_setting_options` gives them; `metavars` replaces a generated one. The command
+    receives them in its `**settings` keyword arguments: None when not given, unless
+    `defaults`, then the field's default (shown in the help)."""
+    specs = {spec.name: spec for spec in dataclasses.fields(settings_class)}
+
+    def decorate(command: F) -> F:
+        signature = inspect.signature(command, eval_str=True)
+        own = [p for p in signature.parameters.values() if p.kind is not p.VAR_KEYWORD]
+        generated = [
+            _chosen_parameter(specs[name], help, (metavars or {}).get(name), defaults)
+            for name, help in helps.items()
+        ]
+        at = next(i for i, p in enumerate(own) if p.name == before)
+        params = [
+            p.replace(kind=inspect.Parameter.KEYWORD_ONLY)
+            for p in [*own[:at], *generated, *own[at:]]
+        ]
+        command.__signature__ = signature.replace(parameters=params)  # type: ignore[attr-defined]
+        return command
+
+    return decorate
+
+
+def _chosen_parameter(
+    spec: dataclasses.Field[Any], help: str, metavar: str | None, default: bool
+) -> inspect.Parameter:
+    meta = spec.metadata
+    kind: Any = Path if meta["path"] else (str if meta["kind"] in (int, float) else meta["kind"])
+    option = typer.Option(
+        f"--{option_name(spec)}",
+        help=help,
+        metavar=metavar or _metavar(spec),
+        show_default=default,
+    )
+    if not default or spec.default is None:
+        kind = kind | None
+    return inspect.Parameter(
+        spec.name,
+        inspect.Parameter.KEYWORD_ONLY,
+        annotation=Annotated[kind, option],
+        default=spec.default if default else None,
+    )

@@ -69,6 +69,8 @@ def setting(
     example: str | None = None,
     option: str | None = None,
     path: bool = False,
+    fingerprint: bool = True,
+    shots: bool = False,
 ) -> Any:
     """A settings field and everything said about it, in one place.
 
@@ -77,6 +79,11 @@ def setting(
     kind: the value type when the default is None. example: a value reference.toml shows,
     commented out, for a setting that is unset by default. option: the command-line name when
     it is not the field's (`--lr`). path: the command line takes a file or folder.
+    fingerprint: False where a change keeps earlier work (`vidstyle.fingerprint`): a render
+    setting that changes no output pixel (where and how it runs, what happens at the joins; a
+    file it names enters the fingerprint by identity instead), a training setting that only
+    says how long or where the run goes. shots: the setting decides where `--split shots`
+    cuts a video (`vidstyle.split` finds the shots again when one changes).
     """
     if kind is None and items is None:
         kind = type(default)
@@ -91,6 +98,8 @@ def setting(
         "example": example,
         "option": option,
         "path": path,
+        "fingerprint": fingerprint,
+        "shots": shots,
     }
     return dataclasses.field(default=default, metadata=metadata)
 
@@ -127,12 +136,14 @@ class RenderSettings:
         "alone) the default preset is fast.",
         PANEL_MODE,
         choices=("quality", "fast"),
+        shots=True,
     )
     device: str = setting(
         "auto",
         "auto | cpu | cuda | cuda:N; with --jobs, a comma-separated list the workers take in "
         "turn (cuda:0,cuda:1).",
         PANEL_MODE,
+        fingerprint=False,
     )
     threads: int | None = setting(
         None,
@@ -144,6 +155,7 @@ class RenderSettings:
         low=1,
         kind=int,
         example="4",
+        fingerprint=False,
     )
     # One setting for every network (quality mode's VGG, fast mode's, training's): what runs
     # in reduced precision is the network; losses, Gram matrices and images stay float32.
@@ -178,6 +190,7 @@ class RenderSettings:
         kind=str,
         example='"/path/to/vgg19-dcbb9e9d.pth"',
         path=True,
+        fingerprint=False,
     )
     vgg_layout: str = setting(
         "auto",
@@ -263,6 +276,7 @@ class RenderSettings:
         "(previous output as is) | content (independent frames).",
         PANEL_QUALITY,
         choices=("warped", "prev", "content"),
+        shots=True,
     )
     first_iterations: int = setting(100, "Iteration budget of frame 1.", PANEL_QUALITY, low=1)
     iterations: int = setting(
@@ -285,6 +299,7 @@ class RenderSettings:
         "DIS optical flow (medium has the best occlusion masks).",
         PANEL_TEMPORAL,
         choices=("ultrafast", "fast", "medium"),
+        shots=True,
     )
     scene_cut_threshold: float = setting(
         0.5,
@@ -292,6 +307,7 @@ class RenderSettings:
         PANEL_TEMPORAL,
         low=0.0,
         high=1.0,
+        shots=True,
     )
     smooth: float = setting(
         0.5,
@@ -299,6 +315,7 @@ class RenderSettings:
         PANEL_TEMPORAL,
         low=0.0,
         high=1.0,
+        shots=True,
     )
 
     # Fast mode (vidstyle.stylize.feedforward): a network trained by `vidstyle train`
@@ -308,6 +325,7 @@ class RenderSettings:
         PANEL_FAST,
         kind=str,
         example='"starry"',
+        fingerprint=False,
     )
     models_dir: str | None = setting(
         None,
@@ -316,8 +334,11 @@ class RenderSettings:
         kind=str,
         example='"~/models"',
         path=True,
+        fingerprint=False,
     )
-    batch_size: int = setting(4, "Frames per network call.", PANEL_FAST, low=1, high=1024)
+    batch_size: int = setting(
+        4, "Frames per network call.", PANEL_FAST, low=1, high=1024, fingerprint=False, shots=True
+    )
     channels_last: str = setting(
         "auto",
         "NHWC memory layout for the network (auto: on).",
@@ -338,6 +359,7 @@ class RenderSettings:
         True,
         "Copy the source's audio streams (re-encoded only if the container cannot hold them).",
         PANEL_ENCODE,
+        fingerprint=False,
     )
     max_frames: int | None = setting(
         None,
@@ -346,8 +368,11 @@ class RenderSettings:
         low=1,
         kind=int,
         example="48",
+        shots=True,
     )
-    overwrite: bool = setting(False, "Replace an existing output instead of skipping it.", PANEL_IO)
+    overwrite: bool = setting(
+        False, "Replace an existing output instead of skipping it.", PANEL_IO, fingerprint=False
+    )
 
     # Resume (vidstyle.resume): progress is kept beside the output in finished segments
     resume: bool = setting(
@@ -355,9 +380,15 @@ class RenderSettings:
         "Continue an interrupted render of the same command from its saved segments; "
         "--no-resume starts over.",
         PANEL_BATCH,
+        fingerprint=False,
     )
     segment_frames: int = setting(
-        120, "Frames per saved segment: a crash loses at most this many.", PANEL_BATCH, low=1
+        120,
+        "Frames per saved segment: a crash loses at most this many.",
+        PANEL_BATCH,
+        low=1,
+        fingerprint=False,
+        shots=True,
     )
     split: str = setting(
         "none",
@@ -365,6 +396,7 @@ class RenderSettings:
         "--cluster) and join them into the output a whole render gives.",
         PANEL_BATCH,
         choices=("none", "shots"),
+        fingerprint=False,
     )
 
     def replace(self, **changes: Any) -> RenderSettings:
@@ -594,10 +626,11 @@ def _merge(merged: dict[str, Any], layer: Mapping[str, Any]) -> None:
     merged.update(layer)
 
 
-def same_as_render(name: str) -> Any:
-    """A training setting that is a render setting too: its default and metadata, reused."""
+def same_as_render(name: str, **metadata: Any) -> Any:
+    """A training setting that is a render setting too: its default and metadata, reused
+    (`metadata`: what differs for training)."""
     spec = next(f for f in fields(RenderSettings) if f.name == name)
-    return field(default=spec.default, metadata=spec.metadata)
+    return field(default=spec.default, metadata={**spec.metadata, **metadata})
 
 
 @dataclass(frozen=True)
@@ -617,15 +650,19 @@ class TrainSettings:
     learning_rate: float = setting(
         1e-3, "Adam learning rate.", PANEL_TRAIN, low=1e-9, high=10.0, option="lr"
     )  # as in Johnson et al.
-    steps: int = setting(2000, "Training steps.", PANEL_TRAIN, low=1)
+    steps: int = setting(2000, "Training steps.", PANEL_TRAIN, low=1, fingerprint=False)
     checkpoint_every: int = setting(
-        500, "Save a resumable checkpoint every N steps (0: at the end only).", PANEL_TRAIN, low=0
+        500,
+        "Save a resumable checkpoint every N steps (0: at the end only).",
+        PANEL_TRAIN,
+        low=0,
+        fingerprint=False,
     )
     frames_per_video: int = setting(
         100, "Frames sampled evenly across each training clip.", PANEL_TRAIN, low=1
     )
     seed: int = setting(0, "Random seed.", PANEL_TRAIN)
-    device: str = setting("auto", "auto | cpu | cuda | cuda:N.", PANEL_TRAIN)
+    device: str = setting("auto", "auto | cpu | cuda | cuda:N.", PANEL_TRAIN, fingerprint=False)
     precision: str = same_as_render("precision")
     content_weight: float = setting(
         RenderSettings.content_weight, "Weight of the content loss.", PANEL_LOSS, low=0.0
@@ -638,10 +675,8 @@ class TrainSettings:
     )
     # Output-level temporal loss on consecutive video frames (Ruder et al. 2016's masked
     # difference to the flow-warped previous output, trained in as in ReCoNet, Gao et al.
-    # 2018). Costs one extra network pass per pair, and is off by default: on the sample with
-    # pretrained features it cut the warping error by a third at the same style distance, but
-    # left the picture flatter and (500 steps) a band of colour along the top edge
-    # (docs/fast.md); render-time smoothing steadies a fast render without either.
+    # 2018); one extra network pass per pair. Off by default: it steadies the output but
+    # flattens the picture, which render-time smoothing does not (numbers: docs/fast.md).
     temporal_weight: float = setting(
         0.0,
         "Temporal loss on consecutive video frames (flow-warped previous output vs current "
@@ -658,7 +693,8 @@ class TrainSettings:
     )
     # The loss network is the one quality mode uses: the same settings, declared there.
     features: str = same_as_render("features")
-    vgg_weights: str | None = same_as_render("vgg_weights")
+    # A render names its checkpoint by contents (`settings_files`); a training run by path.
+    vgg_weights: str | None = same_as_render("vgg_weights", fingerprint=True)
     vgg_layout: str = same_as_render("vgg_layout")
     pooling: str = same_as_render("pooling")
 

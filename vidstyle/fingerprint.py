@@ -17,27 +17,20 @@ from pathlib import Path
 from vidstyle import __version__
 from vidstyle.config import RenderSettings, TrainSettings
 
-# Render settings that do not change a single output pixel, so changing them keeps earlier
-# progress: where it runs, how it is scheduled, and what happens only when the segments are
-# joined (audio). Files named by settings (model, VGG weights) enter by identity instead.
-_RENDER_EXCLUDED = frozenset(
-    {
-        "device",
-        "threads",
-        "overwrite",
-        "resume",
-        "segment_frames",
-        "split",  # a video split at its shots renders the same frames
-        "audio",
-        "batch_size",
-        "models_dir",
-        "model",
-        "vgg_weights",
-    }
-)
-# Training settings that may change between a run and its resumption: how long it runs and
-# where. Any other difference means a checkpoint belongs to another training run.
-_TRAINING_EXCLUDED = frozenset({"steps", "checkpoint_every", "device"})
+
+def _excluded(settings_class: type) -> frozenset[str]:
+    """The settings whose change keeps earlier work (`setting(..., fingerprint=False)`): a
+    render's that change no output pixel, a training run's that change only its length or
+    where it runs."""
+    return frozenset(
+        field.name
+        for field in dataclasses.fields(settings_class)
+        if not field.metadata["fingerprint"]
+    )
+
+
+_RENDER_EXCLUDED = _excluded(RenderSettings)
+_TRAINING_EXCLUDED = _excluded(TrainSettings)
 
 
 def file_digest(path: Path, length: int = 32) -> str:

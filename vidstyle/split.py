@@ -12,6 +12,7 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
+from vidstyle.config import RenderSettings
 from vidstyle.errors import VidstyleError
 from vidstyle.fingerprint import size_and_time
 from vidstyle.jobs import BatchRun, Event, Job, JobAdvanced, JobResult, JobStarted
@@ -19,6 +20,12 @@ from vidstyle.shots import Shot, find_shots, join_shots, load_shots, save_shots
 from vidstyle.workdir import WorkDir, work_dir_for
 
 log = logging.getLogger(__name__)
+
+# The settings that decide where a video is cut (`setting(..., shots=True)`): the shots found
+# for a command are reused by its re-run only while these are the same.
+SHOT_SETTINGS = tuple(
+    field.name for field in dataclasses.fields(RenderSettings) if field.metadata["shots"]
+)
 
 
 @dataclass
@@ -73,19 +80,7 @@ def _shots_of(job: Job, parts: int) -> list[Shot]:
         "input": f"{plan.input.name} {size_and_time(plan.input)}",
         "size": f"{plan.size[0]}x{plan.size[1]}",
         "parts": str(parts),
-        **{
-            name: repr(getattr(settings, name))
-            for name in (
-                "mode",
-                "init",
-                "smooth",
-                "flow_preset",
-                "scene_cut_threshold",
-                "max_frames",
-                "segment_frames",
-                "batch_size",
-            )
-        },
+        **{name: repr(getattr(settings, name)) for name in SHOT_SETTINGS},
     }
     folder = work_dir_for(plan.output)
     shots = load_shots(folder, identity) if settings.resume else None

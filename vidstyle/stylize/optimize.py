@@ -15,15 +15,6 @@ from torch import Tensor
 
 IterationCallback = Callable[[int, float], None]
 
-# How pixels are kept in [0, 1] (compared by bench/bounds.py):
-#   "clamp"   - the image is clamped in place before every evaluation (the PyTorch neural-style
-#               tutorial's way); L-BFGS's curvature pairs then describe steps it did not take;
-#   "forward" - the loss sees clamp(x) and x itself is free, so every step is the one L-BFGS
-#               took and every recorded loss is exactly that of the image returned;
-#   "after"   - unconstrained, clamped once at the end;
-#   "sigmoid" - optimised in logits, image = sigmoid(z).
-BOUNDS = ("clamp", "forward", "after", "sigmoid")
-
 # Curvature pairs L-BFGS keeps. torch's two-loop recursion reads two numbers per pair back to
 # the host every iteration (a GPU sync each); bench/lbfgs_history.py measures the loss it buys.
 LBFGS_HISTORY = 50
@@ -72,7 +63,6 @@ def optimize_image(
     stop_tolerance: float = 1e-4,
     stop_window: int = 20,
     on_iteration: IterationCallback | None = None,
-    bounds: str = "clamp",
     step_scale: Tensor | None = None,
 ) -> OptimizeResult:
     """Minimise `loss_fn(image)` starting from a copy of `init` (which is never modified).
@@ -80,12 +70,13 @@ def optimize_image(
     `step_scale` (broadcastable to the image, > 0): a diagonal preconditioner. The optimiser
     works on x with image = step_scale · x, so a pixel with scale k moves k² times as far for
     the same gradient; L-BFGS models the curvature of the whole image with one scalar, which
-    the stiffest pixels set."""
-    if bounds not in BOUNDS:
-        raise ValueError(f"unknown bounds {bounds!r}")
+    the stiffest pixels set.
+
+    Pixels are kept in [0, 1] by clamping the image in place before every evaluation (the
+    PyTorch neural-style tutorial's way): a pixel pushed out of range still has a gradient to
+    bring it back, where a free variable seen through a clamp or a sigmoid has little or none.
+    The alternatives are measured by bench/bounds.py (docs/quality.md)."""
     start = init.detach()
-    if bounds == "sigmoid":
-        start = torch.logit(start.clamp(1e-3, 1.0 - 1e-3))
     scale = torch.ones_like(start) if step_scale is None else step_scale.expand_as(start)
     # contiguous: L-BFGS flattens gradients with view(), which fails on permuted strides.
     variable = (start / scale).contiguous().requires_grad_(True)
@@ -93,22 +84,16 @@ def optimize_image(
     rule = _StopRule(stop_tolerance, stop_window)
 
     def image_of(x: Tensor) -> Tensor:
-        x = x * scale if step_scale is not None else x
-        if bounds == "sigmoid":
-            return torch.sigmoid(x)
-        if bounds == "forward":
-            return x.clamp(0.0, 1.0)
-        return x
+        return x * scale if step_scale is not None else x
 
     best: list[Tensor] = [image_of(variable).detach().clone()]
 
     def evaluate() -> Tensor:
-        if bounds == "clamp":
-            with torch.no_grad():
-                if step_scale is None:
-                    variable.clamp_(0.0, 1.0)
-                else:
-                    variable.copy_((variable * scale).clamp(0.0, 1.0) / scale)
+        with torch.no_grad():
+            if step_scale is None:
+                variable.clamp_(0.0, 1.0)
+            else:
+                variable.copy_((variable * scale).clamp(0.0, 1.0) / scale)
         image = image_of(variable)
         loss = loss_fn(image)
         loss.backward()

@@ -46,10 +46,8 @@ from vidstyle.temporal.losses import temporal_loss
 log = logging.getLogger(__name__)
 
 # A warm frame gets `iterations` plus the first-frame budget's extra times its share of new or
-# still-settling pixels divided by this: 5 gives a frame all new a fifth of the extra. With
-# larger steps for new pixels (NEW_PIXEL_STEP) that is as good as growing to the full budget
-# (1 here) at 0.4x the iterations; without either, new regions stay paler than the rest
-# (bench/warm_budget.py, docs/quality.md).
+# still-settling pixels divided by this: 5 gives a frame all new a fifth of the extra. Without
+# the growth new regions stay paler than the rest (numbers: docs/quality.md, the warm budget).
 NEW_SHARE_FOR_FULL_BUDGET = 5.0
 
 
@@ -60,13 +58,10 @@ NEW_SHARE_FOR_FULL_BUDGET = 5.0
 SETTLE_FRAMES = 4
 
 # Step scale of new pixels on warm frames (optimize_image's step_scale; still-settling pixels
-# get a share of it). Larger steps for new pixels were needed while the temporal term was
-# strong (weight 50): it made the carried pixels stiff, and L-BFGS's one curvature estimate for
-# the whole image, set by them, gave the new pixels steps too small to reach the style. With
-# the weight at 5 nothing is that stiff, and a larger scale for some pixels only slows the
-# whole frame's way back to the style after the previous output was resampled: along a moving
-# shot that made the picture fade towards the photo (bench/retention.py, docs/quality.md). 1:
-# the same steps everywhere (bench/retention.py's "before" rule sets 3).
+# get a share of it). 1: the same steps everywhere, since larger steps for some pixels slow the
+# whole frame's way back to the style and a moving shot fades towards the photo (numbers:
+# docs/quality.md, along a moving camera). Kept as a constant for bench/retention.py's "before"
+# and "new-pixel-step-3" rules and bench/warm_budget.py, which set it.
 NEW_PIXEL_STEP = 1.0
 
 
