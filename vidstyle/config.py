@@ -309,8 +309,10 @@ class RenderSettings:
         high=1.0,
         shots=True,
     )
+    # 0.25, not more: along a moving camera stronger smoothing took away part of the painting
+    # (docs/quality.md), and frames are far steadier than needed at 0.25.
     smooth: float = setting(
-        0.5,
+        0.25,
         "Blend reliable pixels with the flow-warped previous output (both modes); 0: off.",
         PANEL_TEMPORAL,
         low=0.0,
