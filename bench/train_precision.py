@@ -3,8 +3,10 @@ alike.
 
 1. Step time: `--step-rounds` rounds of `--step-count` training steps in each precision,
    alternating (fp32 first in odd rounds, last in even ones), through `vidstyle.stylize.train`
-   itself (the model written to a scratch folder); the median seconds per step of each
-   precision (the first step of a run, which carries the warm-up, is left out).
+   itself (the model written to a scratch folder); the median wall and CPU seconds per step
+   of each precision (the first step of a run, which carries the warm-up, is left out).
+   `--threads 1` measures the arithmetic on a machine other work keeps busy: with a torch
+   thread per core, every operation waits for whichever of its threads the OS put aside.
 2. The renders: two networks trained on the same data with the same steps and seed, one per
    precision, then both rendered in fp32 (fast mode, so only the training precision differs)
    on the clip's first `--frames` frames: mean and largest pixel difference, the loss each
@@ -12,6 +14,7 @@ alike.
 
     python bench/train_precision.py --vgg-weights vgg16.pth --data samples/clip.mp4 \
         --style samples/style.png --size 128 --steps 150 --grid docs/images/train-bf16.png
+    python bench/train_precision.py --vgg-weights vgg16.pth --threads 1 --no-models
 
 Prints a Markdown table with the load average; writes bench/results/train_precision.json.
 """
@@ -19,11 +22,13 @@ Prints a Markdown table with the load average; writes bench/results/train_precis
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import os
 import statistics
 import sys
 import tempfile
+import time
 from pathlib import Path
 
 import numpy as np
@@ -60,13 +65,26 @@ def settings_for(args: argparse.Namespace, precision: str, steps: int) -> TrainS
     )
 
 
-def step_times(args: argparse.Namespace, folder: Path) -> tuple[dict[str, list[float]], list]:
+def step_times(
+    args: argparse.Namespace, folder: Path
+) -> tuple[dict[str, list[float]], dict[str, list[float]], list[float]]:
+    """Median wall and CPU seconds per step of each run, by precision, and the load average
+    at the start of each run. CPU time is the process's between two steps' reports (the data
+    thread's share is small); it moves less than wall time with other work on the machine,
+    except that waiting OpenMP threads spin, so it too grows with load when threads > 1."""
     times: dict[str, list[float]] = {name: [] for name in NAMES}
+    cpu: dict[str, list[float]] = {name: [] for name in NAMES}
     loads = []
     for round_ in range(args.step_rounds):
         for name in NAMES if round_ % 2 == 0 else NAMES[::-1]:
             loads.append(os.getloadavg()[0])
             reports: list[StepReport] = []
+            cpu_marks: list[float] = []
+
+            def record(report: StepReport, reports=reports, cpu_marks=cpu_marks) -> None:
+                reports.append(report)
+                cpu_marks.append(time.process_time())
+
             out = folder / f"step-{name}-{round_}.pth"
             train(
                 args.style,
@@ -74,15 +92,19 @@ def step_times(args: argparse.Namespace, folder: Path) -> tuple[dict[str, list[f
                 out,
                 settings_for(args, name, args.step_count),
                 restart=True,
-                on_step=reports.append,
+                on_step=record,
             )
+            # The first step carries the warm-up: left out of both.
             per_step = statistics.median(r.seconds for r in reports[1:])
+            cpu_step = statistics.median(b - a for a, b in itertools.pairwise(cpu_marks))
             times[name].append(per_step)
+            cpu[name].append(cpu_step)
             print(
-                f"  round {round_ + 1} {name}: {per_step:.3f} s/step, load {loads[-1]:.1f}",
+                f"  round {round_ + 1} {name}: {per_step:.3f} s/step, CPU {cpu_step:.3f} s, "
+                f"load {loads[-1]:.1f}",
                 file=sys.stderr,
             )
-    return times, loads
+    return times, cpu, loads
 
 
 def render(model: Path, records: list[FrameRecord]) -> list[np.ndarray]:
@@ -107,28 +129,89 @@ def main() -> None:
     parser.add_argument("--vgg-weights", type=Path)
     parser.add_argument("--grid", type=Path)
     parser.add_argument(
+        "--threads",
+        type=int,
+        help="torch threads (default: torch's, one per core); on a machine other work keeps "
+        "busy, fewer threads than cores avoid waiting at every operation for a thread the OS "
+        "has put aside",
+    )
+    parser.add_argument(
+        "--no-models", action="store_true", help="time the steps only; train and render nothing"
+    )
+    parser.add_argument(
         "--out", type=Path, default=ROOT / "bench" / "results" / "train_precision.json"
     )
     args = parser.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)
-        times, loads = step_times(args, folder)
-        models, losses = {}, {}
-        for name in NAMES:
-            result = train(
-                args.style,
-                args.data,
-                folder / f"{name}.pth",
-                settings_for(args, name, args.steps),
-                restart=True,
-            )
-            models[name], losses[name] = result.model, result.losses
-        info = probe(args.clip)
-        records = [
-            FrameRecord(f.index, f.pts, image_to_tensor(f.image, torch.device("cpu")))
-            for f in read_frames(info, max_frames=args.frames)
-        ]
-        outputs = {name: render(models[name], records) for name in NAMES}
+        times, cpu, loads = step_times(args, folder)
+        models = None if args.no_models else compare_models(args, folder)
+    median = {name: statistics.median(values) for name, values in times.items()}
+    speedup = median["fp32"] / median["bf16"]
+    median_cpu = {name: statistics.median(values) for name, values in cpu.items()}
+    cpu_speedup = median_cpu["fp32"] / median_cpu["bf16"]
+    report = {
+        "cpu": cpu_model(),
+        "cpu_flags": cpu_flags(),
+        "threads": torch.get_num_threads(),
+        "torch": torch.__version__,
+        "settings": {k: str(v) for k, v in vars(args).items()},
+        "s_per_step": times,
+        "median_s_per_step": median,
+        "speedup": speedup,
+        "speedup_per_round": [f / b for f, b in zip(times["fp32"], times["bf16"], strict=True)],
+        "cpu_s_per_step": cpu,
+        "median_cpu_s_per_step": median_cpu,
+        "cpu_speedup": cpu_speedup,
+        "load_average": [min(loads), max(loads)],
+        **(models or {}),
+    }
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(report, indent=2))
+    rounds = ", ".join(f"{r:.2f}" for r in report["speedup_per_round"])
+    print(
+        f"{report['cpu']} ({report['cpu_flags']}), {report['threads']} threads; {args.arch} "
+        f"network, {args.batch_size} crops of {args.size} px, load {min(loads):.1f}-"
+        f"{max(loads):.1f}\n\n"
+        "| | fp32 | bf16 |\n|---|---:|---:|\n"
+        f"| s/step (median of {args.step_rounds} runs) | {median['fp32']:.3f} | "
+        f"{median['bf16']:.3f} ({speedup:.2f}x; per round {rounds}) |\n"
+        f"| CPU s/step (median) | {median_cpu['fp32']:.3f} | {median_cpu['bf16']:.3f} "
+        f"({cpu_speedup:.2f}x) |"
+    )
+    if models is None:
+        return
+    losses = models["final_losses"]
+    print(
+        f"| loss after {args.steps} steps | {losses['fp32']['loss']:.4g} | "
+        f"{losses['bf16']['loss']:.4g} |\n\n"
+        f"renders of the two networks (fp32 inference) differ by "
+        f"{models['render_diff_mean_grey_levels']:.2f} grey levels on average, "
+        f"{models['render_diff_max_grey_levels']} at most"
+    )
+
+
+def compare_models(args: argparse.Namespace, folder: Path) -> dict[str, object]:
+    """Train a network in each precision (same data, steps and seed), render the clip's first
+    frames with both in fp32, and compare; `--grid` saves the pictures."""
+    models, losses = {}, {}
+    for name in NAMES:
+        result = train(
+            args.style,
+            args.data,
+            folder / f"{name}.pth",
+            settings_for(args, name, args.steps),
+            restart=True,
+        )
+        models[name], losses[name] = result.model, result.losses
+    info = probe(args.clip)
+    records = [
+        FrameRecord(f.index, f.pts, image_to_tensor(f.image, torch.device("cpu")))
+        for f in read_frames(info, max_frames=args.frames)
+    ]
+    outputs = {name: render(models[name], records) for name in NAMES}
     source = [tensor_to_image(r.content) for r in records]
     diff = [
         np.abs(a.astype(np.int16) - b.astype(np.int16))
@@ -141,36 +224,11 @@ def main() -> None:
             ["source", "trained in fp32", "trained in bf16", "|difference| x4"],
             args.grid,
         )
-    median = {name: statistics.median(values) for name, values in times.items()}
-    report = {
-        "cpu": cpu_model(),
-        "cpu_flags": cpu_flags(),
-        "threads": torch.get_num_threads(),
-        "torch": torch.__version__,
-        "settings": {k: str(v) for k, v in vars(args).items()},
-        "s_per_step": times,
-        "median_s_per_step": median,
-        "speedup": median["fp32"] / median["bf16"],
-        "load_average": [min(loads), max(loads)],
+    return {
         "final_losses": losses,
         "render_diff_mean_grey_levels": float(np.mean([d.mean() for d in diff])),
         "render_diff_max_grey_levels": int(max(d.max() for d in diff)),
     }
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(report, indent=2))
-    print(
-        f"{report['cpu']} ({report['cpu_flags']}), {report['threads']} threads; {args.arch} "
-        f"network, {args.batch_size} crops of {args.size} px, load {min(loads):.1f}-"
-        f"{max(loads):.1f}\n\n"
-        "| | fp32 | bf16 |\n|---|---:|---:|\n"
-        f"| s/step (median of {args.step_rounds} runs) | {median['fp32']:.3f} | "
-        f"{median['bf16']:.3f} ({report['speedup']:.2f}x) |\n"
-        f"| loss after {args.steps} steps | {losses['fp32']['loss']:.4g} | "
-        f"{losses['bf16']['loss']:.4g} |\n\n"
-        f"renders of the two networks (fp32 inference) differ by "
-        f"{report['render_diff_mean_grey_levels']:.2f} grey levels on average, "
-        f"{report['render_diff_max_grey_levels']} at most"
-    )
 
 
 if __name__ == "__main__":
