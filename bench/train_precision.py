@@ -11,9 +11,13 @@ alike.
    precision, then both rendered in fp32 (fast mode, so only the training precision differs)
    on the clip's first `--frames` frames: mean and largest pixel difference, the loss each
    reached, and `--grid` saves a PNG (source, fp32-trained, bf16-trained, difference x4).
+   Two trainings drift apart from any difference in the last bits, so `--control` also trains
+   the fp32 network from initial weights one unit in the last place away: the difference
+   rounding alone makes, to read the bf16 one against.
 
     python bench/train_precision.py --vgg-weights vgg16.pth --data samples/clip.mp4 \
-        --style samples/style.png --size 128 --steps 150 --grid docs/images/train-bf16.png
+        --style samples/style.png --size 128 --steps 150 --grid docs/images/train-bf16.png \
+        --control
     python bench/train_precision.py --vgg-weights vgg16.pth --threads 1 --no-models
 
 Prints a Markdown table with the load average; writes bench/results/train_precision.json.
@@ -22,14 +26,18 @@ Prints a Markdown table with the load average; writes bench/results/train_precis
 from __future__ import annotations
 
 import argparse
+import contextlib
 import itertools
 import json
+import math
 import os
 import statistics
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
 from pathlib import Path
+from unittest import mock
 
 import numpy as np
 import torch
@@ -44,10 +52,13 @@ from vidstyle.device import cpu_model  # noqa: E402
 from vidstyle.frame import FrameRecord  # noqa: E402
 from vidstyle.media import image_to_tensor, probe, read_frames, tensor_to_image  # noqa: E402
 from vidstyle.models import load_model  # noqa: E402
+from vidstyle.nets.transformer import TransformerNet  # noqa: E402
+from vidstyle.stylize import train as train_module  # noqa: E402
 from vidstyle.stylize.feedforward import FeedForwardStylizer, InferenceOptions  # noqa: E402
 from vidstyle.stylize.train import StepReport, train  # noqa: E402
 
 NAMES = ("fp32", "bf16")
+CONTROL = "fp32-1ulp"
 
 
 def settings_for(args: argparse.Namespace, precision: str, steps: int) -> TrainSettings:
@@ -136,6 +147,12 @@ def main() -> None:
         "has put aside",
     )
     parser.add_argument(
+        "--control",
+        action="store_true",
+        help="also train fp32 from initial weights one unit in the last place away: how far "
+        "two runs drift apart from rounding alone",
+    )
+    parser.add_argument(
         "--no-models", action="store_true", help="time the steps only; train and render nothing"
     )
     parser.add_argument(
@@ -186,49 +203,92 @@ def main() -> None:
     losses = models["final_losses"]
     print(
         f"| loss after {args.steps} steps | {losses['fp32']['loss']:.4g} | "
-        f"{losses['bf16']['loss']:.4g} |\n\n"
-        f"renders of the two networks (fp32 inference) differ by "
-        f"{models['render_diff_mean_grey_levels']:.2f} grey levels on average, "
-        f"{models['render_diff_max_grey_levels']} at most"
+        f"{losses['bf16']['loss']:.4g} |\n"
     )
+    for name in models["render_diff_mean_grey_levels"]:
+        what = "the bf16-trained" if name == "bf16" else "the fp32 network 1 ulp away at start"
+        print(
+            f"renders (fp32 inference) of the fp32-trained network and {what} differ by "
+            f"{models['render_diff_mean_grey_levels'][name]:.2f} grey levels on average, "
+            f"{models['render_diff_max_grey_levels'][name]} at most"
+            + (f" (its loss {losses[name]['loss']:.4g})" if name == CONTROL else "")
+        )
 
 
-def compare_models(args: argparse.Namespace, folder: Path) -> dict[str, object]:
-    """Train a network in each precision (same data, steps and seed), render the clip's first
-    frames with both in fp32, and compare; `--grid` saves the pictures."""
-    models, losses = {}, {}
-    for name in NAMES:
+class _NudgedNet(TransformerNet):
+    """The network `train` builds, every initial weight moved by one unit in the last place: a
+    float32 run that differs from the fp32 one by rounding alone, to show how far two runs
+    drift apart from any difference in the last bits."""
+
+    def __init__(self, *args: object, **kwargs: object) -> None:
+        super().__init__(*args, **kwargs)
+        with torch.no_grad():
+            for p in self.parameters():
+                p.copy_(torch.nextafter(p, torch.full_like(p, math.inf)))
+
+
+def train_model(args: argparse.Namespace, folder: Path, name: str) -> tuple[Path, dict]:
+    precision = "bf16" if name == "bf16" else "fp32"
+    nudged = name == CONTROL
+    with mock.patch.object(train_module, "TransformerNet", _NudgedNet) if nudged else _nothing():
         result = train(
             args.style,
             args.data,
             folder / f"{name}.pth",
-            settings_for(args, name, args.steps),
+            settings_for(args, precision, args.steps),
             restart=True,
         )
-        models[name], losses[name] = result.model, result.losses
+    return result.model, result.losses
+
+
+def compare_models(args: argparse.Namespace, folder: Path) -> dict[str, object]:
+    """Train a network in each precision (same data, steps and seed), render the clip's first
+    frames with both in fp32, and compare; `--control` also trains the fp32 network from
+    initial weights one unit in the last place away; `--grid` saves the pictures."""
+    names = (*NAMES, CONTROL) if args.control else NAMES
+    models, losses = {}, {}
+    for name in names:
+        models[name], losses[name] = train_model(args, folder, name)
     info = probe(args.clip)
     records = [
         FrameRecord(f.index, f.pts, image_to_tensor(f.image, torch.device("cpu")))
         for f in read_frames(info, max_frames=args.frames)
     ]
-    outputs = {name: render(models[name], records) for name in NAMES}
+    outputs = {name: render(models[name], records) for name in names}
     source = [tensor_to_image(r.content) for r in records]
-    diff = [
-        np.abs(a.astype(np.int16) - b.astype(np.int16))
-        for a, b in zip(outputs["fp32"], outputs["bf16"], strict=True)
-    ]
+    diffs = {name: _diff(outputs["fp32"], outputs[name]) for name in names if name != "fp32"}
     if args.grid:
-        amplified = [np.clip(d * 4, 0, 255).astype(np.uint8) for d in diff]
-        grid(
-            [source, outputs["fp32"], outputs["bf16"], amplified],
-            ["source", "trained in fp32", "trained in bf16", "|difference| x4"],
-            args.grid,
-        )
+        rows = [source, outputs["fp32"], outputs["bf16"], _amplified(diffs["bf16"])]
+        labels = ["source", "trained in fp32", "trained in bf16", "|fp32 - bf16| x4"]
+        if args.control:
+            rows += [outputs[CONTROL], _amplified(diffs[CONTROL])]
+            labels += [
+                "trained in fp32, initial weights 1 ulp away",
+                "|fp32 - fp32 1 ulp away| x4",
+            ]
+        grid(rows, labels, args.grid)
     return {
         "final_losses": losses,
-        "render_diff_mean_grey_levels": float(np.mean([d.mean() for d in diff])),
-        "render_diff_max_grey_levels": int(max(d.max() for d in diff)),
+        "render_diff_mean_grey_levels": {
+            name: float(np.mean([d.mean() for d in diff])) for name, diff in diffs.items()
+        },
+        "render_diff_max_grey_levels": {
+            name: int(max(d.max() for d in diff)) for name, diff in diffs.items()
+        },
     }
+
+
+def _diff(a: list[np.ndarray], b: list[np.ndarray]) -> list[np.ndarray]:
+    return [np.abs(x.astype(np.int16) - y.astype(np.int16)) for x, y in zip(a, b, strict=True)]
+
+
+def _amplified(diff: list[np.ndarray]) -> list[np.ndarray]:
+    return [np.clip(d * 4, 0, 255).astype(np.uint8) for d in diff]
+
+
+@contextlib.contextmanager
+def _nothing() -> Iterator[None]:
+    yield
 
 
 if __name__ == "__main__":
