@@ -116,7 +116,7 @@ class ReflectionPad(nn.ReflectionPad2d):
 
     CPU autocast runs reflection padding in float32 whatever its input, so under bf16 autocast
     every padded convolution paid a cast of its input to float32 and back to bf16 (and the
-    same twice again in the backward pass): 64 extra copies a training step of the network,
+    same twice again in the backward pass): 60 extra copies a training step of the network,
     each a pass over the activations, and none of them makes the padding more exact (it only
     moves values).
     """
