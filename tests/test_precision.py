@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 import torch
 from clitools import FAST, run
+from torch.utils._python_dispatch import TorchDispatchMode
 
 from vidstyle import device as device_module
 from vidstyle.config import RenderSettings
@@ -22,6 +23,7 @@ from vidstyle.device import (
 )
 from vidstyle.errors import ConfigError
 from vidstyle.fingerprint import differences, render_fingerprint
+from vidstyle.nets.transformer import ReflectionPad, TransformerNet
 from vidstyle.nets.vgg import VGGFeatures
 from vidstyle.pipeline import build_loss
 from vidstyle.provenance import recorded_settings
@@ -175,6 +177,55 @@ def test_bf16_loss_and_gradient_stay_close_to_fp32() -> None:
     assert values[1] == pytest.approx(values[0], rel=0.02)
     assert float((grads[1] - grads[0]).norm() / grads[0].norm()) < 0.1
     assert not torch.equal(grads[0], grads[1])  # it did run in bf16
+
+
+class _PadDtypes(TorchDispatchMode):
+    """Records the dtype of every reflection padding run, forward and backward."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.seen: list[torch.dtype] = []
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):  # noqa: ANN001, ANN204
+        if "reflection_pad2d" in str(func):
+            self.seen.append(args[0].dtype)
+        return func(*args, **(kwargs or {}))
+
+
+@NEEDS_BF16
+def test_the_transformer_pads_in_bf16_under_autocast(monkeypatch: pytest.MonkeyPatch) -> None:
+    # CPU autocast runs reflection padding in float32; a bf16 training step paid two casts
+    # around every padded convolution for it (and two more in the backward pass).
+    net = TransformerNet("small").train()
+    batch = torch.rand(2, 3, 24, 24, generator=torch.Generator().manual_seed(4))
+
+    def step() -> tuple[torch.Tensor, list[torch.Tensor]]:
+        net.zero_grad(set_to_none=True)
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            out = net(batch)
+        out.float().pow(2).mean().backward()
+        return out.detach(), [p.grad for p in net.parameters()]
+
+    pads = _PadDtypes()
+    with pads:
+        out, grads = step()
+    # Only the first pad, of the float32 input (which needs no gradient), is float32; the
+    # others stay in bf16 both ways.
+    assert pads.seen.count(torch.float32) == 1
+    padded = sum(isinstance(m, ReflectionPad) for m in net.modules())
+    assert pads.seen.count(torch.bfloat16) == 2 * (padded - 1) > 0
+    # Padding only moves values: the same step with autocast's float32 padding gives the same
+    # output bits; its backward adds the gradients of reflected border pixels, in bf16 now,
+    # so the gradients differ by bf16 rounding (per tensor too, except the convolution biases
+    # an instance norm follows: it cancels them, their gradients are rounding noise about 0).
+    monkeypatch.setattr(ReflectionPad, "forward", torch.nn.ReflectionPad2d.forward)
+    reference, reference_grads = step()
+    assert torch.equal(out, reference)
+    ours, theirs = (
+        torch.cat([g.flatten() for g in grads]),
+        torch.cat([g.flatten() for g in reference_grads]),
+    )
+    assert float((ours - theirs).norm() / theirs.norm()) < 0.02
 
 
 def test_fp16_gradients_are_scaled_past_underflow() -> None:

@@ -16,6 +16,7 @@ import torch
 from clitools import run
 
 from vidstyle.config import TrainSettings
+from vidstyle.device import cpu_runs_bf16
 from vidstyle.errors import ConfigError, InputError, RenderInterrupted, WeightsError
 from vidstyle.models import MODELS_ENV, load_model, read_model_info
 from vidstyle.nets.transformer import TransformerNet
@@ -358,3 +359,33 @@ def test_train_command_errors_are_one_line(
     assert run(args) == code
     err = capsys.readouterr().err.strip()
     assert words in err and len(err.splitlines()) == 1 and "Traceback" not in err
+
+
+@pytest.mark.skipif(
+    not cpu_runs_bf16(), reason="this torch build cannot run bf16 convolutions on this CPU"
+)
+def test_a_network_trained_in_bf16_learns_what_the_fp32_one_learns(
+    images: Path, style: Path, tmp_path: Path
+) -> None:
+    settings = replace(TINY, steps=15, checkpoint_every=0)
+    loss = build_loss(settings, CPU)
+    loss.set_style([style_tensor(load_style_image(style), (32, 32), 1.0, CPU)])
+    held_out = TrainingSet.from_sources(find_data([images]), 32, 1).sample(
+        4, torch.Generator().manual_seed(123)
+    )
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(settings.seed)
+        before = evaluate_loss(TransformerNet("small"), loss, [held_out])
+    after = {}
+    for precision in ("fp32", "bf16"):
+        result = train(
+            style, [images], tmp_path / f"{precision}.pth", replace(settings, precision=precision)
+        )
+        net, info = load_model(result.model)
+        assert info.training["precision_in_use"] == precision
+        after[precision] = evaluate_loss(net, loss, [held_out])
+    # Both learn, and as much (on held-out crops, measured in fp32). Not their pixels: two
+    # trainings drift apart from any difference in the last bits, an fp32 one started a unit
+    # in the last place away as well (docs/benchmarks.md, Training).
+    assert after["fp32"] < 0.7 * before and after["bf16"] < 0.7 * before
+    assert after["bf16"] == pytest.approx(after["fp32"], rel=0.05)

@@ -111,6 +111,23 @@ class InstanceNorm(nn.InstanceNorm2d):
         return F.group_norm(x, x.shape[1], weight, bias, self.eps)
 
 
+class ReflectionPad(nn.ReflectionPad2d):
+    """Reflection padding in the dtype of its input, autocast or not.
+
+    CPU autocast runs reflection padding in float32 whatever its input, so under bf16 autocast
+    every padded convolution paid a cast of its input to float32 and back to bf16 (and the
+    same twice again in the backward pass): 60 extra copies a training step of the network,
+    each a pass over the activations, and none of them makes the padding more exact (it only
+    moves values).
+    """
+
+    def forward(self, x: Tensor) -> Tensor:
+        if not torch.is_autocast_enabled(x.device.type):
+            return super().forward(x)
+        with torch.autocast(x.device.type, enabled=False):
+            return super().forward(x)
+
+
 class ConvLayer(nn.Sequential):
     """Reflection pad + conv (+ instance norm + ReLU): 'same' size for stride 1."""
 
@@ -118,7 +135,7 @@ class ConvLayer(nn.Sequential):
         self, c_in: int, c_out: int, kernel: int, stride: int = 1, *, norm_relu: bool = True
     ) -> None:
         layers: list[nn.Module] = [
-            nn.ReflectionPad2d(kernel // 2),
+            ReflectionPad(kernel // 2),
             nn.Conv2d(c_in, c_out, kernel, stride=stride),
         ]
         if norm_relu:
@@ -133,7 +150,7 @@ class ResidualBlock(nn.Module):
         super().__init__()
         self.body = nn.Sequential(
             ConvLayer(channels, channels, 3),
-            nn.ReflectionPad2d(1),
+            ReflectionPad(1),
             nn.Conv2d(channels, channels, 3),
             InstanceNorm(channels, affine=True),
         )
