@@ -32,7 +32,7 @@ sys.path.insert(0, str(ROOT))
 from vidstyle.config import resolve_settings  # noqa: E402
 from vidstyle.media import image_to_tensor, plan_size, probe, read_frames  # noqa: E402
 from vidstyle.pipeline import build_loss  # noqa: E402
-from vidstyle.stylize.optimize import LBFGS_HISTORY, optimize_image  # noqa: E402
+from vidstyle.stylize.optimize import optimize_image, whole_budget_lbfgs  # noqa: E402
 from vidstyle.stylize.style_image import load_style_image, style_tensor  # noqa: E402
 
 # How pixels are kept in [0, 1]:
@@ -72,15 +72,7 @@ def optimize_bounded(
     # A copy: L-BFGS moves the variable in place, and `init` is the caller's (the content frame).
     variable = _START[bounds](init.detach()).clone().requires_grad_(True)
     best = {"loss": float("inf"), "image": image_of(variable).detach().clone()}
-    lbfgs = torch.optim.LBFGS(
-        [variable],
-        lr=1.0,
-        max_iter=iterations,
-        max_eval=iterations,
-        tolerance_grad=0.0,
-        tolerance_change=0.0,
-        history_size=LBFGS_HISTORY,
-    )
+    lbfgs = whole_budget_lbfgs(variable, iterations)
 
     def closure() -> Tensor:
         lbfgs.zero_grad()

@@ -25,17 +25,16 @@ import av
 import numpy as np
 import torch
 from PIL import Image
-from torch import nn
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 sys.path.insert(0, str(HERE.parent))
 
 import mediagen  # noqa: E402
+from test_fast import seeded_net  # noqa: E402
 
 from vidstyle.cli import main  # noqa: E402
 from vidstyle.models import save_model  # noqa: E402
-from vidstyle.nets.transformer import TransformerNet  # noqa: E402
 
 REFERENCE = HERE / "data" / "reference"
 
@@ -78,18 +77,6 @@ RENDERS: dict[str, list[str]] = {
     ],
 }
 OUTPUT_SUFFIX = {"quality": ".mp4", "fast": ".mp4", "still": ".png"}
-
-
-def seeded_net() -> TransformerNet:
-    """The `small` network from seed 0, its instance-norm parameters perturbed from 1/0."""
-    torch.manual_seed(0)
-    net = TransformerNet("small").eval()
-    with torch.no_grad():
-        for module in net.modules():
-            if isinstance(module, nn.InstanceNorm2d):
-                module.weight.uniform_(0.5, 1.5)
-                module.bias.uniform_(-0.2, 0.2)
-    return net
 
 
 def make_inputs(folder: Path) -> dict[str, Path]:

@@ -112,15 +112,7 @@ def optimize_image(
         # One step runs the whole budget so every iteration costs one evaluation; calling
         # step() per iteration would re-evaluate the loss at the start of each call.
         # No line search, as in neural-style: it costs evaluations and rarely helps here.
-        lbfgs = torch.optim.LBFGS(
-            [variable],
-            lr=1.0,
-            max_iter=iterations,
-            max_eval=iterations,
-            tolerance_grad=0.0,
-            tolerance_change=0.0,
-            history_size=LBFGS_HISTORY,
-        )
+        lbfgs = whole_budget_lbfgs(variable, iterations)
 
         def closure() -> Tensor:
             lbfgs.zero_grad()
@@ -151,4 +143,18 @@ def optimize_image(
         iterations=len(losses),
         losses=losses,
         stopped_early=stopped_early,
+    )
+
+
+def whole_budget_lbfgs(variable: Tensor, iterations: int) -> torch.optim.LBFGS:
+    """L-BFGS on `variable` whose one `step` runs `iterations` evaluations: lr 1, no line
+    search and no tolerances (the caller decides when to stop), LBFGS_HISTORY pairs."""
+    return torch.optim.LBFGS(
+        [variable],
+        lr=1.0,
+        max_iter=iterations,
+        max_eval=iterations,
+        tolerance_grad=0.0,
+        tolerance_change=0.0,
+        history_size=LBFGS_HISTORY,
     )
