@@ -44,7 +44,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 
-from temporal import decode, render  # noqa: E402
+from temporal import decode, render, to_records  # noqa: E402
 
 from vidstyle.config import resolve_settings  # noqa: E402
 from vidstyle.device import cpu_model, resolve_device  # noqa: E402
@@ -150,13 +150,9 @@ def resmooth(
     strength: float,
 ) -> list[torch.Tensor]:
     """`styled` (a render's frames before smoothing) through the smoothing stage at `strength`."""
-    records = (
-        FrameRecord(index=i, pts=i, content=image_to_tensor(image, device))
-        for i, image in enumerate(images)
-    )
     with_styled = (
         dataclasses.replace(record, styled=styled[record.index])
-        for record in flow_stage(settings, device)(records)
+        for record in flow_stage(settings, device)(to_records(images, device))
     )
     return [r.styled for r in TemporalSmoother(strength)(with_styled) if r.styled is not None]
 

@@ -363,20 +363,27 @@ def media(tmp_path: Path) -> tuple[Path, Path]:
     return clip, mediagen.make_image(tmp_path / "style.png", (48, 48))
 
 
+def assert_same_frames_twice(args: list[object], folder: Path) -> None:
+    """`vidstyle ARGS -o OUT` run twice (a 3-frame clip) decodes to the same 3 frames."""
+    from clitools import decoded, run
+
+    outs = [folder / "a.mp4", folder / "b.mp4"]
+    for out in outs:
+        assert run([*args, "-o", out]) == 0
+    first, second = (decoded(out) for out in outs)
+    assert len(first) == 3
+    assert all(np.array_equal(a, b) for a, b in zip(first, second, strict=True))
+
+
 @pytest.mark.gpu
 @needs_cuda
 def test_quality_mode_on_a_gpu_gives_the_same_frames_twice(
     media: tuple[Path, Path], tmp_path: Path
 ) -> None:
-    from clitools import FAST, decoded, run
+    from clitools import FAST
 
     clip, style = media
-    outs = [tmp_path / "a.mp4", tmp_path / "b.mp4"]
-    for out in outs:
-        assert run([clip, "-s", style, "-o", out, "--device", "cuda", "-q", *FAST]) == 0
-    first, second = (decoded(out) for out in outs)
-    assert len(first) == 3
-    assert all(np.array_equal(a, b) for a, b in zip(first, second, strict=True))
+    assert_same_frames_twice([clip, "-s", style, "--device", "cuda", "-q", *FAST], tmp_path)
 
 
 @pytest.mark.gpu
@@ -384,8 +391,6 @@ def test_quality_mode_on_a_gpu_gives_the_same_frames_twice(
 def test_fast_mode_on_a_gpu_gives_the_same_frames_twice(
     media: tuple[Path, Path], tmp_path: Path
 ) -> None:
-    from clitools import decoded, run
-
     from vidstyle.models import save_model
     from vidstyle.nets.transformer import TransformerNet
 
@@ -393,13 +398,8 @@ def test_fast_mode_on_a_gpu_gives_the_same_frames_twice(
     torch.manual_seed(0)
     model = tmp_path / "net.pth"
     save_model(model, TransformerNet("small"), style="random", training={})
-    outs = [tmp_path / "a.mp4", tmp_path / "b.mp4"]
-    for out in outs:
-        args = [clip, "--model", model, "-o", out, "--device", "cuda", "--size", "48", "-q"]
-        assert run([*args, "--batch-size", "2"]) == 0
-    first, second = (decoded(out) for out in outs)
-    assert len(first) == 3
-    assert all(np.array_equal(a, b) for a, b in zip(first, second, strict=True))
+    args = [clip, "--model", model, "--device", "cuda", "--size", "48", "-q", "--batch-size", "2"]
+    assert_same_frames_twice(args, tmp_path)
 
 
 @pytest.mark.gpu
