@@ -60,6 +60,7 @@ from vidstyle.metrics import (  # noqa: E402
 )
 from vidstyle.pipeline import build_loss  # noqa: E402
 from vidstyle.stylize import quality  # noqa: E402
+from vidstyle.stylize.losses import loss_network_precision  # noqa: E402
 from vidstyle.stylize.style_image import load_style_image, style_tensor  # noqa: E402
 from vidstyle.temporal import TemporalSmoother, flow_stage  # noqa: E402
 from vidstyle.temporal.flow import FlowEstimator  # noqa: E402
@@ -276,6 +277,12 @@ def main(argv: list[str] | None = None) -> int:
         "--fresh-only", action="store_true", help="render the fresh frames into the cache only"
     )
     parser.add_argument("--device", default="auto")
+    parser.add_argument(
+        "--precision",
+        default="fp32",
+        choices=["fp32", "auto", "bf16", "fp16"],
+        help="the loss network's precision, as a render's --precision (default: fp32)",
+    )
     parser.add_argument("--out", type=Path, default=ROOT / "bench" / "results" / "retention.json")
     args = parser.parse_args(argv)
 
@@ -284,6 +291,7 @@ def main(argv: list[str] | None = None) -> int:
         "size": args.size,
         "device": args.device,
         "iterations": args.iterations,
+        "precision": args.precision,
     }
     if args.vgg_weights:
         overrides.update(features="pretrained", vgg_weights=args.vgg_weights)
@@ -294,6 +302,8 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(f"--samples must lie in 1..{len(images) - 1}")
     height, width = images[0].shape[:2]
     loss = build_loss(settings, device)
+    precision = loss_network_precision(loss, settings.precision, device, (width, height))
+    print(f"loss network precision: {precision.name}", file=sys.stderr)
     style = style_tensor(
         load_style_image(args.style), (width, height), settings.style_scale, device
     )
@@ -351,6 +361,7 @@ def main(argv: list[str] | None = None) -> int:
         "torch_threads": torch.get_num_threads(),
         "torch": torch.__version__,
         "load_average": list(os.getloadavg()),
+        "loss network precision": precision.describe(),
     }
     report = {
         "benchmark": "retention",
