@@ -109,7 +109,7 @@ def counted_render(
 
 def child(counter: Path, cli_args: list[str]) -> None:
     """`--child`: the real CLI, with every finished frame counted in a file."""
-    from vidstyle import jobs
+    from vidstyle.batch import jobs
 
     class Counting(jobs._EventProgress):
         count = 0
@@ -214,7 +214,7 @@ def main() -> None:
 
     import torch
 
-    from vidstyle.models import save_model
+    from vidstyle.nets.models import save_model
     from vidstyle.nets.transformer import TransformerNet
 
     short, long = args.frames

@@ -50,13 +50,14 @@ sys.path.insert(0, str(ROOT))
 import fast  # noqa: E402  (bench/fast.py: the same timing helpers as the CPU benchmark)
 import mediagen  # noqa: E402
 
-from vidstyle import memory, reproducible  # noqa: E402
+from vidstyle import reproducible  # noqa: E402
 from vidstyle.config import RenderSettings, resolve_settings  # noqa: E402
 from vidstyle.frame import FrameRecord  # noqa: E402
 from vidstyle.media import image_to_tensor, probe, read_frames  # noqa: E402
-from vidstyle.models import save_model  # noqa: E402
+from vidstyle.nets.models import save_model  # noqa: E402
 from vidstyle.nets.transformer import TransformerNet  # noqa: E402
-from vidstyle.pipeline import NullProgress, stylize_video  # noqa: E402
+from vidstyle.render import memory  # noqa: E402
+from vidstyle.render.pipeline import NullProgress, stylize_video  # noqa: E402
 from vidstyle.stylize.feedforward import FeedForwardStylizer  # noqa: E402
 
 SIZES = [(1280, 720), (1920, 1080)]
@@ -250,7 +251,7 @@ def lbfgs_rows(args: argparse.Namespace, device: torch.device, folder: Path) -> 
     """Seconds of a shot's first frame (100 L-BFGS iterations at 1280x720) by history length:
     torch's L-BFGS reads two numbers per stored pair back to the host every iteration. The
     loss each reaches at equal iterations was measured on a CPU (bench/lbfgs_history.py)."""
-    from vidstyle.pipeline import build_loss
+    from vidstyle.render.pipeline import build_loss
     from vidstyle.stylize import optimize
 
     settings = resolve_settings("quality", overrides={"features": "random", "size": 1280})

@@ -17,7 +17,7 @@ DIE_MARKER = "VIDSTYLE_TEST_DIE_MARKER"
 def dies_mid_message(conn: Any, *args: Any) -> None:
     """A real worker, except that the first to report progress within a frame dies (SIGKILL,
     as from the OOM killer) halfway through writing that message to the parent."""
-    from vidstyle import pool
+    from vidstyle.batch import pool
 
     pool._worker_main(_DiesMidMessage(conn, Path(os.environ[DIE_MARKER])), *args)
 
@@ -30,7 +30,7 @@ class _DiesMidMessage:
         return getattr(self.conn, name)
 
     def send(self, message: object) -> None:
-        from vidstyle.jobs import JobPartial
+        from vidstyle.batch.jobs import JobPartial
 
         if isinstance(message, JobPartial) and _first(self.marker):
             data = pickle.dumps(message)

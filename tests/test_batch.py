@@ -20,12 +20,12 @@ from vidstyle.batch import (
     plan_batch,
     plan_table,
     run_batch,
-    worker_devices,
 )
+from vidstyle.batch.pool import worker_devices
 from vidstyle.config import RenderSettings
 from vidstyle.errors import ConfigError, InputError, WeightsError
 from vidstyle.media import probe
-from vidstyle.prepare import RenderJob, RenderPlan
+from vidstyle.render.prepare import RenderJob, RenderPlan
 
 SETTINGS = RenderSettings(
     features="random", size=48, first_iterations=2, iterations=1, encoder_preset="ultrafast"
@@ -364,7 +364,7 @@ def test_a_worker_killed_halfway_through_a_message_fails_only_its_video_and_is_r
 
     import poolworkers
 
-    from vidstyle import pool
+    from vidstyle.batch import pool
 
     # Every worker is a real one, but the first to report progress within a frame is SIGKILLed
     # (as by the OOM killer) halfway through writing that message to the parent: the worst

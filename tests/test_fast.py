@@ -27,7 +27,7 @@ from vidstyle.config import TRAIN_ARCHS, resolve_settings
 from vidstyle.errors import ConfigError, RenderInterrupted, WeightsError
 from vidstyle.frame import FrameRecord
 from vidstyle.media import image_to_tensor, probe
-from vidstyle.models import (
+from vidstyle.nets.models import (
     CHECKPOINT_FORMAT,
     MODELS_ENV,
     ModelInfo,
@@ -40,7 +40,7 @@ from vidstyle.models import (
     save_model,
 )
 from vidstyle.nets.transformer import ARCHS, InstanceNorm, TransformerNet
-from vidstyle.pipeline import stylize_video
+from vidstyle.render.pipeline import stylize_video
 from vidstyle.stylize import feedforward
 from vidstyle.stylize.feedforward import FeedForwardStylizer, InferenceOptions
 

@@ -17,12 +17,13 @@ import numpy as np
 import pytest
 import torch
 
-from vidstyle import memory, reproducible
+from vidstyle import reproducible
 from vidstyle.batch import plan_batch
+from vidstyle.batch.jobs import render_job
 from vidstyle.config import RenderSettings
 from vidstyle.errors import ResourceError
-from vidstyle.jobs import render_job
 from vidstyle.media.frames import unit_floats
+from vidstyle.render import memory
 from vidstyle.stylize import color
 
 CUDA = torch.device("cuda")
@@ -128,7 +129,7 @@ def test_a_failed_job_leaves_no_tensor_referenced(
         held.append(weakref.ref(activations))
         optimise(activations)
 
-    monkeypatch.setattr("vidstyle.pipeline.render", render)
+    monkeypatch.setattr("vidstyle.render.pipeline.render", render)
     result = render_job(job, "cpu")
     assert result.status == "failed" and "ran out of memory" in result.message
     gc.collect()
@@ -234,7 +235,7 @@ class FakeRay:
 def executor_on(
     nodes: list[dict[str, float]], device: str, threads: int | None, monkeypatch: pytest.MonkeyPatch
 ) -> Any:
-    from vidstyle import cluster
+    from vidstyle.batch import cluster
 
     monkeypatch.setattr(cluster, "connect", lambda address: FakeRay(nodes))
     return cluster.ClusterExecutor("auto", device, threads)
@@ -391,7 +392,7 @@ def test_quality_mode_on_a_gpu_gives_the_same_frames_twice(
 def test_fast_mode_on_a_gpu_gives_the_same_frames_twice(
     media: tuple[Path, Path], tmp_path: Path
 ) -> None:
-    from vidstyle.models import save_model
+    from vidstyle.nets.models import save_model
     from vidstyle.nets.transformer import TransformerNet
 
     clip, _ = media
@@ -452,7 +453,7 @@ def test_two_jobs_share_one_gpu(tmp_path: Path) -> None:
 def test_a_job_after_an_out_of_memory_job_renders(
     media: tuple[Path, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from vidstyle import pipeline
+    from vidstyle.render import pipeline
 
     clip, style = media
     job = plan_batch([clip], [style], SETTINGS, output=tmp_path / "failed").jobs[0]

@@ -15,13 +15,13 @@ import pytest
 import torch
 from clitools import FAST, frame_count, run
 
-from vidstyle import memory
 from vidstyle.batch import plan_batch, run_batch
+from vidstyle.batch.jobs import render_job
+from vidstyle.batch.pool import ProcessPool
 from vidstyle.config import RenderSettings
 from vidstyle.errors import ResourceError
-from vidstyle.jobs import render_job
-from vidstyle.pipeline import stylize_video
-from vidstyle.pool import ProcessPool
+from vidstyle.render import memory
+from vidstyle.render.pipeline import stylize_video
 
 SETTINGS = RenderSettings(
     features="random", size=48, first_iterations=2, iterations=1, encoder_preset="ultrafast"

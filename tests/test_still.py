@@ -12,7 +12,7 @@ from clitools import FAST, run
 from PIL import Image
 
 from vidstyle.atomic import temp_path_for
-from vidstyle.models import save_model
+from vidstyle.nets.models import save_model
 from vidstyle.nets.transformer import TransformerNet
 
 

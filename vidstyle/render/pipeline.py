@@ -1,4 +1,4 @@
-"""One render: `build_stages` and `run` carry out what `vidstyle.prepare` decided.
+"""One render: `build_stages` and `run` carry out what `vidstyle.render.prepare` decided.
 
 decode → stylize → encode, composed from iterator stages; no algorithm lives here. `render`
 is the whole of one planned render (memory check, stages, work folder, run); `stylize_video`
@@ -28,10 +28,10 @@ from vidstyle.frame import FrameRecord, decode_records
 from vidstyle.media import image_to_tensor, tensor_to_image
 from vidstyle.media.segments import SegmentedWriter, preview_end_pts
 from vidstyle.media.still import image_size, read_image, write_image
-from vidstyle.memory import check_fits
-from vidstyle.prepare import RenderJob, RenderPlan, prepare
-from vidstyle.resume import capture, restore, skip_before
-from vidstyle.shots import PART_KEY
+from vidstyle.render.memory import check_fits
+from vidstyle.render.prepare import RenderJob, RenderPlan, prepare
+from vidstyle.render.resume import capture, restore, skip_before
+from vidstyle.render.workdir import PART_KEY, WorkDir
 from vidstyle.stylize.color import LuminanceFeatures, PreserveColors, preserve_colors_stage
 from vidstyle.stylize.feedforward import FeedForwardStylizer
 from vidstyle.stylize.losses import PerceptualLoss, loss_network_precision, perceptual_loss
@@ -40,7 +40,6 @@ from vidstyle.stylize.style_image import load_style_image
 from vidstyle.stylize.targets import StyleTargets
 from vidstyle.temporal import TemporalSmoother, flow_needed, flow_stage
 from vidstyle.temporal.flow import FlowStage
-from vidstyle.workdir import WorkDir
 
 log = logging.getLogger(__name__)
 
@@ -111,7 +110,9 @@ class RenderResult:
     frames: int = 0
     seconds: float = 0.0
     size: tuple[int, int] | None = None
-    resumed_from: int = 0  # frames an earlier, interrupted run had finished (vidstyle.resume)
+    resumed_from: int = (
+        0  # frames an earlier, interrupted run had finished (vidstyle.render.resume)
+    )
 
     @property
     def frames_per_second(self) -> float:
@@ -277,7 +278,7 @@ def _render(
         device,
     )
     _log_precision(device, stages.precision)
-    # Earlier progress of this same command, if it was interrupted (vidstyle.resume); the
+    # Earlier progress of this same command, if it was interrupted (vidstyle.render.resume); the
     # stages that carry state from frame to frame continue from the last saved frame.
     identity = render_fingerprint(
         plan.input,
@@ -516,7 +517,7 @@ def frame_stylizer(
     """A function stylizing one H×W×3 uint8 RGB picture of `size` (width, height) as the first
     frame of a shot is (quality mode's frame-1 budget, or the network; colours preserved as
     asked), built once, and the precision its network runs in: a still image's render, and
-    each picture of a contact sheet (`vidstyle.sheet`)."""
+    each picture of a contact sheet (`vidstyle.batch.sheet`)."""
     stylizer, _, precision = build_stylizer(
         settings, device, [load_style_image(path) for path in styles], size=size
     )

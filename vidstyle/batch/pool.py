@@ -30,7 +30,7 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from vidstyle.jobs import (
+from vidstyle.batch.jobs import (
     Event,
     Job,
     JobAdvanced,
@@ -52,7 +52,7 @@ def worker_devices(devices: Sequence[str], workers: int) -> list[str]:
 
 # --------------------------------------------------------------------------------------------
 # Messages. Parent to worker: a `Job` to render, or None to stop. Worker to parent: `_Ready`,
-# the render's events (`vidstyle.jobs.Event`), `_Log` records, and `_Done` with the result.
+# the render's events (`vidstyle.batch.jobs.Event`), `_Log` records, and `_Done` with the result.
 
 
 @dataclass(frozen=True)
@@ -90,7 +90,8 @@ class ProcessPool:
     def __init__(self, devices: Sequence[str], workers: int, threads: int | None = None) -> None:
         self.context = multiprocessing.get_context("spawn")
         self.device_of = worker_devices(devices, workers)
-        # Renders side by side on one device each get a share of its memory (vidstyle.memory).
+        # Renders side by side on one device each get a share of its memory
+        # (vidstyle.render.memory).
         self.sharing = {device: self.device_of.count(device) for device in devices}
         # The settings' --threads where given (the pixels depend on it), else a share of the cores.
         self.threads = threads or max(1, (os.cpu_count() or 1) // workers)

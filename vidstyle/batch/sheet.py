@@ -241,7 +241,7 @@ def render_cell(cell: Cell, picture: np.ndarray, threads: int | None) -> CellRes
     import torch  # here: the sheet's planning and drawing need no torch
 
     from vidstyle.device import resolve_device
-    from vidstyle.pipeline import frame_stylizer
+    from vidstyle.render.pipeline import frame_stylizer
 
     if threads:
         torch.set_num_threads(threads)
@@ -510,7 +510,7 @@ def common_options(preset: str | None, overrides: Mapping[str, Any]) -> str:
 def _check(cells: Sequence[Cell], output: Path) -> None:
     """What a render checks before its first frame: style images, models, VGG weights, and
     the output's folder, once each."""
-    from vidstyle.prepare import check_mode_inputs
+    from vidstyle.render.prepare import check_mode_inputs
     from vidstyle.stylize.style_image import load_style_image
 
     seen: set[tuple[str, tuple[Path, ...]]] = set()

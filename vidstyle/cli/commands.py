@@ -1,4 +1,4 @@
-"""Command line: parse → settings → library call → exit code. The only module that imports typer.
+"""The `vidstyle` app and its commands: parse → settings → library call → exit code.
 
 `vidstyle INPUT --style IMAGE` works without a subcommand word: `main()` inserts `render` when
 the first argument is not a known subcommand.
@@ -19,8 +19,8 @@ from rich.table import Table
 from rich.text import Text
 
 from vidstyle import __version__
-from vidstyle.cli_help import HelpCommand
-from vidstyle.cli_options import (
+from vidstyle.cli.help import HelpCommand
+from vidstyle.cli.options import (
     PANEL_LOG,
     add_chosen_setting_options,
     add_setting_options,
@@ -547,7 +547,7 @@ def train(
     setup_logging(_verbosity(quiet, verbose))
     bar = TrainingProgressBar(enabled=not quiet, description=style.stem)
     with _user_errors():
-        from vidstyle.models import models_dir as resolve_models_dir
+        from vidstyle.nets.models import models_dir as resolve_models_dir
         from vidstyle.stylize.train import train as train_model
 
         if out is None:
@@ -616,7 +616,7 @@ def models_import(
     download_saved_models.py) into a vidstyle model, so `--model NAME` renders with it."""
     setup_logging(0)
     with _user_errors():
-        from vidstyle.model_import import import_model
+        from vidstyle.nets.model_import import import_model
 
         imported = import_model(file, name=name, directory=models_dir, overwrite=overwrite)
         if imported.dropped:
@@ -638,8 +638,8 @@ def models(ctx: typer.Context, models_dir: ModelsDir = None) -> None:
         return
     setup_logging(0)
     with _user_errors():
-        from vidstyle.models import list_models
-        from vidstyle.models import models_dir as resolve_models_dir
+        from vidstyle.nets.models import list_models
+        from vidstyle.nets.models import models_dir as resolve_models_dir
 
         folder = resolve_models_dir(models_dir)
         found = list_models(folder)
@@ -779,7 +779,7 @@ def sheet(
     render command."""
     setup_logging(_verbosity(quiet, verbose))
     with _user_errors():
-        from vidstyle.sheet import make_sheet
+        from vidstyle.batch.sheet import make_sheet
 
         result = make_sheet(
             input_path,

@@ -1,11 +1,11 @@
 """The jobs of a batch and how they are run, whatever runs them: `render_job(job, device)`.
 
-A `Job` is a numbered plan (`vidstyle.prepare.RenderPlan`); `render_job` renders it and returns
-a `JobResult`, with every error classified here, once. The progress of a render goes out as
+A `Job` is a numbered plan (`vidstyle.render.prepare.RenderPlan`); `render_job` renders it and
+returns a `JobResult`, with every error classified here, once. The progress of a render goes out as
 small event dataclasses through an `emit` callback. Jobs, events and results are picklable and
 hold no open files or networks, so an executor may run `render_job` in this process, in a
-worker process (`vidstyle.pool`) or on another machine, and forward the events and the result
-to a `BatchRun`, which keeps the summary and tells the batch's `BatchEvents`.
+worker process (`vidstyle.batch.pool`) or on another machine, and forward the events and the
+result to a `BatchRun`, which keeps the summary and tells the batch's `BatchEvents`.
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Protocol
 from vidstyle.errors import EXIT_USAGE, ConfigError, RenderInterrupted, VidstyleError
 
 if TYPE_CHECKING:
-    from vidstyle.prepare import RenderJob, RenderPlan
+    from vidstyle.render.prepare import RenderJob, RenderPlan
 
 log = logging.getLogger(__name__)
 
@@ -37,7 +37,7 @@ class Job:
     plan: RenderPlan | None = None  # None: planning failed (`error` says why)
     error: VidstyleError | None = None
     resume_from: int = 0  # frames saved by an earlier, interrupted run of this output
-    # A part of a video rendered in parts (vidstyle.split): the number of the video's job. Its
+    # A part of a video rendered in parts (vidstyle.batch.split): the number of the video's job. Its
     # result is the batch's only through the video's, once every part is done and joined.
     part_of: int | None = None
     parts: int = 0  # a video rendered in parts: how many (its frames are counted in theirs)
@@ -166,7 +166,7 @@ def render_job(
     render: the result says how it ended (KeyboardInterrupt: "interrupted", progress saved)."""
     # Imported here: the batch's planning and its executors do not need torch themselves.
     from vidstyle.device import resolve_device
-    from vidstyle.pipeline import render
+    from vidstyle.render.pipeline import render
 
     assert job.plan is not None and not job.plan.skip, "only a planned render is rendered"
     try:
@@ -287,7 +287,7 @@ class BatchSummary:
 
 
 class RunReport(Protocol):
-    """What an executor reports to: the `BatchRun`, or a `vidstyle.split.SplitRun` in front of
+    """What an executor reports to: the `BatchRun`, or a `vidstyle.batch.split.SplitRun` in front of
     it when some jobs are parts of videos."""
 
     @property

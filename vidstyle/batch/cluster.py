@@ -28,8 +28,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from vidstyle.batch.jobs import Event, Job, JobPartial, JobResult, JobStarted, RunReport, render_job
 from vidstyle.errors import ConfigError, InputError, OutputError, VidstyleError
-from vidstyle.jobs import Event, Job, JobPartial, JobResult, JobStarted, RunReport, render_job
 
 log = logging.getLogger(__name__)
 

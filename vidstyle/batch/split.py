@@ -1,4 +1,4 @@
-"""A batch's videos rendered in parts (`--split shots`): each video's parts (vidstyle.shots)
+"""A batch's videos rendered in parts (`--split shots`): each video's parts (vidstyle.batch.shots)
 become jobs of their own, which any executor runs like whole videos; `SplitRun` stands between
 the executor and the batch. It shows the parts' progress as rows of their own, and when the last
 part of a video is done it joins them and reports the video, as a whole render would have.
@@ -12,12 +12,12 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
+from vidstyle.batch.jobs import BatchRun, Event, Job, JobAdvanced, JobResult, JobStarted
+from vidstyle.batch.shots import Shot, find_shots, join_shots, load_shots, save_shots
 from vidstyle.config import RenderSettings
 from vidstyle.errors import VidstyleError
 from vidstyle.fingerprint import size_and_time
-from vidstyle.jobs import BatchRun, Event, Job, JobAdvanced, JobResult, JobStarted
-from vidstyle.shots import Shot, find_shots, join_shots, load_shots, save_shots
-from vidstyle.workdir import WorkDir, work_dir_for
+from vidstyle.render.workdir import WorkDir, work_dir_for
 
 log = logging.getLogger(__name__)
 
