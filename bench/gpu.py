@@ -57,7 +57,8 @@ from vidstyle.media import image_to_tensor, probe, read_frames  # noqa: E402
 from vidstyle.nets.models import save_model  # noqa: E402
 from vidstyle.nets.transformer import TransformerNet  # noqa: E402
 from vidstyle.render import memory  # noqa: E402
-from vidstyle.render.pipeline import NullProgress, stylize_video  # noqa: E402
+from vidstyle.render.events import Event, FrameDone, Started  # noqa: E402
+from vidstyle.render.pipeline import stylize_video  # noqa: E402
 from vidstyle.stylize.feedforward import FeedForwardStylizer  # noqa: E402
 
 SIZES = [(1280, 720), (1920, 1080)]
@@ -65,17 +66,18 @@ GOAL_FAST_FPS = 30.0  # 1080p end to end
 GOAL_QUALITY_S = 1.0  # 720p, per warm frame
 
 
-class FrameClock(NullProgress):
-    """Progress sink that notes when each frame is finished (quality mode's per-frame time)."""
+class FrameClock:
+    """A render's watcher that notes when each frame is finished (quality mode's per-frame
+    time)."""
 
     def __init__(self) -> None:
         self.marks: list[float] = []
 
-    def start(self, description: str, total: int | None) -> None:
-        self.marks = [time.perf_counter()]
-
-    def advance(self, frames: int = 1) -> None:
-        self.marks.append(time.perf_counter())
+    def __call__(self, event: Event) -> None:
+        if isinstance(event, Started):
+            self.marks = [time.perf_counter()]
+        elif isinstance(event, FrameDone):
+            self.marks.append(time.perf_counter())
 
     def seconds_per_frame(self) -> list[float]:
         return [b - a for a, b in zip(self.marks, self.marks[1:], strict=False)]
@@ -222,7 +224,7 @@ def quality_row(args: argparse.Namespace, device: torch.device, folder: Path) ->
     clock = FrameClock()
     torch.cuda.empty_cache()
     torch.cuda.reset_peak_memory_stats(device)
-    stylize_video(clip, [style], settings, output=folder / "quality.mp4", progress=clock)
+    stylize_video(clip, [style], settings, output=folder / "quality.mp4", on_event=clock)
     per_frame = clock.seconds_per_frame()
     row = {
         "size": f"{width}x{height}",

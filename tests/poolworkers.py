@@ -30,9 +30,9 @@ class _DiesMidMessage:
         return getattr(self.conn, name)
 
     def send(self, message: object) -> None:
-        from vidstyle.batch.jobs import JobPartial
+        from vidstyle.render.events import Iteration
 
-        if isinstance(message, JobPartial) and _first(self.marker):
+        if isinstance(message, Iteration) and _first(self.marker):
             data = pickle.dumps(message)
             # The connection's framing: a 4-byte length, then the pickle; half of it is written.
             os.write(self.conn.fileno(), struct.pack("!i", len(data)) + data[: len(data) // 2])

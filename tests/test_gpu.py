@@ -19,11 +19,11 @@ import torch
 
 from vidstyle import reproducible
 from vidstyle.batch import plan_batch
-from vidstyle.batch.jobs import render_job
 from vidstyle.config import RenderSettings
 from vidstyle.errors import ResourceError
 from vidstyle.media.frames import unit_floats
 from vidstyle.render import memory
+from vidstyle.render.pipeline import render_job
 from vidstyle.stylize import color
 
 CUDA = torch.device("cuda")
@@ -130,7 +130,7 @@ def test_a_failed_job_leaves_no_tensor_referenced(
         optimise(activations)
 
     monkeypatch.setattr("vidstyle.render.pipeline.render", render)
-    result = render_job(job, "cpu")
+    result = render_job(job.plan, "cpu")
     assert result.status == "failed" and "ran out of memory" in result.message
     gc.collect()
     assert len(held) == 4 and all(ref() is None for ref in held)
@@ -467,9 +467,9 @@ def test_a_job_after_an_out_of_memory_job_renders(
         raise AssertionError(f"{held.numel() + more.numel()} bytes did not run out of memory")
 
     monkeypatch.setattr(pipeline, "render", out_of_memory)
-    failed = render_job(job, "cuda")
+    failed = render_job(job.plan, "cuda")
     assert failed.status == "failed" and "ran out of memory" in failed.message
     assert torch.cuda.memory_allocated(CUDA) <= baseline  # nothing of it is still referenced
     monkeypatch.setattr(pipeline, "render", real_render)
     good = plan_batch([clip], [style], SETTINGS, output=tmp_path / "good").jobs[0]
-    assert render_job(good, "cuda").status == "rendered"
+    assert render_job(good.plan, "cuda").status == "rendered"

@@ -16,12 +16,11 @@ import torch
 from clitools import FAST, frame_count, run
 
 from vidstyle.batch import plan_batch, run_batch
-from vidstyle.batch.jobs import render_job
 from vidstyle.batch.pool import ProcessPool
 from vidstyle.config import RenderSettings
 from vidstyle.errors import ResourceError
 from vidstyle.render import memory
-from vidstyle.render.pipeline import stylize_video
+from vidstyle.render.pipeline import render_job, stylize_video
 
 SETTINGS = RenderSettings(
     features="random", size=48, first_iterations=2, iterations=1, encoder_preset="ultrafast"
@@ -68,11 +67,12 @@ def test_a_planned_job_is_small_and_renders_elsewhere_without_planning_again(
     assert len(data) < 8_000 and b"torch" not in data
 
     events: list[object] = []
-    result = render_job(pickle.loads(data), "cpu", emit=events.append)
+    job = pickle.loads(data)
+    result = render_job(job.plan, "cpu", job=job.number, emit=events.append)
     assert result.status == "rendered" and result.frames == 3
     assert frame_count(tmp_path / "out" / "clip.style.mp4") == 3
     assert probes == [clip]  # the render used the plan's probe
-    assert [type(event).__name__ for event in events][:2] == ["JobStarted", "JobPartial"]
+    assert [type(event).__name__ for event in events][:2] == ["Started", "Iteration"]
     assert sum(getattr(event, "frames", 0) for event in events) == 3
     assert pickle.loads(pickle.dumps(result.portable())).status == "rendered"
 

@@ -12,7 +12,7 @@ __version__ = "0.1.0"
 
 _EXPORTS = {
     "stylize_video": "vidstyle.render.pipeline",
-    "RenderResult": "vidstyle.render.pipeline",
+    "RenderResult": "vidstyle.render.events",
     "RenderSettings": "vidstyle.config",
     "resolve_settings": "vidstyle.config",
 }

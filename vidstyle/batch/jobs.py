@@ -1,58 +1,41 @@
-"""The jobs of a batch and how they are run, whatever runs them: `render_job(job, device)`.
+"""The jobs of a batch, their results, and the `BatchRun` every executor reports to.
 
-A `Job` is a numbered plan (`vidstyle.render.prepare.RenderPlan`); `render_job` renders it and
-returns a `JobResult`, with every error classified here, once. The progress of a render goes out as
-small event dataclasses through an `emit` callback. Jobs, events and results are picklable and
-hold no open files or networks, so an executor may run `render_job` in this process, in a
-worker process (`vidstyle.batch.pool`) or on another machine, and forward the events and the
-result to a `BatchRun`, which keeps the summary and tells the batch's `BatchEvents`.
+A `Job` is a numbered render of the batch: what was asked (a `RenderJob`: input, styles,
+output) with its plan (`vidstyle.render.prepare.RenderPlan`) or the reason planning failed.
+Jobs are picklable and hold no open files or networks, so an executor may render a job's plan
+in this process, in a worker process (`vidstyle.batch.pool`) or on another machine
+(`vidstyle.batch.cluster`), with `vidstyle.render.pipeline.render_job`, and forward the render's
+events (`vidstyle.render.events`) as they are to the batch's `BatchRun`, which keeps the summary
+and shows each event, with its job, on the batch's display.
 """
 
 from __future__ import annotations
 
-import gc
 import logging
-import sys
-import traceback
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass, field, replace
-from pathlib import Path
-from typing import TYPE_CHECKING, Protocol
+from dataclasses import dataclass, field, fields
+from typing import Protocol
 
-from vidstyle.errors import EXIT_USAGE, ConfigError, RenderInterrupted, VidstyleError
-
-if TYPE_CHECKING:
-    from vidstyle.render.prepare import RenderJob, RenderPlan
+from vidstyle.errors import ConfigError, VidstyleError
+from vidstyle.render.events import Event, Failed, Finished, RenderResult, ended
+from vidstyle.render.prepare import RenderJob, RenderPlan
 
 log = logging.getLogger(__name__)
 
 
-@dataclass(frozen=True)
-class Job:
+@dataclass(frozen=True, kw_only=True)
+class Job(RenderJob):
     """One input rendered in one style (or one blend of styles), as planned."""
 
     number: int  # 1-based, in plan order
-    style_name: str
-    request: RenderJob
+    style_name: str = ""  # "" for a path that yielded no input
     plan: RenderPlan | None = None  # None: planning failed (`error` says why)
     error: VidstyleError | None = None
     resume_from: int = 0  # frames saved by an earlier, interrupted run of this output
-    # A part of a video rendered in parts (vidstyle.batch.split): the number of the video's job. Its
-    # result is the batch's only through the video's, once every part is done and joined.
+    # A part of a video rendered in parts (vidstyle.batch.split): the number of the video's
+    # job. Its result is the batch's only through the video's, once every part is done.
     part_of: int | None = None
     parts: int = 0  # a video rendered in parts: how many (its frames are counted in theirs)
-
-    @property
-    def input(self) -> Path:
-        return self.request.input
-
-    @property
-    def styles(self) -> tuple[Path, ...]:
-        return self.request.styles
-
-    @property
-    def output(self) -> Path:
-        return self.request.output if self.plan is None else self.plan.output  # type: ignore[return-value]
 
     @property
     def action(self) -> str:
@@ -79,189 +62,32 @@ class Job:
         return () if self.plan is None else self.plan.stale
 
 
-@dataclass(frozen=True)
-class JobResult:
+@dataclass(frozen=True, kw_only=True)
+class JobResult(RenderResult):
+    """A render's result as the batch's summary keeps it: with its job."""
+
     job: Job
-    status: str  # "rendered" | "skipped" | "stale" (skipped, other settings) | "failed" | ...
-    frames: int = 0  # in the output
-    seconds: float = 0.0
-    resumed_from: int = 0
-    message: str = ""
-    exit_code: int = 0
-    # The exception behind a "failed" or "interrupted", in the process that raised it (its type
-    # and traceback for the caller of a single render); see `portable`.
-    error: BaseException | None = field(default=None, compare=False, repr=False)
 
-    @property
-    def rendered_frames(self) -> int:
-        """Frames this run rendered (an earlier, interrupted run's not counted)."""
-        return max(0, self.frames - self.resumed_from)
+    @classmethod
+    def of(cls, job: Job, result: RenderResult) -> JobResult:
+        return cls(job=job, **{item.name: getattr(result, item.name) for item in fields(result)})
 
-    @property
-    def stops_batch(self) -> bool:
-        """A usage error: about the command, not this input, so every other input would fail
-        the same way."""
-        return self.status == "failed" and self.exit_code == EXIT_USAGE
-
-    def portable(self) -> JobResult:
-        """This result as another process can take it: vidstyle's own errors travel (as their
-        message), any other exception stays behind (its message is in `message`)."""
-        return replace(self, error=self.error if isinstance(self.error, VidstyleError) else None)
+    @classmethod
+    def without_render(
+        cls, job: Job, status: str, message: str = "", exit_code: int = 0
+    ) -> JobResult:
+        """A job the batch ends without rendering it: skipped, failed while planning, or not
+        started."""
+        assert job.output is not None
+        return cls(job.input, job.output, status, message=message, exit_code=exit_code, job=job)
 
 
-# --------------------------------------------------------------------------------------------
-# Events: what a render reports on the way, as messages an executor can forward
+#: The batch's display: each event of a render with the job it is about.
+Watch = Callable[[Event, Job], None]
 
 
-@dataclass(frozen=True)
-class JobStarted:
-    number: int
-    description: str
-    total: int | None  # frames to render, if known
-
-
-@dataclass(frozen=True)
-class JobAdvanced:
-    number: int
-    frames: int
-
-
-@dataclass(frozen=True)
-class JobPartial:
-    number: int
-    fraction: float  # share (0..1) of the frame in progress
-
-
-Event = JobStarted | JobAdvanced | JobPartial
-
-
-class _EventProgress:
-    """The pipeline's `Progress` as events."""
-
-    def __init__(self, number: int, emit: Callable[[Event], None]) -> None:
-        self.number, self.emit = number, emit
-
-    def start(self, description: str, total: int | None) -> None:
-        self.emit(JobStarted(self.number, description, total))
-
-    def advance(self, frames: int = 1) -> None:
-        self.emit(JobAdvanced(self.number, frames))
-
-    def partial(self, fraction: float) -> None:
-        self.emit(JobPartial(self.number, fraction))
-
-    def finish(self) -> None:
-        pass
-
-
-def _ignore(event: Event) -> None:
-    pass
-
-
-def render_job(
-    job: Job, device: str, *, sharing: int = 1, emit: Callable[[Event], None] = _ignore
-) -> JobResult:
-    """Render a job that `prepare` planned to render, on `device` (a `--device` name), which
-    `sharing` renders use side by side; its progress goes to `emit`. Never raises for a failed
-    render: the result says how it ended (KeyboardInterrupt: "interrupted", progress saved)."""
-    # Imported here: the batch's planning and its executors do not need torch themselves.
-    from vidstyle.device import resolve_device
-    from vidstyle.render.pipeline import render
-
-    assert job.plan is not None and not job.plan.skip, "only a planned render is rendered"
-    try:
-        try:
-            done = render(
-                job.plan,
-                resolve_device(device),
-                sharing=sharing,
-                progress=_EventProgress(job.number, emit),
-            )
-        except KeyboardInterrupt:
-            # Before the first frame (building the networks): the render saved nothing.
-            raise RenderInterrupted(
-                "interrupted; nothing was written under the final name", job.output
-            ) from None
-    except RenderInterrupted as err:
-        _release(err)
-        return JobResult(job, "interrupted", message=str(err), exit_code=err.exit_code, error=err)
-    except VidstyleError as err:
-        _release(err)
-        return JobResult(job, "failed", message=str(err), exit_code=err.exit_code, error=err)
-    except Exception as err:
-        _release(err)
-        return JobResult(job, "failed", message=_unexpected(job, err), exit_code=1, error=err)
-    return JobResult(
-        job,
-        done.status,
-        frames=done.frames,
-        seconds=done.seconds,
-        resumed_from=done.resumed_from,
-    )
-
-
-def _release(err: BaseException) -> None:
-    """Free what a failed render held while the result keeps its exception.
-
-    A traceback keeps every frame it passes through alive, with their locals: the frames,
-    activations and optimiser history of the render. Kept in the result (and, in a worker
-    process, until its next job ends), they would make every later job in the process run
-    out of memory after one did. The frames' locals are dropped; file and line stay for a
-    traceback shown later. Then the memory goes back: cycles first, then CUDA's cache."""
-    seen: set[int] = set()
-    pending: list[BaseException | None] = [err]
-    while pending:
-        current = pending.pop()
-        if current is None or id(current) in seen:
-            continue
-        seen.add(id(current))
-        if current.__traceback__ is not None:
-            traceback.clear_frames(current.__traceback__)  # skips the frames still running
-        pending += [current.__cause__, current.__context__]
-    gc.collect()
-    if "torch" in sys.modules:  # only a render that imported torch can hold its memory
-        import torch
-
-        if torch.cuda.is_initialized():
-            torch.cuda.empty_cache()
-
-
-def _unexpected(job: Job, err: BaseException) -> str:
-    """One line for an error vidstyle did not foresee (the batch goes on without it)."""
-    if isinstance(err, MemoryError) or "out of memory" in str(err).lower():
-        return f"{job.input}: ran out of memory; render smaller with --size, or fewer --jobs"
-    return f"{job.input}: failed ({type(err).__name__}: {err}); VIDSTYLE_DEBUG=1 shows details"
-
-
-# --------------------------------------------------------------------------------------------
-# The batch's side: events shown, results collected
-
-
-class BatchEvents(Protocol):
-    """What `run_batch` reports (the CLI's progress display; tests may record it)."""
-
-    def job_started(self, job: Job, description: str, total: int | None) -> None: ...
-
-    def job_advanced(self, job: Job, frames: int) -> None: ...
-
-    def job_partial(self, job: Job, fraction: float) -> None:
-        """Share (0..1) of the job's current frame done (quality mode, during a frame)."""
-
-    def job_finished(self, result: JobResult) -> None: ...
-
-
-class NullEvents:
-    def job_started(self, job: Job, description: str, total: int | None) -> None:
-        pass
-
-    def job_advanced(self, job: Job, frames: int) -> None:
-        pass
-
-    def job_partial(self, job: Job, fraction: float) -> None:
-        pass
-
-    def job_finished(self, result: JobResult) -> None:
-        pass
+def unwatched(event: Event, job: Job) -> None:
+    """A `Watch` for a batch nobody watches."""
 
 
 @dataclass
@@ -286,31 +112,30 @@ class BatchSummary:
         return self.frames / self.seconds if self.seconds > 0 else 0.0
 
 
-class RunReport(Protocol):
-    """What an executor reports to: the `BatchRun`, or a `vidstyle.batch.split.SplitRun` in front of
-    it when some jobs are parts of videos."""
+class Report(Protocol):
+    """What an executor reports the renders' events to, as they come: the `BatchRun`, or a
+    `vidstyle.batch.split.SplitRun` in front of it when some jobs are parts of videos."""
 
     @property
     def stopping(self) -> bool: ...
 
     def interrupt(self) -> None: ...
 
-    def deliver(self, event: Event) -> None: ...
-
-    def finished(self, result: JobResult) -> None: ...
+    def __call__(self, event: Event) -> None: ...
 
 
 class Executor(Protocol):
-    """Runs `render_job` for each of a batch's jobs to render, somewhere, and reports each
-    job's events and result to `run` as they come; starts no job once `run.stopping`. Jobs it
-    did not get to are the caller's to account for."""
+    """Renders each of a batch's jobs somewhere (`vidstyle.render.pipeline.render_job`) and
+    reports every event of each render, its `Finished` or `Failed` included, to `report`; starts
+    no job once `report.stopping`. Jobs it did not get to are the caller's to account for."""
 
-    def render(self, jobs: Sequence[Job], run: RunReport) -> None: ...
+    def render(self, jobs: Sequence[Job], report: Report) -> None: ...
 
 
 class BatchRun:
-    """A batch being rendered, as its executor reports it: events from the renders (`deliver`)
-    and their results (`finished`), in whatever order and from whatever process they come.
+    """A batch being rendered, as its executor reports it: the renders' events, in whatever
+    order and from whatever process they come. Each goes to `watch` with its job; a render's
+    end is also counted in the summary.
 
     An executor starts no new render once `stopping` is true: Ctrl-C (`interrupt`), or a result
     whose error is to be raised (`stop_error`): a usage error, or any error of a single render
@@ -320,13 +145,13 @@ class BatchRun:
     def __init__(
         self,
         jobs: Iterable[Job],
-        events: BatchEvents,
         summary: BatchSummary,
         *,
+        watch: Watch = unwatched,
         raise_errors: bool = False,
     ) -> None:
         self.jobs = {job.number: job for job in jobs}
-        self.events, self.summary, self.raise_errors = events, summary, raise_errors
+        self.summary, self.watch, self.raise_errors = summary, watch, raise_errors
         self.stop_error: BaseException | None = None
         self.done: set[int] = set()
 
@@ -337,35 +162,30 @@ class BatchRun:
     def interrupt(self) -> None:
         self.summary.interrupted = True
 
-    def deliver(self, event: Event) -> None:
-        job = self.jobs[event.number]
-        if isinstance(event, JobStarted):
-            self.events.job_started(job, event.description, event.total)
-        elif isinstance(event, JobAdvanced):
-            self.events.job_advanced(job, event.frames)
+    def __call__(self, event: Event) -> None:
+        job = self.jobs[event.job]
+        if isinstance(event, Finished | Failed):
+            self._ended(job, event.result)
         else:
-            self.events.job_partial(job, event.fraction)
+            self.watch(event, job)
 
-    def finished(self, result: JobResult) -> None:
-        # The batch's own Job, whichever process the result comes from.
-        result = replace(result, job=self.jobs[result.job.number])
+    def _ended(self, job: Job, result: RenderResult) -> None:
         if result.status == "interrupted":
             self.interrupt()
-        ended_badly = result.status in ("failed", "interrupted")
-        if result.stops_batch or (self.raise_errors and ended_badly):
+        if result.usage_error or (self.raise_errors and result.ended_badly):
             # Not counted: the caller gets the error itself (or, where the exception stayed
             # in the worker process that raised it, its message).
             if self.stop_error is None:
                 self.stop_error = result.error or ConfigError(result.message)
-            self.done.add(result.job.number)
+            self.done.add(job.number)
             return
         if result.status == "failed":
             log.error("%s", result.message)
-        self.record(result)
+        self.record(JobResult.of(job, result))
 
     def record(self, result: JobResult) -> None:
         """Count a result that needs no rendering (a skip, a failure found while planning, a
-        job the batch stopped before), or one a render ended with."""
+        job the batch stopped before), or one a render ended with, and show it."""
         self.done.add(result.job.number)
         self.summary.results.append(result)
-        self.events.job_finished(result)
+        self.watch(ended(result.job.number, result), result.job)

@@ -14,7 +14,7 @@ from __future__ import annotations
 import logging
 import os
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -24,7 +24,7 @@ from vidstyle.errors import EXIT_USAGE, ConfigError, InputError, VidstyleError
 from vidstyle.filetypes import VIDEO_EXTENSIONS
 
 if TYPE_CHECKING:
-    from vidstyle.render.prepare import Preparer, RenderJob
+    from vidstyle.render.prepare import Preparer
 
 log = logging.getLogger(__name__)
 
@@ -213,7 +213,7 @@ def plan_batch(
     outputs, an unwritable output folder); problems with one input become that job's "fail"."""
     # Imported here: `vidstyle --help` should not pay for what planning needs.
     from vidstyle.media.still import IMAGE_EXT
-    from vidstyle.render.prepare import Preparer, RenderJob
+    from vidstyle.render.prepare import Preparer
 
     preparer = Preparer(settings, styles)  # the mode's inputs and the style images, once
     if not paths:
@@ -230,8 +230,8 @@ def plan_batch(
 
     jobs: list[Job] = []
     for path, error in problems:
-        jobs.append(Job(len(jobs) + 1, "", RenderJob(path, (), path), error=error))
-    requests: list[tuple[str, RenderJob]] = []
+        jobs.append(Job(path, (), path, number=len(jobs) + 1, error=error))
+    requests: list[Job] = []
     targets: dict[Path, Path] = {}
     for item in found:
         ext = IMAGE_EXT if preparer.is_still(item.path) else OUTPUT_EXT
@@ -246,15 +246,23 @@ def plan_batch(
                     "rename one, or add {input_ext} or a folder to --name"
                 )
             # Into an output folder, the render creates the folder and mirrored subfolders.
-            request = RenderJob(item.path, group, target, create_folder=output_dir is not None)
-            requests.append((style_name, request))
+            requests.append(
+                Job(
+                    item.path,
+                    group,
+                    target,
+                    create_folder=output_dir is not None,
+                    number=0,  # numbered once every request is known
+                    style_name=style_name,
+                )
+            )
     if output_dir is not None:
         # An unwritable output folder fails the command once, not every file in turn.
-        first = next((r.output for _, r in requests if _writes(r.output, settings)), None)
+        first = next((r.output for r in requests if _writes(r.output, settings)), None)
         if first is not None:
             preparer.check_folder(first)
-    for style_name, request in requests:
-        jobs.append(_plan_job(preparer, len(jobs) + 1, style_name, request))
+    for request in requests:
+        jobs.append(_plan_job(preparer, replace(request, number=len(jobs) + 1)))
     return BatchPlan(jobs, output_dir, settings)
 
 
@@ -292,17 +300,17 @@ def _writes(output: Path | None, settings: RenderSettings) -> bool:
     return output.parent.is_dir() and (settings.overwrite or not output.exists())
 
 
-def _plan_job(preparer: Preparer, number: int, style_name: str, request: RenderJob) -> Job:
+def _plan_job(preparer: Preparer, job: Job) -> Job:
     try:
-        plan = preparer.prepare(request)
+        plan = preparer.prepare(job)
     except VidstyleError as err:
         if err.exit_code == EXIT_USAGE:
             raise  # about the command, not this input: every other input would fail too
-        return Job(number, style_name, request, error=err)
+        return replace(job, error=err)
     resume_from = 0
     if preparer.settings.resume and not plan.skip and not plan.still:
         resume_from = _saved_frames(plan.output)
-    return Job(number, style_name, request, plan, resume_from=resume_from)
+    return replace(job, plan=plan, resume_from=resume_from)
 
 
 def _saved_frames(output: Path) -> int:

@@ -10,15 +10,14 @@ import time
 from collections.abc import Sequence
 
 from vidstyle.batch.jobs import (
-    BatchEvents,
     BatchRun,
     BatchSummary,
     Executor,
     Job,
     JobResult,
-    NullEvents,
-    RunReport,
-    render_job,
+    Report,
+    Watch,
+    unwatched,
 )
 from vidstyle.batch.plan import BatchPlan
 from vidstyle.errors import ConfigError
@@ -42,23 +41,21 @@ def run_batch(
     plan: BatchPlan,
     *,
     jobs: int = 1,
-    events: BatchEvents | None = None,
+    watch: Watch = unwatched,
     raise_errors: bool = False,
     cluster: str | None = None,
 ) -> BatchSummary:
-    """Render the plan's jobs; failures are recorded and the batch goes on.
+    """Render the plan's jobs; failures are recorded and the batch goes on. Every render's
+    events go to `watch` with their job, and so does the end of each job that is not rendered.
 
-    `jobs` > 1 renders that many videos at once in worker processes (`vidstyle.batch.pool`), each on
-    one of the devices of the plan's `settings.device` (a comma-separated list, taken in turn).
-    `raise_errors` (one video, as `vidstyle clip.mp4 --style s.png`): errors propagate as they
-    are. Ctrl-C stops every render cleanly (progress saved) and sets `interrupted`.
-    `cluster`: every render is a task on the Ray cluster at that address (`vidstyle.batch.cluster`),
-    asking for a GPU with a CUDA device, else for `settings.threads` CPUs. With `settings.split`,
-    each video's shots are jobs of their own (`vidstyle.batch.split`).
+    `jobs` > 1 renders that many videos at once in worker processes (`vidstyle.batch.pool`),
+    each on one of the devices of the plan's `settings.device` (a comma-separated list, taken
+    in turn). `raise_errors` (one video, as `vidstyle clip.mp4 --style s.png`): errors
+    propagate as they are. Ctrl-C stops every render cleanly (progress saved) and sets
+    `interrupted`. `cluster`: every render is a task on the Ray cluster at that address
+    (`vidstyle.batch.cluster`), asking for a GPU with a CUDA device, else for CPUs. With
+    `settings.split`, each video's shots are jobs of their own (`vidstyle.batch.split`).
     """
-    from vidstyle.render.pipeline import log_skip
-
-    events = events or NullEvents()
     cluster_executor = None
     if cluster is not None:
         from vidstyle.batch.cluster import ClusterExecutor
@@ -71,29 +68,20 @@ def run_batch(
     if jobs < 1:
         raise ConfigError(f"--jobs must be at least 1 (got {jobs})")
     summary = BatchSummary()
-    run = BatchRun(plan.jobs, events, summary, raise_errors=raise_errors)
+    run = BatchRun(plan.jobs, summary, watch=watch, raise_errors=raise_errors)
     started = time.perf_counter()
-    for job in plan.jobs:
-        if job.plan is None:
-            if raise_errors and job.error is not None:
-                raise job.error
-            log.error("%s", job.reason)
-            run.record(JobResult(job, "failed", message=job.reason, exit_code=1))
-        elif job.plan.skip:
-            log_skip(job.plan)
-            status = "stale" if job.stale else "skipped"
-            run.record(JobResult(job, status, message=job.reason))
+    _record_unrendered(plan, run)
     render: list[Job] = plan.to_render
-    runner: RunReport = run
+    report: Report = run
     try:
         if plan.settings.split != "none" and render:
             from vidstyle.batch.split import split_jobs
 
             parts = jobs if cluster_executor is None else cluster_executor.slots()
-            render, runner = split_jobs(render, run, parts=parts)
+            render, report = split_jobs(render, run, parts=parts)
         workers = min(jobs, len(render))
         executor = cluster_executor or _local_executor(devices, workers, plan.settings.threads)
-        executor.render(render, runner)
+        executor.render(render, report)
         if run.stop_error is not None:
             raise run.stop_error
         # Jobs no render got to: the batch was stopped, or no worker process could start.
@@ -105,6 +93,22 @@ def run_batch(
     # Report in plan order, whatever order the renders finished in.
     summary.results.sort(key=lambda result: result.job.number)
     return summary
+
+
+def _record_unrendered(plan: BatchPlan, run: BatchRun) -> None:
+    """The jobs that end before any render: failed while planning, or skipped."""
+    from vidstyle.render.pipeline import log_skip
+
+    for job in plan.jobs:
+        if job.plan is None:
+            if run.raise_errors and job.error is not None:
+                raise job.error
+            log.error("%s", job.reason)
+            run.record(JobResult.without_render(job, "failed", job.reason, exit_code=1))
+        elif job.plan.skip:
+            log_skip(job.plan)
+            status = "stale" if job.stale else "skipped"
+            run.record(JobResult.without_render(job, status, job.reason))
 
 
 def _local_executor(devices: Sequence[str], workers: int, threads: int | None) -> Executor:
@@ -125,15 +129,18 @@ class InProcess:
     def __init__(self, device: str) -> None:
         self.device = device
 
-    def render(self, jobs: Sequence[Job], run: RunReport) -> None:
+    def render(self, jobs: Sequence[Job], report: Report) -> None:
+        from vidstyle.render.pipeline import render_job
+
         for job in jobs:
-            if run.stopping:
+            if report.stopping:
                 return
-            run.finished(render_job(job, self.device, emit=run.deliver))
+            assert job.plan is not None
+            render_job(job.plan, self.device, job=job.number, emit=report)
 
 
 def _not_started(job: Job, interrupted: bool) -> JobResult:
     if interrupted:
-        return JobResult(job, "interrupted", message="not started", exit_code=1)
+        return JobResult.without_render(job, "interrupted", "not started", exit_code=1)
     text = f"{job.input}: not rendered (the worker processes stopped unexpectedly)"
-    return JobResult(job, "failed", message=text, exit_code=1)
+    return JobResult.without_render(job, "failed", text, exit_code=1)

@@ -320,25 +320,17 @@ def _render(
             typer.echo(line)
         raise typer.Exit(1 if any(job.action == "fail" for job in plan.jobs) else 0)
     single = len(plan.jobs) == 1  # `vidstyle clip.mp4 -s s.png`: errors as they are
-    progress = _BatchDisplay(
-        BatchProgress(
-            enabled=not quiet,
-            files=len(plan.jobs),
-            frames=plan.frames_to_render,
-            # A video in parts shows a row per part being rendered below its overall row.
-            overall=len(plan.jobs) > 1 or settings.split != "none",
-        )
+    display = BatchProgress(
+        enabled=not quiet,
+        files=len(plan.jobs),
+        frames=plan.frames_to_render,
+        # A video in parts shows a row per part being rendered below its overall row.
+        overall=len(plan.jobs) > 1 or settings.split != "none",
     )
     try:
-        summary = run_batch(
-            plan,
-            jobs=jobs,
-            events=progress,
-            raise_errors=single,
-            cluster=cluster,
-        )
+        summary = run_batch(plan, jobs=jobs, watch=display, raise_errors=single, cluster=cluster)
     finally:
-        progress.bar.finish()
+        display.finish()
     if not single and not quiet:
         _print_summary(summary)
     if summary.interrupted:
@@ -349,31 +341,6 @@ def _render(
         raise typer.Exit(EXIT_INTERRUPTED)
     if summary.failed:
         raise typer.Exit(EXIT_INPUT_FAILED)
-
-
-class _BatchDisplay:
-    """The batch's events: the progress display, and each finished output's path on stdout."""
-
-    def __init__(self, bar: BatchProgress) -> None:
-        self.bar = bar
-
-    def job_started(self, job: Any, description: str, total: int | None) -> None:
-        self.bar.job_started(job, description, total)
-
-    def job_advanced(self, job: Any, frames: int) -> None:
-        self.bar.job_advanced(job, frames)
-
-    def job_partial(self, job: Any, fraction: float) -> None:
-        self.bar.job_partial(job, fraction)
-
-    def job_finished(self, result: Any) -> None:
-        self.bar.job_finished(result)
-        if result.status == "rendered" and result.job.part_of is None:
-            if self.bar.files == 1:
-                self.bar.finish()  # its last state stays on screen, the path below it
-            # print, not typer.echo: while the display runs on this terminal sys.stdout is
-            # rich's proxy, which puts the line above the display (click would bypass it).
-            print(result.job.output, flush=True)
 
 
 def _print_summary(summary: Any) -> None:

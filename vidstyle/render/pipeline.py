@@ -8,12 +8,13 @@ is the one-call API: prepare, then render.
 from __future__ import annotations
 
 import contextlib
+import gc
 import logging
 import time
+import traceback
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Protocol
 
 import numpy as np
 import torch
@@ -22,12 +23,13 @@ from PIL import Image
 from vidstyle import reproducible
 from vidstyle.config import RenderSettings, check_layer_weights
 from vidstyle.device import Precision, resolve_device
-from vidstyle.errors import OutputError, RenderInterrupted
+from vidstyle.errors import OutputError, RenderInterrupted, VidstyleError
 from vidstyle.fingerprint import render_fingerprint, settings_files
 from vidstyle.frame import FrameRecord, decode_records
 from vidstyle.media import image_to_tensor, tensor_to_image
 from vidstyle.media.segments import SegmentedWriter, preview_end_pts
 from vidstyle.media.still import image_size, read_image, write_image
+from vidstyle.render.events import Emit, FrameDone, Iteration, RenderResult, Started, ended, ignore
 from vidstyle.render.memory import check_fits
 from vidstyle.render.prepare import RenderJob, RenderPlan, prepare
 from vidstyle.render.resume import capture, restore, skip_before
@@ -44,33 +46,6 @@ from vidstyle.temporal.flow import FlowStage
 log = logging.getLogger(__name__)
 
 
-class Progress(Protocol):
-    """What the pipeline reports; `vidstyle.console` draws it, tests may record it."""
-
-    def start(self, description: str, total: int | None) -> None: ...
-
-    def advance(self, frames: int = 1) -> None: ...
-
-    def partial(self, fraction: float) -> None:
-        """Share (0..1) of the frame in progress done so far; `advance` ends the frame."""
-
-    def finish(self) -> None: ...
-
-
-class NullProgress:
-    def start(self, description: str, total: int | None) -> None:
-        pass
-
-    def advance(self, frames: int = 1) -> None:
-        pass
-
-    def partial(self, fraction: float) -> None:
-        pass
-
-    def finish(self) -> None:
-        pass
-
-
 class _IterationShare:
     """Quality mode's progress within a frame: optimiser iterations against the frame's budget.
 
@@ -84,7 +59,8 @@ class _IterationShare:
 
     def __init__(self, first_iterations: int, iterations: int, init: str) -> None:
         self.first_iterations, self.iterations, self.init = first_iterations, iterations, init
-        self.progress: Progress = NullProgress()
+        self.emit: Emit = ignore
+        self.job = 0  # the render the events are about
         self.fresh_next = True  # False for a resumed render: it warm-starts from its saved output
         self.budget = first_iterations
         self.done = 0
@@ -99,26 +75,7 @@ class _IterationShare:
 
     def on_iteration(self, iteration: int, loss: float) -> None:
         self.done += 1
-        self.progress.partial(min(self.done / max(1, self.budget), 0.99))
-
-
-@dataclass(frozen=True)
-class RenderResult:
-    input: Path
-    output: Path
-    status: str  # "rendered" | "skipped" | "stale" (skipped, made with other settings)
-    frames: int = 0
-    seconds: float = 0.0
-    size: tuple[int, int] | None = None
-    resumed_from: int = (
-        0  # frames an earlier, interrupted run had finished (vidstyle.render.resume)
-    )
-
-    @property
-    def frames_per_second(self) -> float:
-        """Frames rendered by this run per second of it."""
-        done = self.frames - self.resumed_from
-        return done / self.seconds if self.seconds > 0 else 0.0
+        self.emit(Iteration(self.job, min(self.done / max(1, self.budget), 0.99)))
 
 
 def build_loss(
@@ -224,17 +181,19 @@ def render(
     device: torch.device,
     *,
     sharing: int = 1,
-    progress: Progress | None = None,
+    job: int = 0,
+    emit: Emit = ignore,
 ) -> RenderResult:
     """Carry out a plan that renders (not a skip) on `device`, which `sharing` renders share
-    (each must fit in that share of its memory), with the settings' CPU thread count."""
+    (each must fit in that share of its memory), with the settings' CPU thread count; its
+    progress goes to `emit` as events about render `job`. Raises for a render that fails."""
     assert not plan.skip, "a skipped plan has nothing to render"
     flags = reproducible.configure(device)  # before the first CUDA computation
     if flags is not None:
         log.debug("CUDA: %s", flags.describe())
     threads = plan.settings.threads if device.type == "cpu" else None
     with _torch_threads(threads):
-        return _render(plan, device, sharing, progress or NullProgress())
+        return _render(plan, device, sharing, job, emit)
 
 
 @contextlib.contextmanager
@@ -252,14 +211,14 @@ def _torch_threads(threads: int | None) -> Iterator[None]:
 
 
 def _render(
-    plan: RenderPlan, device: torch.device, sharing: int, progress: Progress
+    plan: RenderPlan, device: torch.device, sharing: int, job: int, emit: Emit
 ) -> RenderResult:
     settings = plan.settings
     if plan.job.create_folder:
         _make_folder(plan.output)
     torch.manual_seed(settings.seed)
     if plan.still:
-        return _render_still(plan, device, sharing, progress)
+        return _render_still(plan, device, sharing, job, emit)
     assert plan.info is not None and plan.size is not None
     _check_memory(plan, plan.info.size, plan.size, device, sharing)  # before any work is wasted
     # Built before the render is announced: a model or VGG file that cannot be used, or a layer
@@ -300,7 +259,7 @@ def _render(
             first_index=shot.first,
             path=shot.folder(plan.output),
         )
-    return run(plan, stages, work, progress)
+    return run(plan, stages, work, job=job, emit=emit)
 
 
 def _log_precision(device: torch.device, precision: Precision) -> None:
@@ -342,7 +301,9 @@ def _make_folder(output: Path) -> None:
         ) from err
 
 
-def run(plan: RenderPlan, stages: Stages, work: WorkDir, progress: Progress) -> RenderResult:
+def run(
+    plan: RenderPlan, stages: Stages, work: WorkDir, *, job: int = 0, emit: Emit = ignore
+) -> RenderResult:
     """Render the plan's video (or its part, `plan.shot`) through `stages` into `work`'s
     segments, then join them under the output's name (not a part's: the parts are joined when
     all are done). Ctrl-C raises `RenderInterrupted` with the progress saved."""
@@ -354,13 +315,16 @@ def run(plan: RenderPlan, stages: Stages, work: WorkDir, progress: Progress) -> 
     first, stop = (0, settings.max_frames) if shot is None else (shot.first, shot.stop)
     total = plan.frames if shot is None else shot.stop
     if stages.share is not None:
-        stages.share.progress, stages.share.fresh_next = progress, start == first
+        stages.share.emit, stages.share.job, stages.share.fresh_next = emit, job, start == first
     started = time.perf_counter()
     written = 0
     name = plan.input.name if shot is None else shot.describe(plan.input.name)
-    progress.start(
-        f"{name} (from frame {start})" if start > first else name,
-        None if total is None else max(0, total - start),
+    emit(
+        Started(
+            job,
+            f"{name} (from frame {start})" if start > first else name,
+            None if total is None else max(0, total - start),
+        )
     )
     # The stages with threads (decoder, flow), closed on the way out even when a traceback
     # keeps this frame alive: their threads stop now, not whenever the garbage collector runs.
@@ -385,7 +349,7 @@ def run(plan: RenderPlan, stages: Stages, work: WorkDir, progress: Progress) -> 
                 # Only the image and its time: the record's other tensors can be freed.
                 segments.write(record.styled, record.pts, new_shot=record.new_shot)
                 written += 1
-                progress.advance()
+                emit(FrameDone(job))
         if shot is not None:
             frames_total = work.saved_frames  # joined with the other parts when all are done
         else:
@@ -401,7 +365,6 @@ def run(plan: RenderPlan, stages: Stages, work: WorkDir, progress: Progress) -> 
     finally:
         for stage in reversed(threaded):  # downstream first: it may be iterating upstream
             stage.close()  # type: ignore[attr-defined]
-        progress.finish()
     seconds = time.perf_counter() - started
     log.info(
         "%s: %d frames in %.1f s (%.2f frames/s)",
@@ -464,7 +427,7 @@ def _interrupted(saved: int, output: Path) -> RenderInterrupted:
 
 
 def _render_still(
-    plan: RenderPlan, device: torch.device, sharing: int, progress: Progress
+    plan: RenderPlan, device: torch.device, sharing: int, job: int, emit: Emit
 ) -> RenderResult:
     """One still image: the frame-1 path of a render (no flow, smoothing, segments or codec),
     written as an image."""
@@ -487,15 +450,13 @@ def _render_still(
         resized = Image.fromarray(source).resize(size, Image.Resampling.LANCZOS)
         source = np.asarray(resized, dtype=np.uint8)
     started = time.perf_counter()
-    progress.start(plan.input.name, 1)
+    emit(Started(job, plan.input.name, 1))
     try:
         styled = stylize(source)
-        progress.advance()
+        emit(FrameDone(job))
         write_image(styled, plan.output)
     except KeyboardInterrupt:
         raise RenderInterrupted("interrupted; nothing was written", plan.output) from None
-    finally:
-        progress.finish()
     seconds = time.perf_counter() - started
     log.info("%s: 1 image in %.1f s", plan.output.name, seconds)
     return RenderResult(
@@ -543,16 +504,17 @@ def stylize_video(
     settings: RenderSettings,
     *,
     output: Path | None = None,
-    progress: Progress | None = None,
+    on_event: Emit = ignore,
 ) -> RenderResult:
     """Render one video (or still image) in the given style(s); an existing output is skipped
-    unless `settings.overwrite`. Raises VidstyleError subclasses for user errors."""
+    unless `settings.overwrite`. Its progress goes to `on_event` (`vidstyle.render.events`).
+    Raises VidstyleError subclasses for user errors."""
     plan = prepare(RenderJob(input_path, tuple(styles), output), settings)
     if plan.skip:
         log_skip(plan)
         status = "stale" if plan.stale else "skipped"
         return RenderResult(input=plan.input, output=plan.output, status=status)
-    return render(plan, resolve_device(settings.device), progress=progress)
+    return render(plan, resolve_device(settings.device), emit=on_event)
 
 
 def log_skip(plan: RenderPlan) -> None:
@@ -562,3 +524,74 @@ def log_skip(plan: RenderPlan) -> None:
         log.warning("%s %s", plan.output, plan.skip_reason.removeprefix("output "))
     else:
         log.info("%s exists; skipping (pass --overwrite to render again)", plan.output)
+
+
+def render_job(
+    plan: RenderPlan,
+    device: str,
+    *,
+    job: int = 0,
+    emit: Emit = ignore,
+    sharing: int = 1,
+) -> RenderResult:
+    """Render a plan that renders (not a skip) on `device` (a `--device` name), which `sharing`
+    renders use side by side, as every executor does: its events, and at the end `Finished`
+    or `Failed`, go to `emit`. Never raises for a failed render: the result says how it ended
+    (KeyboardInterrupt: "interrupted", progress saved)."""
+    try:
+        try:
+            result = render(plan, resolve_device(device), sharing=sharing, job=job, emit=emit)
+        except KeyboardInterrupt:
+            # Before the first frame (building the networks): the render saved nothing.
+            raise RenderInterrupted(
+                "interrupted; nothing was written under the final name", plan.output
+            ) from None
+    except RenderInterrupted as err:
+        _release(err)
+        result = _ended(plan, "interrupted", str(err), err.exit_code, err)
+    except VidstyleError as err:
+        _release(err)
+        result = _ended(plan, "failed", str(err), err.exit_code, err)
+    except Exception as err:
+        _release(err)
+        result = _ended(plan, "failed", _unexpected(plan.input, err), 1, err)
+    emit(ended(job, result))
+    return result
+
+
+def _ended(
+    plan: RenderPlan, status: str, message: str, exit_code: int, error: BaseException
+) -> RenderResult:
+    return RenderResult(
+        plan.input, plan.output, status, message=message, exit_code=exit_code, error=error
+    )
+
+
+def _release(err: BaseException) -> None:
+    """Free what a failed render held while the result keeps its exception.
+
+    A traceback keeps every frame it passes through alive, with their locals: the frames,
+    activations and optimiser history of the render. Kept in the result (and, in a worker
+    process, until its next job ends), they would make every later job in the process run
+    out of memory after one did. The frames' locals are dropped; file and line stay for a
+    traceback shown later. Then the memory goes back: cycles first, then CUDA's cache."""
+    seen: set[int] = set()
+    pending: list[BaseException | None] = [err]
+    while pending:
+        current = pending.pop()
+        if current is None or id(current) in seen:
+            continue
+        seen.add(id(current))
+        if current.__traceback__ is not None:
+            traceback.clear_frames(current.__traceback__)  # skips the frames still running
+        pending += [current.__cause__, current.__context__]
+    gc.collect()
+    if torch.cuda.is_initialized():
+        torch.cuda.empty_cache()
+
+
+def _unexpected(path: Path, err: BaseException) -> str:
+    """One line for an error vidstyle did not foresee (a batch goes on without it)."""
+    if isinstance(err, MemoryError) or "out of memory" in str(err).lower():
+        return f"{path}: ran out of memory; render smaller with --size, or fewer --jobs"
+    return f"{path}: failed ({type(err).__name__}: {err}); VIDSTYLE_DEBUG=1 shows details"
