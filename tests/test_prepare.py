@@ -6,6 +6,7 @@ does not probe, check or decide again.
 
 from __future__ import annotations
 
+import os
 import pickle
 import sys
 from pathlib import Path
@@ -17,10 +18,12 @@ from clitools import FAST, frame_count, run
 
 from vidstyle.batch import plan_batch, run_batch
 from vidstyle.batch.pool import ProcessPool
+from vidstyle.batch.run import InProcess
 from vidstyle.config import RenderSettings
 from vidstyle.errors import ResourceError
 from vidstyle.render import memory
 from vidstyle.render.pipeline import render_job, stylize_video
+from vidstyle.render.threads import render_threads
 
 SETTINGS = RenderSettings(
     features="random", size=48, first_iterations=2, iterations=1, encoder_preset="ultrafast"
@@ -107,6 +110,21 @@ def test_workers_on_one_device_each_fit_in_a_share_of_its_memory(
     # The pool shares each device between the workers it puts on it.
     assert ProcessPool(["cpu"], 2).sharing == {"cpu": 2}
     assert ProcessPool(["cuda:0", "cuda:1"], 3).sharing == {"cuda:0": 2, "cuda:1": 1}
+
+
+def test_every_executor_takes_its_thread_count_from_one_rule(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # The pixels of a CPU render depend on its thread count: --threads, where given, is what
+    # every render uses, alone, in a worker process or as a cluster task.
+    monkeypatch.setattr(os, "cpu_count", lambda: 8)
+    assert render_threads(3, renders=4) == 3
+    assert InProcess("cpu", 3).threads == 3 and ProcessPool(["cpu"], 2, 3).threads == 3
+    # Without it, renders side by side share the cores; one alone keeps torch's own count.
+    assert ProcessPool(["cpu"], 3).threads == 2 and ProcessPool(["cpu"], 16).threads == 1
+    assert InProcess("cpu").threads is None
+    # A cluster task uses the CPUs it asks Ray for.
+    assert render_threads(None, cpus=6) == 6
 
 
 def test_a_dry_run_makes_the_checks_a_render_makes_before_its_first_frame(

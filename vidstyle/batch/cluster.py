@@ -40,6 +40,7 @@ from vidstyle.render.events import (
     ended,
     portable,
 )
+from vidstyle.render.threads import render_threads
 
 log = logging.getLogger(__name__)
 
@@ -226,7 +227,6 @@ def _render_task(job: Job, spec: TaskSpec, relay: Any) -> Event:
     """One render on a worker (a Ray task): its events and logs go to the relay; its last
     event is also returned (the driver takes the first of the two it sees)."""
     import ray
-    import torch
 
     from vidstyle.render.pipeline import render_job
 
@@ -237,7 +237,6 @@ def _render_task(job: Job, spec: TaskSpec, relay: Any) -> Event:
     logger.handlers[:] = [_RelayLogHandler(post)]
     logger.setLevel(spec.log_level)
     logger.propagate = False
-    torch.set_num_threads(spec.threads)
     if spec.device == "cuda":
         import cv2
 
@@ -253,7 +252,7 @@ def _render_task(job: Job, spec: TaskSpec, relay: Any) -> Event:
         result = RenderResult(job.input, output, "failed", message=message, exit_code=code)
         emit(Failed(job.number, result))
     else:
-        result = render_job(job.plan, spec.device, job=job.number, emit=emit)
+        result = render_job(job.plan, spec.device, job=job.number, emit=emit, threads=spec.threads)
     return portable(ended(job.number, result))
 
 
@@ -274,8 +273,9 @@ class ClusterExecutor:
         if resolved != device.strip():
             log.info("--device %s on the cluster: %s", device, resolved)
         gpu = resolved == "cuda"
-        if threads is None:
-            threads = gpu_task_cpus(self.ray.nodes()) if gpu else 1
+        # A task's CPUs: those it asks Ray for (a GPU render's share of its node, else one).
+        threads = render_threads(threads, cpus=gpu_task_cpus(self.ray.nodes()) if gpu else 1)
+        assert threads is not None
         self.resources = task_resources(resolved, threads)
         self.spec = TaskSpec(
             device=resolved,

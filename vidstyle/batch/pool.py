@@ -32,6 +32,7 @@ from typing import Any
 
 from vidstyle.batch.jobs import Job, Report
 from vidstyle.render.events import Event, Failed, Finished, RenderResult, portable
+from vidstyle.render.threads import render_threads
 
 log = logging.getLogger(__name__)
 
@@ -81,8 +82,8 @@ class ProcessPool:
         # Renders side by side on one device each get a share of its memory
         # (vidstyle.render.memory).
         self.sharing = {device: self.device_of.count(device) for device in devices}
-        # The settings' --threads where given (the pixels depend on it), else a share of the cores.
-        self.threads = threads or max(1, (os.cpu_count() or 1) // workers)
+        # `--threads` (None: a share of the cores each).
+        self.threads = render_threads(threads, renders=workers)
         self.level = logging.getLogger("vidstyle").getEffectiveLevel()
 
     def render(self, jobs: Sequence[Job], report: Report) -> None:
@@ -309,11 +310,8 @@ def _worker_main(
     logger.setLevel(level)
     logger.propagate = False
     try:
-        import torch
-
         from vidstyle.render.pipeline import render_job
 
-        torch.set_num_threads(threads)
         channel.send(_Ready())
         while True:
             job = conn.recv()
@@ -321,7 +319,12 @@ def _worker_main(
                 return
             assert job.plan is not None
             result = render_job(
-                job.plan, device, job=job.number, emit=channel.emit, sharing=sharing
+                job.plan,
+                device,
+                job=job.number,
+                emit=channel.emit,
+                sharing=sharing,
+                threads=threads,
             )
             if result.status == "interrupted":
                 return

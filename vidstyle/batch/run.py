@@ -21,6 +21,7 @@ from vidstyle.batch.jobs import (
 )
 from vidstyle.batch.plan import BatchPlan
 from vidstyle.errors import ConfigError
+from vidstyle.render.threads import render_threads
 
 log = logging.getLogger(__name__)
 
@@ -116,7 +117,7 @@ def _local_executor(devices: Sequence[str], workers: int, threads: int | None) -
     if workers <= 1:
         if len(devices) > 1:
             log.info("one render at a time: using %s (more devices need --jobs)", devices[0])
-        return InProcess(devices[0])
+        return InProcess(devices[0], threads)
     from vidstyle.batch.pool import ProcessPool
 
     return ProcessPool(devices, workers, threads)
@@ -126,8 +127,10 @@ class InProcess:
     """The executor of one render at a time: in this process, one job after another, its
     events straight to the batch."""
 
-    def __init__(self, device: str) -> None:
+    def __init__(self, device: str, threads: int | None = None) -> None:
+        """`threads`: `--threads` (None: the machine's, as torch has them)."""
         self.device = device
+        self.threads = render_threads(threads)
 
     def render(self, jobs: Sequence[Job], report: Report) -> None:
         from vidstyle.render.pipeline import render_job
@@ -136,7 +139,7 @@ class InProcess:
             if report.stopping:
                 return
             assert job.plan is not None
-            render_job(job.plan, self.device, job=job.number, emit=report)
+            render_job(job.plan, self.device, job=job.number, emit=report, threads=self.threads)
 
 
 def _not_started(job: Job, interrupted: bool) -> JobResult:

@@ -7,7 +7,6 @@ is the one-call API: prepare, then render.
 
 from __future__ import annotations
 
-import contextlib
 import gc
 import logging
 import time
@@ -33,6 +32,7 @@ from vidstyle.render.events import Emit, FrameDone, Iteration, RenderResult, Sta
 from vidstyle.render.memory import check_fits
 from vidstyle.render.prepare import RenderJob, RenderPlan, prepare
 from vidstyle.render.resume import capture, restore, skip_before
+from vidstyle.render.threads import render_threads, torch_threads
 from vidstyle.render.workdir import PART_KEY, WorkDir
 from vidstyle.stylize.color import LuminanceFeatures, PreserveColors, preserve_colors_stage
 from vidstyle.stylize.feedforward import FeedForwardStylizer
@@ -181,33 +181,20 @@ def render(
     device: torch.device,
     *,
     sharing: int = 1,
+    threads: int | None = None,
     job: int = 0,
     emit: Emit = ignore,
 ) -> RenderResult:
     """Carry out a plan that renders (not a skip) on `device`, which `sharing` renders share
-    (each must fit in that share of its memory), with the settings' CPU thread count; its
-    progress goes to `emit` as events about render `job`. Raises for a render that fails."""
+    (each must fit in that share of its memory), with `threads` CPU threads (None: as they
+    are; `vidstyle.render.threads` decides); its progress goes to `emit` as events about
+    render `job`. Raises for a render that fails."""
     assert not plan.skip, "a skipped plan has nothing to render"
     flags = reproducible.configure(device)  # before the first CUDA computation
     if flags is not None:
         log.debug("CUDA: %s", flags.describe())
-    threads = plan.settings.threads if device.type == "cpu" else None
-    with _torch_threads(threads):
+    with torch_threads(threads):
         return _render(plan, device, sharing, job, emit)
-
-
-@contextlib.contextmanager
-def _torch_threads(threads: int | None) -> Iterator[None]:
-    """torch's CPU thread count set to `threads` (None: left as it is) while the block runs."""
-    if threads is None:
-        yield
-        return
-    previous = torch.get_num_threads()
-    torch.set_num_threads(threads)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(previous)
 
 
 def _render(
@@ -514,7 +501,8 @@ def stylize_video(
         log_skip(plan)
         status = "stale" if plan.stale else "skipped"
         return RenderResult(input=plan.input, output=plan.output, status=status)
-    return render(plan, resolve_device(settings.device), emit=on_event)
+    device = resolve_device(settings.device)
+    return render(plan, device, threads=render_threads(settings.threads), emit=on_event)
 
 
 def log_skip(plan: RenderPlan) -> None:
@@ -533,14 +521,18 @@ def render_job(
     job: int = 0,
     emit: Emit = ignore,
     sharing: int = 1,
+    threads: int | None = None,
 ) -> RenderResult:
     """Render a plan that renders (not a skip) on `device` (a `--device` name), which `sharing`
-    renders use side by side, as every executor does: its events, and at the end `Finished`
+    renders use side by side, with `threads` CPU threads (`vidstyle.render.threads`), as every
+    executor does: its events, and at the end `Finished`
     or `Failed`, go to `emit`. Never raises for a failed render: the result says how it ended
     (KeyboardInterrupt: "interrupted", progress saved)."""
     try:
         try:
-            result = render(plan, resolve_device(device), sharing=sharing, job=job, emit=emit)
+            result = render(
+                plan, resolve_device(device), sharing=sharing, threads=threads, job=job, emit=emit
+            )
         except KeyboardInterrupt:
             # Before the first frame (building the networks): the render saved nothing.
             raise RenderInterrupted(
