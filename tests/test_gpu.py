@@ -23,7 +23,7 @@ from vidstyle.config import RenderSettings
 from vidstyle.errors import ResourceError
 from vidstyle.media.frames import unit_floats
 from vidstyle.render import memory
-from vidstyle.render.pipeline import render_job
+from vidstyle.render.job import render_job
 from vidstyle.stylize import color
 
 CUDA = torch.device("cuda")

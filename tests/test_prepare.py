@@ -22,7 +22,8 @@ from vidstyle.batch.run import InProcess
 from vidstyle.config import RenderSettings
 from vidstyle.errors import ResourceError
 from vidstyle.render import memory
-from vidstyle.render.pipeline import render_job, stylize_video
+from vidstyle.render.job import render_job
+from vidstyle.render.pipeline import stylize_video
 from vidstyle.render.threads import render_threads
 
 SETTINGS = RenderSettings(

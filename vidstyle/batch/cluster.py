@@ -228,7 +228,7 @@ def _render_task(job: Job, spec: TaskSpec, relay: Any) -> Event:
     event is also returned (the driver takes the first of the two it sees)."""
     import ray
 
-    from vidstyle.render.pipeline import render_job
+    from vidstyle.render.job import render_job
 
     def post(item: tuple[Any, ...]) -> None:
         relay.post.remote(item)

@@ -310,7 +310,7 @@ def _worker_main(
     logger.setLevel(level)
     logger.propagate = False
     try:
-        from vidstyle.render.pipeline import render_job
+        from vidstyle.render.job import render_job
 
         channel.send(_Ready())
         while True:

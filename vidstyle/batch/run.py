@@ -133,7 +133,7 @@ class InProcess:
         self.threads = render_threads(threads)
 
     def render(self, jobs: Sequence[Job], report: Report) -> None:
-        from vidstyle.render.pipeline import render_job
+        from vidstyle.render.job import render_job
 
         for job in jobs:
             if report.stopping:

@@ -241,7 +241,7 @@ def render_cell(cell: Cell, picture: np.ndarray, threads: int | None) -> CellRes
     import torch  # here: the sheet's planning and drawing need no torch
 
     from vidstyle.device import resolve_device
-    from vidstyle.render.pipeline import frame_stylizer
+    from vidstyle.render.pipeline import build_stages, stylize_picture
 
     if threads:
         torch.set_num_threads(threads)
@@ -249,8 +249,8 @@ def render_cell(cell: Cell, picture: np.ndarray, threads: int | None) -> CellRes
     torch.manual_seed(cell.settings.seed)
     started = time.perf_counter()
     size = (picture.shape[1], picture.shape[0])
-    stylize, _ = frame_stylizer(cell.settings, device, cell.styles, size)
-    image = stylize(picture)
+    stages = build_stages(cell.settings, device, cell.styles, size)
+    image = stylize_picture(stages, picture)
     return CellResult(cell, image, time.perf_counter() - started, str(device))
 
 
