@@ -1,11 +1,16 @@
 """Command line: parse → settings → library call → exit code. The only package that imports typer.
 
-- `commands`: the `vidstyle` app, its commands (render, weights, train, models, sheet, eval) and
-  `main()`, which lets `vidstyle INPUT --style IMAGE` leave out the `render` word;
+- `app`: the `vidstyle` app, what its commands share, and `main()`;
+- `render`: `vidstyle render`, the default command (batch, progress display, summary);
+- `commands`: `weights`, `train`, `models`, `sheet` and `eval`;
 - `options`: command-line options generated from the settings' metadata;
 - `help`: the help screen's layout; `reference`: configs/reference.toml, from the same metadata.
 """
 
-from vidstyle.cli.commands import app, main
+# The commands register on `app` when imported, in the order `--help` lists them: render (the
+# default command) first.
+import vidstyle.cli.render  # noqa: F401
+from vidstyle.cli import commands  # noqa: F401
+from vidstyle.cli.app import app, main
 
 __all__ = ["app", "main"]
