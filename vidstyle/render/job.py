@@ -29,8 +29,8 @@ def render_job(
 ) -> RenderResult:
     """Render a plan that renders (not a skip) on `device` (a `--device` name), which `sharing`
     renders use side by side, with `threads` CPU threads (`vidstyle.render.threads`), as every
-    executor does: its events, and at the end `Finished`
-    or `Failed`, go to `emit`. Never raises for a failed render: the result says how it ended
+    executor does: its events, and at the end `Finished` or `Failed`, go to `emit` as events
+    about render `job`. Never raises for a failed render: the result says how it ended
     (KeyboardInterrupt: "interrupted", progress saved)."""
     try:
         try:
