@@ -34,6 +34,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "tests"))  # the generated-media factory the tests use
@@ -109,19 +110,19 @@ def counted_render(
 
 def child(counter: Path, cli_args: list[str]) -> None:
     """`--child`: the real CLI, with every finished frame counted in a file."""
-    from vidstyle import jobs
+    from vidstyle.console import BatchProgress
 
-    class Counting(jobs._EventProgress):
-        count = 0
+    shown = BatchProgress.frame_done
+    count = {"frames": 0}
 
-        def advance(self, frames: int = 1) -> None:
-            Counting.count += frames
-            temp = counter.with_suffix(".tmp")
-            temp.write_text(str(Counting.count))
-            os.replace(temp, counter)
-            super().advance(frames)
+    def counting(self: BatchProgress, event: Any, job: Any) -> None:
+        count["frames"] += event.frames
+        temp = counter.with_suffix(".tmp")
+        temp.write_text(str(count["frames"]))
+        os.replace(temp, counter)
+        shown(self, event, job)
 
-    jobs._EventProgress = Counting  # type: ignore[misc]
+    BatchProgress.frame_done = counting  # type: ignore[method-assign]
     from vidstyle.cli import main
 
     main(cli_args)
@@ -214,7 +215,7 @@ def main() -> None:
 
     import torch
 
-    from vidstyle.models import save_model
+    from vidstyle.nets.models import save_model
     from vidstyle.nets.transformer import TransformerNet
 
     short, long = args.frames

@@ -39,7 +39,7 @@ from vidstyle.config import resolve_settings  # noqa: E402
 from vidstyle.device import cpu_model  # noqa: E402
 from vidstyle.media import image_to_tensor  # noqa: E402
 from vidstyle.metrics import StyleDistance  # noqa: E402
-from vidstyle.pipeline import build_loss  # noqa: E402
+from vidstyle.render.pipeline import build_loss  # noqa: E402
 from vidstyle.stylize.quality import palette_start  # noqa: E402
 from vidstyle.stylize.style_image import load_style_image, style_tensor  # noqa: E402
 from vidstyle.temporal.flow import FlowEstimator, flow_to_tensor, mask_to_tensor, warp  # noqa: E402

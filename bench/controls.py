@@ -41,7 +41,7 @@ from vidstyle.config import RenderSettings, resolve_settings  # noqa: E402
 from vidstyle.device import resolve_device  # noqa: E402
 from vidstyle.frame import FrameRecord  # noqa: E402
 from vidstyle.media import image_to_tensor, probe, read_frames, tensor_to_image  # noqa: E402
-from vidstyle.pipeline import build_loss  # noqa: E402
+from vidstyle.render.pipeline import build_loss  # noqa: E402
 from vidstyle.stylize.losses import PerceptualLoss  # noqa: E402
 from vidstyle.stylize.multiscale import scale_sizes, split_budget  # noqa: E402
 from vidstyle.stylize.quality import QualityStylizer  # noqa: E402

@@ -8,8 +8,8 @@ For each frame size it generates a clip with motion and audio, saves a seeded ra
       memory, as pytorch/examples' fast_neural_style runs it: the baseline (b) must beat;
   (a) network alone: the real `FeedForwardStylizer` stage over frames already decoded into
       tensors on the device (batching, inference mode, autocast/channels-last as configured);
-  (b) end to end: `vidstyle.pipeline.stylize_video` on the clip with the `fast` preset (decode
-      thread → network → whatever temporal stages the preset runs → encode thread → mux with
+  (b) end to end: `vidstyle.render.pipeline.stylize_video` on the clip with the `fast` preset
+      (decode thread → network → whatever temporal stages the preset runs → encode thread → mux with
       audio → atomic rename), timed over its render loop (`RenderResult.seconds`: first decoded
       frame to renamed file; probing and model loading are excluded);
 
@@ -52,9 +52,9 @@ from vidstyle.config import resolve_settings  # noqa: E402
 from vidstyle.device import resolve_device  # noqa: E402
 from vidstyle.frame import FrameRecord  # noqa: E402
 from vidstyle.media import image_to_tensor, probe, read_frames  # noqa: E402
-from vidstyle.models import save_model  # noqa: E402
+from vidstyle.nets.models import save_model  # noqa: E402
 from vidstyle.nets.transformer import InstanceNorm, TransformerNet  # noqa: E402
-from vidstyle.pipeline import stylize_video  # noqa: E402
+from vidstyle.render.pipeline import stylize_video  # noqa: E402
 from vidstyle.stylize.feedforward import FeedForwardStylizer  # noqa: E402
 
 

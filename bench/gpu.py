@@ -50,13 +50,15 @@ sys.path.insert(0, str(ROOT))
 import fast  # noqa: E402  (bench/fast.py: the same timing helpers as the CPU benchmark)
 import mediagen  # noqa: E402
 
-from vidstyle import memory, reproducible  # noqa: E402
+from vidstyle import reproducible  # noqa: E402
 from vidstyle.config import RenderSettings, resolve_settings  # noqa: E402
 from vidstyle.frame import FrameRecord  # noqa: E402
 from vidstyle.media import image_to_tensor, probe, read_frames  # noqa: E402
-from vidstyle.models import save_model  # noqa: E402
+from vidstyle.nets.models import save_model  # noqa: E402
 from vidstyle.nets.transformer import TransformerNet  # noqa: E402
-from vidstyle.pipeline import NullProgress, stylize_video  # noqa: E402
+from vidstyle.render import memory  # noqa: E402
+from vidstyle.render.events import Event, FrameDone, Started  # noqa: E402
+from vidstyle.render.pipeline import stylize_video  # noqa: E402
 from vidstyle.stylize.feedforward import FeedForwardStylizer  # noqa: E402
 
 SIZES = [(1280, 720), (1920, 1080)]
@@ -64,17 +66,18 @@ GOAL_FAST_FPS = 30.0  # 1080p end to end
 GOAL_QUALITY_S = 1.0  # 720p, per warm frame
 
 
-class FrameClock(NullProgress):
-    """Progress sink that notes when each frame is finished (quality mode's per-frame time)."""
+class FrameClock:
+    """A render's watcher that notes when each frame is finished (quality mode's per-frame
+    time)."""
 
     def __init__(self) -> None:
         self.marks: list[float] = []
 
-    def start(self, description: str, total: int | None) -> None:
-        self.marks = [time.perf_counter()]
-
-    def advance(self, frames: int = 1) -> None:
-        self.marks.append(time.perf_counter())
+    def __call__(self, event: Event) -> None:
+        if isinstance(event, Started):
+            self.marks = [time.perf_counter()]
+        elif isinstance(event, FrameDone):
+            self.marks.append(time.perf_counter())
 
     def seconds_per_frame(self) -> list[float]:
         return [b - a for a, b in zip(self.marks, self.marks[1:], strict=False)]
@@ -221,7 +224,7 @@ def quality_row(args: argparse.Namespace, device: torch.device, folder: Path) ->
     clock = FrameClock()
     torch.cuda.empty_cache()
     torch.cuda.reset_peak_memory_stats(device)
-    stylize_video(clip, [style], settings, output=folder / "quality.mp4", progress=clock)
+    stylize_video(clip, [style], settings, output=folder / "quality.mp4", on_event=clock)
     per_frame = clock.seconds_per_frame()
     row = {
         "size": f"{width}x{height}",
@@ -250,7 +253,7 @@ def lbfgs_rows(args: argparse.Namespace, device: torch.device, folder: Path) -> 
     """Seconds of a shot's first frame (100 L-BFGS iterations at 1280x720) by history length:
     torch's L-BFGS reads two numbers per stored pair back to the host every iteration. The
     loss each reaches at equal iterations was measured on a CPU (bench/lbfgs_history.py)."""
-    from vidstyle.pipeline import build_loss
+    from vidstyle.render.pipeline import build_loss
     from vidstyle.stylize import optimize
 
     settings = resolve_settings("quality", overrides={"features": "random", "size": 1280})

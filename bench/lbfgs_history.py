@@ -31,7 +31,7 @@ sys.path.insert(0, str(ROOT))
 
 from vidstyle.config import resolve_settings  # noqa: E402
 from vidstyle.media import image_to_tensor, plan_size  # noqa: E402
-from vidstyle.pipeline import build_loss  # noqa: E402
+from vidstyle.render.pipeline import build_loss  # noqa: E402
 from vidstyle.stylize import optimize  # noqa: E402
 from vidstyle.stylize.style_image import load_style_image, style_tensor  # noqa: E402
 

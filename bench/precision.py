@@ -1,7 +1,7 @@
 """Quality mode in fp32 against bf16 (or fp16): seconds per iteration, final loss, steadiness.
 
 For each size it renders the clip's first `--frames` frames through the real quality stages
-(`vidstyle.pipeline.build_stylizer`, flow-warped warm starts, temporal term) once per
+(`vidstyle.render.pipeline.build_stylizer`, flow-warped warm starts, temporal term) once per
 precision, `--repeats` times, alternating the precisions (fp32 first in odd rounds, last in
 even ones) so a change in machine load falls on both alike, with early stop off so every
 precision runs the same iterations. It reports the median seconds per iteration of each and
@@ -40,7 +40,7 @@ from vidstyle.device import cpu_model, resolve_device  # noqa: E402
 from vidstyle.frame import decode_records  # noqa: E402
 from vidstyle.media import plan_size, probe, tensor_to_image  # noqa: E402
 from vidstyle.metrics import warping_error  # noqa: E402
-from vidstyle.pipeline import build_stylizer  # noqa: E402
+from vidstyle.render.pipeline import build_stylizer  # noqa: E402
 from vidstyle.stylize.style_image import load_style_image  # noqa: E402
 from vidstyle.temporal import flow_stage  # noqa: E402
 

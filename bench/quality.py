@@ -41,7 +41,7 @@ from vidstyle.device import resolve_device  # noqa: E402
 from vidstyle.frame import decode_records  # noqa: E402
 from vidstyle.media import plan_size, probe  # noqa: E402
 from vidstyle.nets.vgg import VGGFeatures  # noqa: E402
-from vidstyle.pipeline import build_loss  # noqa: E402
+from vidstyle.render.pipeline import build_loss  # noqa: E402
 from vidstyle.stylize.losses import loss_network_precision  # noqa: E402
 from vidstyle.stylize.quality import FrameStats, QualityStylizer  # noqa: E402
 from vidstyle.stylize.style_image import load_style_image, style_tensor  # noqa: E402

@@ -58,7 +58,7 @@ from vidstyle.metrics import (  # noqa: E402
     pair_warping_error,
     retention,
 )
-from vidstyle.pipeline import build_loss  # noqa: E402
+from vidstyle.render.pipeline import build_loss  # noqa: E402
 from vidstyle.stylize import quality  # noqa: E402
 from vidstyle.stylize.losses import loss_network_precision  # noqa: E402
 from vidstyle.stylize.style_image import load_style_image, style_tensor  # noqa: E402

@@ -53,7 +53,7 @@ def make_inputs(folder: Path, args: argparse.Namespace) -> tuple[Path, list[str]
     if args.mode == "fast":
         import torch
 
-        from vidstyle.models import save_model
+        from vidstyle.nets.models import save_model
         from vidstyle.nets.transformer import TransformerNet
 
         torch.manual_seed(0)

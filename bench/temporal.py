@@ -64,7 +64,7 @@ from vidstyle.media import (  # noqa: E402
     tensor_to_image,
 )
 from vidstyle.metrics import StyleDistance, TrailRatio, WarpingError, retention  # noqa: E402
-from vidstyle.pipeline import build_loss  # noqa: E402
+from vidstyle.render.pipeline import build_loss  # noqa: E402
 from vidstyle.stylize.quality import QualityStylizer  # noqa: E402
 from vidstyle.stylize.style_image import load_style_image, style_tensor  # noqa: E402
 from vidstyle.temporal import TemporalSmoother, flow_stage, warp_previous  # noqa: E402

@@ -1,7 +1,7 @@
 """Trained fast-mode networks against quality mode, on the same clip, size and features.
 
 For each clip, renders it once in quality mode (the built-in defaults at `--size`, first
-`--frames` frames) and once with every model given, through `vidstyle.pipeline.stylize_video`
+`--frames` frames) and once with every model given, through `vidstyle.render.pipeline.stylize_video`
 as the command line does (fast renders with the `fast` preset: no smoothing), then measures
 each render as `vidstyle eval` does, with the same VGG features for every row:
 
@@ -45,8 +45,8 @@ from vidstyle.config import RenderSettings, resolve_settings  # noqa: E402
 from vidstyle.device import resolve_device  # noqa: E402
 from vidstyle.media import image_to_tensor, probe, read_frames  # noqa: E402
 from vidstyle.metrics import evaluate_videos  # noqa: E402
-from vidstyle.models import read_model_info  # noqa: E402
-from vidstyle.pipeline import build_loss, stylize_video  # noqa: E402
+from vidstyle.nets.models import read_model_info  # noqa: E402
+from vidstyle.render.pipeline import build_loss, stylize_video  # noqa: E402
 from vidstyle.stylize.style_image import load_style_image, style_tensor  # noqa: E402
 
 

@@ -51,7 +51,7 @@ from vidstyle.config import TrainSettings  # noqa: E402
 from vidstyle.device import cpu_model  # noqa: E402
 from vidstyle.frame import FrameRecord  # noqa: E402
 from vidstyle.media import image_to_tensor, probe, read_frames, tensor_to_image  # noqa: E402
-from vidstyle.models import load_model  # noqa: E402
+from vidstyle.nets.models import load_model  # noqa: E402
 from vidstyle.nets.transformer import TransformerNet  # noqa: E402
 from vidstyle.stylize import train as train_module  # noqa: E402
 from vidstyle.stylize.feedforward import FeedForwardStylizer, InferenceOptions  # noqa: E402

@@ -39,7 +39,7 @@ import vidstyle.stylize.quality as quality  # noqa: E402
 from vidstyle.config import RenderSettings  # noqa: E402
 from vidstyle.media import image_to_tensor  # noqa: E402
 from vidstyle.metrics import StyleDistance  # noqa: E402
-from vidstyle.pipeline import build_loss  # noqa: E402
+from vidstyle.render.pipeline import build_loss  # noqa: E402
 from vidstyle.stylize.style_image import load_style_image, style_tensor  # noqa: E402
 
 

@@ -34,7 +34,7 @@ from PIL import Image, ImageDraw, ImageOps
 ROOT = Path(__file__).resolve().parent.parent
 
 from vidstyle.config import resolve_settings  # noqa: E402
-from vidstyle.pipeline import stylize_video  # noqa: E402
+from vidstyle.render.pipeline import stylize_video  # noqa: E402
 
 TILE_HEIGHT = 96
 CAPTION = 14

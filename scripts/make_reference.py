@@ -9,7 +9,7 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-from vidstyle.reference import reference_toml
+from vidstyle.cli.reference import reference_toml
 
 TARGET = Path(__file__).resolve().parent.parent / "vidstyle" / "configs" / "reference.toml"
 

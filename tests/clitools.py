@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import av
 import numpy as np
@@ -43,15 +44,15 @@ def interrupt_after(
     from vidstyle.console import BatchProgress
 
     done = {"frames": 0}
-    report = BatchProgress.job_advanced
+    report = BatchProgress.frame_done
 
-    def advanced(self: BatchProgress, job: object, count: int) -> None:
-        report(self, job, count)
-        done["frames"] += count
+    def advanced(self: BatchProgress, event: Any, job: object) -> None:
+        report(self, event, job)
+        done["frames"] += event.frames
         if done["frames"] >= frames:
             raise error("simulated")
 
-    monkeypatch.setattr(BatchProgress, "job_advanced", advanced)
+    monkeypatch.setattr(BatchProgress, "frame_done", advanced)
 
 
 def decoded(path: Path) -> list[np.ndarray]:

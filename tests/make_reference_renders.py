@@ -34,7 +34,7 @@ import mediagen  # noqa: E402
 from test_fast import seeded_net  # noqa: E402
 
 from vidstyle.cli import main  # noqa: E402
-from vidstyle.models import save_model  # noqa: E402
+from vidstyle.nets.models import save_model  # noqa: E402
 
 REFERENCE = HERE / "data" / "reference"
 

@@ -17,7 +17,7 @@ DIE_MARKER = "VIDSTYLE_TEST_DIE_MARKER"
 def dies_mid_message(conn: Any, *args: Any) -> None:
     """A real worker, except that the first to report progress within a frame dies (SIGKILL,
     as from the OOM killer) halfway through writing that message to the parent."""
-    from vidstyle import pool
+    from vidstyle.batch import pool
 
     pool._worker_main(_DiesMidMessage(conn, Path(os.environ[DIE_MARKER])), *args)
 
@@ -30,9 +30,9 @@ class _DiesMidMessage:
         return getattr(self.conn, name)
 
     def send(self, message: object) -> None:
-        from vidstyle.jobs import JobPartial
+        from vidstyle.render.events import Iteration
 
-        if isinstance(message, JobPartial) and _first(self.marker):
+        if isinstance(message, Iteration) and _first(self.marker):
             data = pickle.dumps(message)
             # The connection's framing: a 4-byte length, then the pickle; half of it is written.
             os.write(self.conn.fileno(), struct.pack("!i", len(data)) + data[: len(data) // 2])

@@ -17,7 +17,7 @@ from clitools import FAST, frame_count, run
 
 from vidstyle import atomic
 from vidstyle.media import probe, read_frames
-from vidstyle.workdir import WorkDir, work_dir_for
+from vidstyle.render.workdir import WorkDir, work_dir_for
 
 EARLIER = b"an earlier render"
 
@@ -287,9 +287,9 @@ def test_disk_full_while_saving_progress_is_one_line(
 def test_frame_too_large_for_memory_fails_before_any_work_and_suggests_size(
     folder: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    from vidstyle import memory, pipeline
     from vidstyle.config import RenderSettings
     from vidstyle.media import plan_size
+    from vidstyle.render import memory, pipeline
 
     settings = RenderSettings()
     fits_32 = memory.estimate_bytes(

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import logging
 import shutil
+from dataclasses import replace
 from pathlib import Path
 
 import mediagen
@@ -14,18 +15,18 @@ from clitools import FAST, frame_count, interrupt_after, run
 from vidstyle.batch import (
     BatchPlan,
     Job,
-    JobResult,
     discover,
     normalise_extensions,
     plan_batch,
     plan_table,
     run_batch,
-    worker_devices,
 )
+from vidstyle.batch.pool import worker_devices
 from vidstyle.config import RenderSettings
 from vidstyle.errors import ConfigError, InputError, WeightsError
 from vidstyle.media import probe
-from vidstyle.prepare import RenderJob, RenderPlan
+from vidstyle.render.events import Event, Failed, Finished, RenderResult, Started
+from vidstyle.render.prepare import RenderPlan
 
 SETTINGS = RenderSettings(
     features="random", size=48, first_iterations=2, iterations=1, encoder_preset="ultrafast"
@@ -289,23 +290,17 @@ def test_ctrl_c_stops_the_batch_saves_progress_and_exits_130(
 
 
 class Recorder:
-    """BatchEvents that remember which jobs started and how each ended."""
+    """A batch's watcher that remembers which jobs started and how each ended."""
 
     def __init__(self) -> None:
         self.started: list[int] = []
-        self.finished: list[JobResult] = []
+        self.finished: list[RenderResult] = []
 
-    def job_started(self, job: Job, description: str, total: int | None) -> None:
-        self.started.append(job.number)
-
-    def job_advanced(self, job: Job, frames: int) -> None:
-        pass
-
-    def job_partial(self, job: Job, fraction: float) -> None:
-        pass
-
-    def job_finished(self, result: JobResult) -> None:
-        self.finished.append(result)
+    def __call__(self, event: Event, job: Job) -> None:
+        if isinstance(event, Started):
+            self.started.append(job.number)
+        elif isinstance(event, Finished | Failed):
+            self.finished.append(event.result)
 
 
 @pytest.fixture
@@ -364,7 +359,7 @@ def test_a_worker_killed_halfway_through_a_message_fails_only_its_video_and_is_r
 
     import poolworkers
 
-    from vidstyle import pool
+    from vidstyle.batch import pool
 
     # Every worker is a real one, but the first to report progress within a frame is SIGKILLed
     # (as by the OOM killer) halfway through writing that message to the parent: the worst
@@ -402,7 +397,7 @@ def test_a_worker_killed_halfway_through_a_message_fails_only_its_video_and_is_r
     previous = signal.signal(signal.SIGALRM, hung)
     signal.alarm(600)
     try:
-        summary = run_batch(plan, jobs=2, events=Recorder())
+        summary = run_batch(plan, jobs=2, watch=Recorder())
     finally:
         signal.alarm(0)
         signal.signal(signal.SIGALRM, previous)
@@ -433,16 +428,16 @@ def test_ctrl_c_stops_the_worker_processes_saves_progress_and_exits_130(
 
     # Ctrl-C once the batch has finished a frame: the terminal's SIGINT reaches the parent
     # (the workers ignore theirs), which tells the workers to save and stop.
-    report = BatchProgress.job_advanced
+    report = BatchProgress.frame_done
     pressed: list[int] = []
 
-    def advanced(self: BatchProgress, job: object, count: int) -> None:
-        report(self, job, count)
+    def advanced(self: BatchProgress, event: object, job: object) -> None:
+        report(self, event, job)
         if not pressed:
             pressed.append(1)
             os.kill(os.getpid(), signal.SIGINT)
 
-    monkeypatch.setattr(BatchProgress, "job_advanced", advanced)
+    monkeypatch.setattr(BatchProgress, "frame_done", advanced)
     out = tmp_path / "out"
     args = [four_clips, "-s", library / "a.png", "-o", out, "--segment-frames", "1", *FAST]
     code = run([*args, "--jobs", "2"])
@@ -454,7 +449,7 @@ def test_ctrl_c_stops_the_worker_processes_saves_progress_and_exits_130(
     saved = list(out.glob(".*.vidstyle-work/state.json"))
     assert saved and not list(out.glob(".*vidstyle-part*"))
 
-    monkeypatch.setattr(BatchProgress, "job_advanced", report)
+    monkeypatch.setattr(BatchProgress, "frame_done", report)
     # The same command, as the message says: with as many workers, hence threads, as before,
     # --precision auto finds its cached choice and the render resumes in the same precision.
     assert run([*args, "--jobs", "2"]) == 0
@@ -464,24 +459,18 @@ def test_ctrl_c_stops_the_worker_processes_saves_progress_and_exits_130(
 
 def test_run_batch_reports_in_plan_order_and_counts(tmp_path: Path) -> None:
     broken = InputError("broken", tmp_path / "a.mp4")
-    done = RenderJob(tmp_path / "b.mp4", (), tmp_path / "b.s.mp4")
+    done = Job(tmp_path / "b.mp4", (), tmp_path / "b.s.mp4", number=2, style_name="s")
     jobs = [
-        Job(1, "s", RenderJob(tmp_path / "a.mp4", (), tmp_path / "a.s.mp4"), error=broken),
-        Job(2, "s", done, RenderPlan(done, SETTINGS, done.output, skip=True)),
+        Job(tmp_path / "a.mp4", (), tmp_path / "a.s.mp4", number=1, style_name="s", error=broken),
+        replace(done, plan=RenderPlan(done, SETTINGS, tmp_path / "b.s.mp4", skip=True)),
     ]
-    seen: list[JobResult] = []
+    seen: list[Event] = []
 
-    class Recorder:
-        def job_started(self, job: Job, description: str, total: int | None) -> None:
-            raise AssertionError("nothing to render")
+    def watch(event: Event, job: Job) -> None:
+        assert isinstance(event, Finished | Failed), "nothing to render"
+        seen.append(event)
 
-        def job_advanced(self, job: Job, frames: int) -> None:
-            raise AssertionError("nothing to render")
-
-        def job_finished(self, result: JobResult) -> None:
-            seen.append(result)
-
-    summary = run_batch(BatchPlan(jobs, tmp_path, SETTINGS), jobs=3, events=Recorder())
+    summary = run_batch(BatchPlan(jobs, tmp_path, SETTINGS), jobs=3, watch=watch)
     assert [(r.job.number, r.status) for r in summary.results] == [(1, "failed"), (2, "skipped")]
     assert (summary.failed, summary.count("skipped"), summary.frames) == (1, 1, 0)
     assert len(seen) == 2

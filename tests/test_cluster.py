@@ -20,7 +20,7 @@ import pytest
 from clitools import FAST, decoded, run
 from raycluster import local_head
 
-from vidstyle.cluster import check_shared_paths
+from vidstyle.batch.cluster import check_shared_paths
 from vidstyle.errors import InputError, OutputError
 
 # A task renders with one thread unless --threads says otherwise; the renders here that are

@@ -14,7 +14,7 @@ import pytest
 from clitools import FAST, frame_count, run
 
 from vidstyle.media import VIDEO_CODECS, available_codecs
-from vidstyle.workdir import work_dir_for
+from vidstyle.render.workdir import work_dir_for
 
 # The stream's codec as a decoder names it, for each encoder.
 _DECODED_AS = {"libx264": "h264", "libx265": "hevc", "libvpx-vp9": "vp9", "libsvtav1": "av1"}

@@ -7,6 +7,7 @@ from pathlib import Path
 import pytest
 from tomlcompat import tomllib
 
+from vidstyle.cli.reference import reference_toml
 from vidstyle.config import (
     RenderSettings,
     load_preset,
@@ -15,7 +16,6 @@ from vidstyle.config import (
     validate_layer,
 )
 from vidstyle.errors import ConfigError
-from vidstyle.reference import reference_toml
 
 CONFIGS = Path(__file__).parent.parent / "vidstyle" / "configs"
 

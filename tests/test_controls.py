@@ -26,10 +26,10 @@ from vidstyle.config import (
 from vidstyle.errors import ConfigError
 from vidstyle.frame import FrameRecord
 from vidstyle.media import image_to_tensor
-from vidstyle.models import save_model
+from vidstyle.nets.models import save_model
 from vidstyle.nets.transformer import TransformerNet
 from vidstyle.nets.vgg import VGG_LAYER_NAMES, VGGFeatures
-from vidstyle.pipeline import build_loss, stylize_video
+from vidstyle.render.pipeline import build_loss, stylize_video
 from vidstyle.stylize import quality
 from vidstyle.stylize.color import (
     LuminanceFeatures,

@@ -25,7 +25,7 @@ from vidstyle.metrics import (
     warping_error,
 )
 from vidstyle.nets.vgg import VGGFeatures
-from vidstyle.pipeline import stylize_video
+from vidstyle.render.pipeline import stylize_video
 from vidstyle.stylize.losses import LossWeights, PerceptualLoss
 
 SIZE = (96, 64)

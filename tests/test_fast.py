@@ -27,7 +27,7 @@ from vidstyle.config import TRAIN_ARCHS, resolve_settings
 from vidstyle.errors import ConfigError, RenderInterrupted, WeightsError
 from vidstyle.frame import FrameRecord
 from vidstyle.media import image_to_tensor, probe
-from vidstyle.models import (
+from vidstyle.nets.models import (
     CHECKPOINT_FORMAT,
     MODELS_ENV,
     ModelInfo,
@@ -40,7 +40,7 @@ from vidstyle.models import (
     save_model,
 )
 from vidstyle.nets.transformer import ARCHS, InstanceNorm, TransformerNet
-from vidstyle.pipeline import stylize_video
+from vidstyle.render.pipeline import stylize_video
 from vidstyle.stylize import feedforward
 from vidstyle.stylize.feedforward import FeedForwardStylizer, InferenceOptions
 
@@ -551,23 +551,18 @@ def test_fast_mode_usage_errors_are_one_line_exit_2(
 def test_interrupted_fast_render_leaves_nothing(
     clip: Path, model_file: Path, tmp_path: Path
 ) -> None:
-    class Interrupting:
-        def start(self, description: str, total: int | None) -> None:
-            self.done = 0
+    done = {"frames": 0}
 
-        def advance(self, frames: int = 1) -> None:
-            self.done += frames
-            if self.done == 3:
-                raise KeyboardInterrupt
-
-        def finish(self) -> None:
-            pass
+    def interrupting(event: object) -> None:
+        done["frames"] += getattr(event, "frames", 0)
+        if done["frames"] == 3:
+            raise KeyboardInterrupt
 
     out = tmp_path / "out.mp4"
     overrides = {"model": str(model_file), "size": 48, "segment_frames": 2, "max_frames": 6}
     settings = resolve_settings("fast", None, overrides)
     with pytest.raises(RenderInterrupted, match="frames are saved"):
-        stylize_video(clip, [], settings, output=out, progress=Interrupting())
+        stylize_video(clip, [], settings, output=out, on_event=interrupting)
     # Nothing under the final name: only the work folder, holding the frames done.
     assert {p.name for p in tmp_path.iterdir()} == {".out.mp4.vidstyle-work"}
     resumed = stylize_video(clip, [], settings, output=out)

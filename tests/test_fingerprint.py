@@ -13,7 +13,7 @@ import torch
 from vidstyle.config import RenderSettings, TrainSettings
 from vidstyle.errors import WeightsError
 from vidstyle.fingerprint import render_fingerprint
-from vidstyle.models import CHECKPOINT_FORMAT, checkpoint_path
+from vidstyle.nets.models import CHECKPOINT_FORMAT, checkpoint_path
 from vidstyle.stylize.train import train
 
 

@@ -17,12 +17,13 @@ import numpy as np
 import pytest
 import torch
 
-from vidstyle import memory, reproducible
+from vidstyle import reproducible
 from vidstyle.batch import plan_batch
 from vidstyle.config import RenderSettings
 from vidstyle.errors import ResourceError
-from vidstyle.jobs import render_job
 from vidstyle.media.frames import unit_floats
+from vidstyle.render import memory
+from vidstyle.render.job import render_job
 from vidstyle.stylize import color
 
 CUDA = torch.device("cuda")
@@ -128,8 +129,8 @@ def test_a_failed_job_leaves_no_tensor_referenced(
         held.append(weakref.ref(activations))
         optimise(activations)
 
-    monkeypatch.setattr("vidstyle.pipeline.render", render)
-    result = render_job(job, "cpu")
+    monkeypatch.setattr("vidstyle.render.pipeline.render", render)
+    result = render_job(job.plan, "cpu")
     assert result.status == "failed" and "ran out of memory" in result.message
     gc.collect()
     assert len(held) == 4 and all(ref() is None for ref in held)
@@ -234,7 +235,7 @@ class FakeRay:
 def executor_on(
     nodes: list[dict[str, float]], device: str, threads: int | None, monkeypatch: pytest.MonkeyPatch
 ) -> Any:
-    from vidstyle import cluster
+    from vidstyle.batch import cluster
 
     monkeypatch.setattr(cluster, "connect", lambda address: FakeRay(nodes))
     return cluster.ClusterExecutor("auto", device, threads)
@@ -391,7 +392,7 @@ def test_quality_mode_on_a_gpu_gives_the_same_frames_twice(
 def test_fast_mode_on_a_gpu_gives_the_same_frames_twice(
     media: tuple[Path, Path], tmp_path: Path
 ) -> None:
-    from vidstyle.models import save_model
+    from vidstyle.nets.models import save_model
     from vidstyle.nets.transformer import TransformerNet
 
     clip, _ = media
@@ -452,7 +453,7 @@ def test_two_jobs_share_one_gpu(tmp_path: Path) -> None:
 def test_a_job_after_an_out_of_memory_job_renders(
     media: tuple[Path, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from vidstyle import pipeline
+    from vidstyle.render import pipeline
 
     clip, style = media
     job = plan_batch([clip], [style], SETTINGS, output=tmp_path / "failed").jobs[0]
@@ -466,9 +467,9 @@ def test_a_job_after_an_out_of_memory_job_renders(
         raise AssertionError(f"{held.numel() + more.numel()} bytes did not run out of memory")
 
     monkeypatch.setattr(pipeline, "render", out_of_memory)
-    failed = render_job(job, "cuda")
+    failed = render_job(job.plan, "cuda")
     assert failed.status == "failed" and "ran out of memory" in failed.message
     assert torch.cuda.memory_allocated(CUDA) <= baseline  # nothing of it is still referenced
     monkeypatch.setattr(pipeline, "render", real_render)
     good = plan_batch([clip], [style], SETTINGS, output=tmp_path / "good").jobs[0]
-    assert render_job(good, "cuda").status == "rendered"
+    assert render_job(good.plan, "cuda").status == "rendered"

@@ -16,8 +16,8 @@ from clitools import frame_count, run
 from torch import nn
 
 from vidstyle.errors import WeightsError
-from vidstyle.model_import import import_model
-from vidstyle.models import load_model, read_model_info
+from vidstyle.nets.model_import import import_model
+from vidstyle.nets.models import load_model, read_model_info
 
 
 class RefConv(nn.Module):

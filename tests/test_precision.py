@@ -25,8 +25,8 @@ from vidstyle.errors import ConfigError
 from vidstyle.fingerprint import differences, render_fingerprint
 from vidstyle.nets.transformer import ReflectionPad, TransformerNet
 from vidstyle.nets.vgg import VGGFeatures
-from vidstyle.pipeline import build_loss
-from vidstyle.provenance import recorded_settings
+from vidstyle.render.pipeline import build_loss
+from vidstyle.render.provenance import recorded_settings
 from vidstyle.stylize.losses import gram_matrix, loss_network_precision
 from vidstyle.stylize.optimize import optimize_image
 

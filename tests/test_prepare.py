@@ -6,6 +6,7 @@ does not probe, check or decide again.
 
 from __future__ import annotations
 
+import os
 import pickle
 import sys
 from pathlib import Path
@@ -15,13 +16,15 @@ import pytest
 import torch
 from clitools import FAST, frame_count, run
 
-from vidstyle import memory
 from vidstyle.batch import plan_batch, run_batch
+from vidstyle.batch.pool import ProcessPool
+from vidstyle.batch.run import InProcess
 from vidstyle.config import RenderSettings
 from vidstyle.errors import ResourceError
-from vidstyle.jobs import render_job
-from vidstyle.pipeline import stylize_video
-from vidstyle.pool import ProcessPool
+from vidstyle.render import memory
+from vidstyle.render.job import render_job
+from vidstyle.render.pipeline import stylize_video
+from vidstyle.render.threads import render_threads
 
 SETTINGS = RenderSettings(
     features="random", size=48, first_iterations=2, iterations=1, encoder_preset="ultrafast"
@@ -68,11 +71,12 @@ def test_a_planned_job_is_small_and_renders_elsewhere_without_planning_again(
     assert len(data) < 8_000 and b"torch" not in data
 
     events: list[object] = []
-    result = render_job(pickle.loads(data), "cpu", emit=events.append)
+    job = pickle.loads(data)
+    result = render_job(job.plan, "cpu", job=job.number, emit=events.append)
     assert result.status == "rendered" and result.frames == 3
     assert frame_count(tmp_path / "out" / "clip.style.mp4") == 3
     assert probes == [clip]  # the render used the plan's probe
-    assert [type(event).__name__ for event in events][:2] == ["JobStarted", "JobPartial"]
+    assert [type(event).__name__ for event in events][:2] == ["Started", "Iteration"]
     assert sum(getattr(event, "frames", 0) for event in events) == 3
     assert pickle.loads(pickle.dumps(result.portable())).status == "rendered"
 
@@ -107,6 +111,21 @@ def test_workers_on_one_device_each_fit_in_a_share_of_its_memory(
     # The pool shares each device between the workers it puts on it.
     assert ProcessPool(["cpu"], 2).sharing == {"cpu": 2}
     assert ProcessPool(["cuda:0", "cuda:1"], 3).sharing == {"cuda:0": 2, "cuda:1": 1}
+
+
+def test_every_executor_takes_its_thread_count_from_one_rule(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # The pixels of a CPU render depend on its thread count: --threads, where given, is what
+    # every render uses, alone, in a worker process or as a cluster task.
+    monkeypatch.setattr(os, "cpu_count", lambda: 8)
+    assert render_threads(3, renders=4) == 3
+    assert InProcess("cpu", 3).threads == 3 and ProcessPool(["cpu"], 2, 3).threads == 3
+    # Without it, renders side by side share the cores; one alone keeps torch's own count.
+    assert ProcessPool(["cpu"], 3).threads == 2 and ProcessPool(["cpu"], 16).threads == 1
+    assert InProcess("cpu").threads is None
+    # A cluster task uses the CPUs it asks Ray for.
+    assert render_threads(None, cpus=6) == 6
 
 
 def test_a_dry_run_makes_the_checks_a_render_makes_before_its_first_frame(

@@ -22,7 +22,7 @@ from clitools import FAST, decoded, interrupt_after, run
 from vidstyle.atomic import temp_path_for
 from vidstyle.media import VideoWriter, image_to_tensor, probe, read_frames
 from vidstyle.media.segments import SegmentedWriter, join_segments
-from vidstyle.workdir import STATE_FILE, WorkDir, work_dir_for
+from vidstyle.render.workdir import STATE_FILE, WorkDir, work_dir_for
 
 ULTRAFAST = {"codec": "libx264", "crf": 18, "encoder_preset": "ultrafast"}
 

@@ -13,10 +13,10 @@ import torch
 from clitools import run
 from PIL import Image
 
+from vidstyle.batch.sheet import make_sheet, parse_time, parse_vary, plan_cells, source_pictures
 from vidstyle.errors import ConfigError
-from vidstyle.models import save_model
+from vidstyle.nets.models import save_model
 from vidstyle.nets.transformer import TransformerNet
-from vidstyle.sheet import make_sheet, parse_time, parse_vary, plan_cells, source_pictures
 
 QUICK = {"features": "random", "size": "32"}
 QUICK_OPTIONS = ["--features", "random", "--size", "32"]

@@ -15,11 +15,11 @@ import torch
 from clitools import FAST, interrupt_after, run
 from test_fast import seeded_net
 
+from vidstyle.batch.shots import Shot, plan_chunks, plan_shots
 from vidstyle.frame import FrameRecord
-from vidstyle.models import save_model
-from vidstyle.shots import Shot, plan_chunks, plan_shots
+from vidstyle.nets.models import save_model
+from vidstyle.render.workdir import work_dir_for
 from vidstyle.stylize.feedforward import FeedForwardStylizer, InferenceOptions
-from vidstyle.workdir import work_dir_for
 
 # Segments of 3 and cuts before frames 4 and 8: a segment of a whole render would span each cut
 # if the render did not start one there.

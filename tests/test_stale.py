@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from clitools import FAST, frame_count, run
 
-from vidstyle.provenance import recorded_settings
+from vidstyle.render.provenance import recorded_settings
 
 
 def test_a_preview_is_reported_stale_by_the_full_render(

@@ -12,7 +12,7 @@ from clitools import FAST, run
 from PIL import Image
 
 from vidstyle.atomic import temp_path_for
-from vidstyle.models import save_model
+from vidstyle.nets.models import save_model
 from vidstyle.nets.transformer import TransformerNet
 
 
@@ -120,3 +120,24 @@ def test_a_batch_renders_videos_to_videos_and_photos_to_images(
     # Run again: every output exists, so every job is skipped, images included.
     assert run([*args, "-v", *FAST]) == 0
     assert " ".join(capsys.readouterr().err.split()).count("exists; skipping") == 3
+
+
+def test_a_photo_reports_its_progress_as_a_one_frame_render(folder: Path) -> None:
+    from vidstyle import resolve_settings, stylize_video
+    from vidstyle.render.events import Event, FrameDone, Iteration, Started
+
+    # The same events a video's render sends, from the start: the bar of a photo that takes
+    # minutes moves with quality mode's iterations, and ends at its one frame.
+    photo = mediagen.make_image(folder / "photo.png", (64, 48))
+    settings = resolve_settings(
+        "quality",
+        None,
+        {"features": "random", "size": 32, "first_iterations": 3, "iterations": 1},
+    )
+    events: list[Event] = []
+    result = stylize_video(photo, [folder / "style.png"], settings, on_event=events.append)
+    assert result.status == "rendered" and result.frames == 1 and result.output.exists()
+    assert events[0] == Started(0, "photo.png", 1) and events[-1] == FrameDone(0)
+    within = events[1:-1]
+    assert within and all(isinstance(event, Iteration) for event in within)
+    assert [event.fraction for event in within] == sorted(event.fraction for event in within)

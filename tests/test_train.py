@@ -18,7 +18,7 @@ from clitools import run
 from vidstyle.config import TrainSettings
 from vidstyle.device import cpu_runs_bf16
 from vidstyle.errors import ConfigError, InputError, RenderInterrupted, WeightsError
-from vidstyle.models import MODELS_ENV, load_model, read_model_info
+from vidstyle.nets.models import MODELS_ENV, load_model, read_model_info
 from vidstyle.nets.transformer import TransformerNet
 from vidstyle.stylize.style_image import load_style_image, style_tensor
 from vidstyle.stylize.train import (

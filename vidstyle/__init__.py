@@ -11,8 +11,8 @@ from typing import Any
 __version__ = "0.1.0"
 
 _EXPORTS = {
-    "stylize_video": "vidstyle.pipeline",
-    "RenderResult": "vidstyle.pipeline",
+    "stylize_video": "vidstyle.render.pipeline",
+    "RenderResult": "vidstyle.render.events",
     "RenderSettings": "vidstyle.config",
     "resolve_settings": "vidstyle.config",
 }

@@ -83,7 +83,7 @@ def setting(
     setting that changes no output pixel (where and how it runs, what happens at the joins; a
     file it names enters the fingerprint by identity instead), a training setting that only
     says how long or where the run goes. shots: the setting decides where `--split shots`
-    cuts a video (`vidstyle.split` finds the shots again when one changes).
+    cuts a video (`vidstyle.batch.split` finds the shots again when one changes).
     """
     if kind is None and items is None:
         kind = type(default)
@@ -376,7 +376,7 @@ class RenderSettings:
         False, "Replace an existing output instead of skipping it.", PANEL_IO, fingerprint=False
     )
 
-    # Resume (vidstyle.resume): progress is kept beside the output in finished segments
+    # Resume (vidstyle.render.resume): progress is kept beside the output in finished segments
     resume: bool = setting(
         True,
         "Continue an interrupted render of the same command from its saved segments; "

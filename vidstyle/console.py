@@ -229,13 +229,14 @@ class TrainingProgressBar(_SingleTaskDisplay):
 
 
 class BatchProgress:
-    """One display for a batch (`vidstyle.batch.BatchEvents`) on stderr: an overall row (files
-    finished of all, frames, frames/s, ETA) above a row per video being rendered. A single
-    video has its row only, which stays when it finishes, at N/N with the render's frames/s.
+    """The display of a batch's renders (`vidstyle.batch.run.run_batch`'s `watch`): it takes
+    each event of a render (`vidstyle.render.events`) with the job it is about. On stderr, an
+    overall row (files finished of all, frames, frames/s, ETA) above a row per video being
+    rendered; a single video has its row only, which stays when it finishes, at N/N with the
+    render's frames/s. On stdout, the path of each finished output.
 
-    Takes `vidstyle.batch.Job`s and `JobResult`s duck-typed (number, frames, resume_from,
-    action; job, status, rendered_frames, seconds), so this module stays free of the
-    pipeline's imports.
+    Takes events and `vidstyle.batch.Job`s duck-typed (number, frames, resume_from, action,
+    parts, part_of, output), so this module stays free of the pipeline's imports.
     """
 
     def __init__(
@@ -246,7 +247,8 @@ class BatchProgress:
         frames: int | None = None,
         overall: bool | None = None,
     ) -> None:
-        """`overall`: show the overall row (default: with more than one file)."""
+        """`enabled`: show the progress (the outputs' paths are printed either way);
+        `overall`: show the overall row (default: with more than one file)."""
         self.enabled = enabled
         self.files = files
         self._done = 0
@@ -260,6 +262,17 @@ class BatchProgress:
         self._completed = 0
         if enabled and (files > 1 if overall is None else overall):
             self._overall = self._display().add_task(self._overall_text(), total=self._total)
+
+    def __call__(self, event: object, job: object) -> None:
+        kind = type(event).__name__
+        if kind == "Started":
+            self.started(event, job)
+        elif kind == "FrameDone":
+            self.frame_done(event, job)
+        elif kind == "Iteration":
+            self.iteration(event, job)
+        else:  # Finished or Failed
+            self.ended(event, job)
 
     def _display(self) -> Progress:
         """The display, started when it first has a row: one that never had any (a command
@@ -287,32 +300,32 @@ class BatchProgress:
             return 0
         return max(0, (getattr(job, "frames", None) or 0) - getattr(job, "resume_from", 0))
 
-    def job_started(self, job: object, description: str, total: int | None) -> None:
+    def started(self, event: Any, job: Any) -> None:
         if not self.enabled:
             return
         progress = self._display()
-        number: int = job.number  # type: ignore[attr-defined]
+        number: int = job.number
         planned = self._planned(job)
-        expected = planned if total is None else total
+        expected = planned if event.total is None else event.total
         self._expected[number] = expected
         self._advanced[number] = 0
         if self._overall is not None and self._total is not None and expected != planned:
             self._total += expected - planned
             progress.update(self._overall, total=self._total)
-        self._rows[number] = progress.add_task(description, total=total)
+        self._rows[number] = progress.add_task(event.description, total=event.total)
 
-    def job_advanced(self, job: object, frames: int) -> None:
-        number: int = job.number  # type: ignore[attr-defined]
-        self._advanced[number] = self._advanced.get(number, 0) + frames
-        self._completed += frames
+    def frame_done(self, event: Any, job: Any) -> None:
+        number: int = job.number
+        self._advanced[number] = self._advanced.get(number, 0) + event.frames
+        self._completed += event.frames
         self._partial.pop(number, None)
         self._show(number)
 
-    def job_partial(self, job: object, fraction: float) -> None:
+    def iteration(self, event: Any, job: Any) -> None:
         """Progress within the frame being rendered (quality mode: its iterations), so the
         bar moves and the ETA shows during a frame that takes minutes."""
-        number: int = job.number  # type: ignore[attr-defined]
-        self._partial[number] = min(max(fraction, 0.0), 1.0)
+        number: int = job.number
+        self._partial[number] = min(max(event.fraction, 0.0), 1.0)
         self._show(number)
 
     def _show(self, number: int) -> None:
@@ -327,17 +340,26 @@ class BatchProgress:
             done = self._completed + sum(self._partial.values())
             self._progress.update(self._overall, completed=done)
 
-    def job_finished(self, result: object) -> None:
-        job = result.job  # type: ignore[attr-defined]
+    def ended(self, event: Any, job: Any) -> None:
+        result = event.result
+        self._count_ended(result, job)
+        if result.status == "rendered" and job.part_of is None:
+            if self.files == 1:
+                self.finish()  # its last state stays on screen, the path below it
+            # print, not click.echo: while the display runs on this terminal sys.stdout is
+            # rich's proxy, which puts the line above the display.
+            print(job.output, flush=True)
+
+    def _count_ended(self, result: Any, job: Any) -> None:
         number: int = job.number
-        if getattr(job, "part_of", None) is None:  # a part is not a file of its own
+        if job.part_of is None:  # a part is not a file of its own
             self._done += 1
         self._partial.pop(number, None)
         if self._progress is None:
             return
         row = self._rows.pop(number, None)
         if row is not None and self._overall is None:
-            self._finish_row(row, result)
+            self._finish_row(row, number, result)
         elif row is not None:
             self._progress.remove_task(row)
         if self._overall is not None:
@@ -354,17 +376,17 @@ class BatchProgress:
                 description=self._overall_text(),
             )
 
-    def _finish_row(self, row: TaskID, result: object) -> None:
+    def _finish_row(self, row: TaskID, number: int, result: Any) -> None:
         """A single video's row stays: a finished render at N/N (a container may promise more
         frames than it holds) with the frames/s the summary gives, a failed one where it
         stopped."""
         assert self._progress is not None
-        if getattr(result, "status", "") != "rendered":
+        if result.status != "rendered":
             self._progress.stop_task(row)
             return
-        done = self._advanced.get(result.job.number, 0)  # type: ignore[attr-defined]
-        seconds: float = result.seconds  # type: ignore[attr-defined]
-        rendered: int = result.rendered_frames  # type: ignore[attr-defined]
+        done = self._advanced.get(number, 0)
+        seconds: float = result.seconds
+        rendered: int = result.rendered_frames
         self._progress.update(
             row,
             total=done,

@@ -1,10 +1,11 @@
 """Fingerprints: what decides a result, as strings, so that earlier work is reused only when it
 is what the same command would make again.
 
-A render's fingerprint is kept in its work folder (`vidstyle.workdir`: progress is resumed only
-under the same one) and in the finished file's metadata (`vidstyle.provenance`: an output made
-with other settings is stale); a training run's is kept in its checkpoint (`vidstyle train`
-resumes only the same run). Each names its parts, so a refusal can say what changed.
+A render's fingerprint is kept in its work folder (`vidstyle.render.workdir`: progress is resumed
+only under the same one) and in the finished file's metadata (`vidstyle.render.provenance`: an
+output made with other settings is stale); a training run's is kept in its checkpoint
+(`vidstyle train` resumes only the same run). Each names its parts, so a refusal can say what
+changed.
 """
 
 from __future__ import annotations
@@ -110,7 +111,7 @@ def settings_files(settings: RenderSettings) -> list[Path]:
     explicit VGG checkpoint."""
     files = []
     if settings.mode == "fast" and settings.model:
-        from vidstyle.models import resolve_model  # fast mode only
+        from vidstyle.nets.models import resolve_model  # fast mode only
 
         files.append(resolve_model(settings.model, settings.models_dir))
     if settings.vgg_weights and settings.mode == "quality":

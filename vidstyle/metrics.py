@@ -306,7 +306,7 @@ def evaluate_videos(
     if styles:
         # Imported here: building the loss pulls in the pipeline's VGG set-up, which a plain
         # warping-error evaluation does not need.
-        from vidstyle.pipeline import build_loss
+        from vidstyle.render.pipeline import build_loss
         from vidstyle.stylize.style_image import load_style_image, style_tensor
         from vidstyle.stylize.targets import blend_weights
 

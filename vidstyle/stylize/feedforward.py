@@ -25,7 +25,7 @@ from vidstyle.config import RenderSettings
 from vidstyle.device import Precision, Timer, choose_precision, time_pass
 from vidstyle.errors import ConfigError
 from vidstyle.frame import FrameRecord
-from vidstyle.models import ModelInfo, load_model, resolve_model
+from vidstyle.nets.models import ModelInfo, load_model, resolve_model
 from vidstyle.nets.transformer import TransformerNet
 
 log = logging.getLogger(__name__)

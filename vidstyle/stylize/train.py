@@ -40,7 +40,7 @@ from vidstyle.errors import ConfigError, InputError, RenderInterrupted, Vidstyle
 from vidstyle.filetypes import IMAGE_EXTENSIONS, VIDEO_EXTENSIONS
 from vidstyle.fingerprint import differences, training_fingerprint
 from vidstyle.media import probe, read_frames
-from vidstyle.models import (
+from vidstyle.nets.models import (
     CHECKPOINT_FORMAT,
     atomic_save,
     checkpoint_path,

@@ -17,7 +17,6 @@ from __future__ import annotations
 import itertools
 import logging
 import multiprocessing
-import os
 import time
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ProcessPoolExecutor, as_completed
@@ -43,6 +42,7 @@ from vidstyle.media.output import check_output_writable
 from vidstyle.media.probe import probe
 from vidstyle.media.reader import read_frames
 from vidstyle.media.still import image_size, is_still_image, read_image
+from vidstyle.render.threads import render_threads
 
 log = logging.getLogger(__name__)
 
@@ -241,7 +241,7 @@ def render_cell(cell: Cell, picture: np.ndarray, threads: int | None) -> CellRes
     import torch  # here: the sheet's planning and drawing need no torch
 
     from vidstyle.device import resolve_device
-    from vidstyle.pipeline import frame_stylizer
+    from vidstyle.render.pipeline import build_stages, stylize_picture
 
     if threads:
         torch.set_num_threads(threads)
@@ -249,8 +249,8 @@ def render_cell(cell: Cell, picture: np.ndarray, threads: int | None) -> CellRes
     torch.manual_seed(cell.settings.seed)
     started = time.perf_counter()
     size = (picture.shape[1], picture.shape[0])
-    stylize, _ = frame_stylizer(cell.settings, device, cell.styles, size)
-    image = stylize(picture)
+    stages = build_stages(cell.settings, device, cell.styles, size)
+    image = stylize_picture(stages, picture)
     return CellResult(cell, image, time.perf_counter() - started, str(device))
 
 
@@ -268,7 +268,8 @@ def render_cells(
     """Every cell, `jobs` at a time in worker processes (each with a share of the cores), in
     the order given; `on_done(result, number_done)` as each finishes."""
     devices = [d.strip() for d in cells[0].settings.device.split(",")] if cells else ["auto"]
-    threads = cells[0].settings.threads if cells else None
+    # `--threads`, else the machine's cores (shared by the worker processes).
+    threads = render_threads(cells[0].settings.threads if cells else None, renders=jobs)
     if jobs <= 1:
         results = []
         for number, (cell, picture) in enumerate(zip(cells, pictures, strict=True), start=1):
@@ -276,12 +277,11 @@ def render_cells(
             on_done(result, number)
             results.append(result)
         return results
-    share = threads or max(1, (os.cpu_count() or 1) // jobs)
     context = multiprocessing.get_context("spawn")
     level = logging.getLogger("vidstyle").getEffectiveLevel()
     with ProcessPoolExecutor(jobs, context, initializer=_worker_setup, initargs=(level,)) as pool:
         futures = [
-            pool.submit(render_cell, _on(cell, devices[i % len(devices)]), picture, share)
+            pool.submit(render_cell, _on(cell, devices[i % len(devices)]), picture, threads)
             for i, (cell, picture) in enumerate(zip(cells, pictures, strict=True))
         ]
         order = {future: i for i, future in enumerate(futures)}
@@ -510,7 +510,7 @@ def common_options(preset: str | None, overrides: Mapping[str, Any]) -> str:
 def _check(cells: Sequence[Cell], output: Path) -> None:
     """What a render checks before its first frame: style images, models, VGG weights, and
     the output's folder, once each."""
-    from vidstyle.prepare import check_mode_inputs
+    from vidstyle.render.prepare import check_mode_inputs
     from vidstyle.stylize.style_image import load_style_image
 
     seen: set[tuple[str, tuple[Path, ...]]] = set()

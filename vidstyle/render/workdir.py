@@ -3,8 +3,8 @@
     <output folder>/.<output name>.vidstyle-work/
         seg-000000.mp4, ...  finished, closed video segments (`vidstyle.media.segments`)
         carry-000003.pt      what the frame after the last segment needs (the pipeline stages'
-                             state, `vidstyle.resume`: the previous output, smoothing's previous
-                             frame, RNG state)
+                             state, `vidstyle.render.resume`: the previous output, smoothing's
+                             previous frame, RNG state)
         state.json           the commit record: the render's fingerprint and the segments
 
 When every frame is done, the segments are joined into the output with the source's audio and
@@ -35,8 +35,11 @@ from vidstyle.atomic import output_error, write_atomically
 from vidstyle.fingerprint import differences
 from vidstyle.media import VideoInfo
 from vidstyle.media.segments import SEGMENT_SUFFIX, Segment, join_segments
-from vidstyle.models import torch_save
-from vidstyle.provenance import describe_difference, metadata_tags
+from vidstyle.nets.models import torch_save
+from vidstyle.render.provenance import describe_difference, metadata_tags
+
+# The key a part's frame range has in its work folder's fingerprint (beside the render's).
+PART_KEY = "frames"
 
 log = logging.getLogger(__name__)
 

@@ -30,16 +30,9 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from vidstyle.jobs import (
-    Event,
-    Job,
-    JobAdvanced,
-    JobPartial,
-    JobResult,
-    JobStarted,
-    RunReport,
-    render_job,
-)
+from vidstyle.batch.jobs import Job, Report
+from vidstyle.render.events import Event, Failed, Finished, RenderResult, portable
+from vidstyle.render.threads import render_threads
 
 log = logging.getLogger(__name__)
 
@@ -52,7 +45,8 @@ def worker_devices(devices: Sequence[str], workers: int) -> list[str]:
 
 # --------------------------------------------------------------------------------------------
 # Messages. Parent to worker: a `Job` to render, or None to stop. Worker to parent: `_Ready`,
-# the render's events (`vidstyle.jobs.Event`), `_Log` records, and `_Done` with the result.
+# the render's events (`vidstyle.render.events`, its `Finished` or `Failed` last) and `_Log`
+# records.
 
 
 @dataclass(frozen=True)
@@ -63,11 +57,6 @@ class _Ready:
 @dataclass(frozen=True)
 class _Log:
     record: logging.LogRecord  # prepared (message formatted): it pickles
-
-
-@dataclass(frozen=True)
-class _Done:
-    result: JobResult
 
 
 # --------------------------------------------------------------------------------------------
@@ -90,14 +79,15 @@ class ProcessPool:
     def __init__(self, devices: Sequence[str], workers: int, threads: int | None = None) -> None:
         self.context = multiprocessing.get_context("spawn")
         self.device_of = worker_devices(devices, workers)
-        # Renders side by side on one device each get a share of its memory (vidstyle.memory).
+        # Renders side by side on one device each get a share of its memory
+        # (vidstyle.render.memory).
         self.sharing = {device: self.device_of.count(device) for device in devices}
-        # The settings' --threads where given (the pixels depend on it), else a share of the cores.
-        self.threads = threads or max(1, (os.cpu_count() or 1) // workers)
+        # `--threads` (None: a share of the cores each).
+        self.threads = render_threads(threads, renders=workers)
         self.level = logging.getLogger("vidstyle").getEffectiveLevel()
 
-    def render(self, jobs: Sequence[Job], run: RunReport) -> None:
-        """Render `jobs`, reporting to `run`, until each is done or the batch stops; jobs not
+    def render(self, jobs: Sequence[Job], report: Report) -> None:
+        """Render `jobs`, reporting to `report`, until each is done or the batch stops; jobs not
         started are left to the caller to account for."""
         pending = deque(jobs)
         workers = {slot: self._spawn(slot) for slot in range(len(self.device_of))}
@@ -106,12 +96,12 @@ class ProcessPool:
             with _ctrl_c_counted() as presses:
                 while workers:
                     try:
-                        self._step(workers, pending, run)
+                        self._step(workers, pending, report)
                     except KeyboardInterrupt:  # raised by an event handler (the display)
                         presses[0] += 1
                     while handled < presses[0]:
                         handled += 1
-                        run.interrupt()
+                        report.interrupt()
                         pending.clear()
                         _signal_all(workers, signal.SIGTERM if handled == 1 else signal.SIGKILL)
         finally:
@@ -134,7 +124,7 @@ class ProcessPool:
         child_end.close()
         return _Worker(slot, process, parent_end)
 
-    def _step(self, workers: dict[int, _Worker], pending: deque[Job], run: RunReport) -> None:
+    def _step(self, workers: dict[int, _Worker], pending: deque[Job], report: Report) -> None:
         """Wait a moment for messages or exits; handle them; give free workers work."""
         waiting = [w.conn for w in workers.values()] + [
             w.process.sentinel for w in workers.values()
@@ -143,22 +133,22 @@ class ProcessPool:
         for worker in list(workers.values()):
             if worker.conn not in ready and worker.process.sentinel not in ready:
                 continue
-            if not self._receive(worker, run) or not worker.process.is_alive():
+            if not self._receive(worker, report) or not worker.process.is_alive():
                 del workers[worker.slot]
-                self._lost(worker, run)
-                if worker.ready and pending and not run.stopping:
+                self._lost(worker, report)
+                if worker.ready and pending and not report.stopping:
                     workers[worker.slot] = self._spawn(worker.slot)  # keep the parallelism
         for worker in workers.values():
             if not worker.ready or worker.job is not None or worker.told_to_stop:
                 continue
-            if pending and not run.stopping:
+            if pending and not report.stopping:
                 worker.job = pending.popleft()
                 _send(worker, worker.job)
             else:
                 worker.told_to_stop = True
                 _send(worker, None)
 
-    def _receive(self, worker: _Worker, run: RunReport) -> bool:
+    def _receive(self, worker: _Worker, report: Report) -> bool:
         """Handle every whole message the worker has sent; False once its pipe has ended (the
         worker exited or died, possibly halfway through a message)."""
         try:
@@ -166,13 +156,12 @@ class ProcessPool:
                 message = worker.conn.recv()
                 if isinstance(message, _Log):
                     logging.getLogger(message.record.name).handle(message.record)
-                elif isinstance(message, (JobStarted, JobAdvanced, JobPartial)):
-                    run.deliver(message)
-                elif isinstance(message, _Done):
-                    worker.job = None
-                    run.finished(message.result)
                 elif isinstance(message, _Ready):
                     worker.ready = True
+                else:  # an event of the render
+                    if isinstance(message, Finished | Failed):
+                        worker.job = None
+                    report(message)
         except (EOFError, OSError):
             return False
         except Exception as err:  # a garbled message: this worker cannot be trusted any more
@@ -181,7 +170,7 @@ class ProcessPool:
             return False
         return True
 
-    def _lost(self, worker: _Worker, run: RunReport) -> None:
+    def _lost(self, worker: _Worker, report: Report) -> None:
         """A worker's pipe has ended: it exited, or died (SIGKILL, out of memory, a crash in C
         code); its job, if it had one, failed."""
         _stop(worker)
@@ -192,7 +181,12 @@ class ProcessPool:
             f"{job.input}: the worker process rendering it died (exit code "
             f"{worker.process.exitcode}: killed, or out of memory?); run again to resume"
         )
-        run.finished(JobResult(job, "failed", message=text, exit_code=1))
+        assert job.output is not None
+        report(
+            Failed(
+                job.number, RenderResult(job.input, job.output, "failed", message=text, exit_code=1)
+            )
+        )
 
 
 def _send(worker: _Worker, message: Job | None) -> None:
@@ -275,7 +269,7 @@ class _Channel:
     def emit(self, event: Event) -> None:
         """A render's event (`render_job`'s `emit`)."""
         try:
-            self.send(event)
+            self.send(portable(event))
         except (BrokenPipeError, ConnectionResetError, EOFError):
             raise KeyboardInterrupt from None  # orphaned (the parent was killed): save and stop
 
@@ -316,16 +310,22 @@ def _worker_main(
     logger.setLevel(level)
     logger.propagate = False
     try:
-        import torch
+        from vidstyle.render.job import render_job
 
-        torch.set_num_threads(threads)
         channel.send(_Ready())
         while True:
             job = conn.recv()
             if job is None:
                 return
-            result = render_job(job, device, sharing=sharing, emit=channel.emit)
-            channel.send(_Done(result.portable()))
+            assert job.plan is not None
+            result = render_job(
+                job.plan,
+                device,
+                job=job.number,
+                emit=channel.emit,
+                sharing=sharing,
+                threads=threads,
+            )
             if result.status == "interrupted":
                 return
     except (KeyboardInterrupt, EOFError, OSError):

@@ -1,7 +1,7 @@
 """What a pipeline stage must keep across a restart, so a resumed render continues exactly.
 
-A render saves its progress in segments (`vidstyle.workdir`); with each one it saves the state
-of every stage whose output depends on earlier frames (`capture`), and a resumed render hands
+A render saves its progress in segments (`vidstyle.render.workdir`); with each one it saves the
+state of every stage whose output depends on earlier frames (`capture`), and a resumed render hands
 that state back to fresh stages before its first new frame (`restore`). Together with the RNG
 state, that makes the resumed frames bit for bit those of an uninterrupted render.
 """

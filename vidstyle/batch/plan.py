@@ -1,13 +1,10 @@
-"""Many videos: discovery, output planning, skip/overwrite, per-file errors, the summary.
+"""A batch's plan: discovery of the inputs, output names, skip/overwrite, per-file errors.
 
 `plan_batch` turns the command line's paths and styles into jobs (one per input and style),
-each with its output path and its plan (`vidstyle.prepare`): render, skip, or fail with a
-reason found while planning (a missing path, a file that is not a video). `run_batch` hands
-the jobs to render to an executor, this process or `jobs` worker processes (`vidstyle.pool`),
-which runs `vidstyle.jobs.render_job` for each and reports through `BatchEvents`. A failing
-input is recorded with its reason and the batch goes on; a problem with the command itself (a
-bad option, an unreadable style image, missing weights) stops it, since every input would
-fail the same way.
+each with its output path and its plan (`vidstyle.render.prepare`): render, skip, or fail with a
+reason found while planning (a missing path, a file that is not a video). A problem with the
+command itself (a bad option, an unreadable style image, missing weights) fails the planning,
+since every input would fail the same way. `vidstyle.batch.run` renders the plan.
 
 Nothing here prints: `vidstyle.cli` shows the plan, the progress and the summary.
 """
@@ -16,48 +13,18 @@ from __future__ import annotations
 
 import logging
 import os
-import time
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from vidstyle.batch.jobs import Job
 from vidstyle.config import RenderSettings
 from vidstyle.errors import EXIT_USAGE, ConfigError, InputError, VidstyleError
 from vidstyle.filetypes import VIDEO_EXTENSIONS
-from vidstyle.jobs import (
-    BatchEvents,
-    BatchRun,
-    BatchSummary,
-    Executor,
-    Job,
-    JobResult,
-    NullEvents,
-    RunReport,
-    render_job,
-)
-from vidstyle.pool import worker_devices
 
 if TYPE_CHECKING:
-    from vidstyle.prepare import Preparer, RenderJob
-
-__all__ = [
-    "BatchEvents",
-    "BatchPlan",
-    "BatchSummary",
-    "Job",
-    "JobResult",
-    "NullEvents",
-    "discover",
-    "normalise_extensions",
-    "output_name",
-    "parse_devices",
-    "plan_batch",
-    "plan_table",
-    "run_batch",
-    "style_groups",
-    "worker_devices",
-]
+    from vidstyle.render.prepare import Preparer
 
 log = logging.getLogger(__name__)
 
@@ -70,10 +37,6 @@ DEFAULT_NAME = "{stem}.{style}{ext}"
 OUTPUT_EXT = ".mp4"
 # The last four for a still image input, which renders to an image (vidstyle.media.still).
 _OUTPUT_SUFFIXES = (".mp4", ".m4v", ".mov", ".mkv", ".webm", ".png", ".jpg", ".jpeg", ".webp")
-
-
-# --------------------------------------------------------------------------------------------
-# Planning
 
 
 @dataclass
@@ -245,12 +208,12 @@ def plan_batch(
     extensions: Sequence[str] = VIDEO_EXTENSIONS,
     name_template: str = DEFAULT_NAME,
 ) -> BatchPlan:
-    """Every (input, style) job with its output and its plan (`vidstyle.prepare`). Raises
+    """Every (input, style) job with its output and its plan (`vidstyle.render.prepare`). Raises
     `VidstyleError` for problems with the command itself (bad styles or options, colliding
     outputs, an unwritable output folder); problems with one input become that job's "fail"."""
     # Imported here: `vidstyle --help` should not pay for what planning needs.
     from vidstyle.media.still import IMAGE_EXT
-    from vidstyle.prepare import Preparer, RenderJob
+    from vidstyle.render.prepare import Preparer
 
     preparer = Preparer(settings, styles)  # the mode's inputs and the style images, once
     if not paths:
@@ -267,8 +230,8 @@ def plan_batch(
 
     jobs: list[Job] = []
     for path, error in problems:
-        jobs.append(Job(len(jobs) + 1, "", RenderJob(path, (), path), error=error))
-    requests: list[tuple[str, RenderJob]] = []
+        jobs.append(Job(path, (), path, number=len(jobs) + 1, error=error))
+    requests: list[Job] = []
     targets: dict[Path, Path] = {}
     for item in found:
         ext = IMAGE_EXT if preparer.is_still(item.path) else OUTPUT_EXT
@@ -283,15 +246,23 @@ def plan_batch(
                     "rename one, or add {input_ext} or a folder to --name"
                 )
             # Into an output folder, the render creates the folder and mirrored subfolders.
-            request = RenderJob(item.path, group, target, create_folder=output_dir is not None)
-            requests.append((style_name, request))
+            requests.append(
+                Job(
+                    item.path,
+                    group,
+                    target,
+                    create_folder=output_dir is not None,
+                    number=0,  # numbered once every request is known
+                    style_name=style_name,
+                )
+            )
     if output_dir is not None:
         # An unwritable output folder fails the command once, not every file in turn.
-        first = next((r.output for _, r in requests if _writes(r.output, settings)), None)
+        first = next((r.output for r in requests if _writes(r.output, settings)), None)
         if first is not None:
             preparer.check_folder(first)
-    for style_name, request in requests:
-        jobs.append(_plan_job(preparer, len(jobs) + 1, style_name, request))
+    for request in requests:
+        jobs.append(_plan_job(preparer, replace(request, number=len(jobs) + 1)))
     return BatchPlan(jobs, output_dir, settings)
 
 
@@ -329,22 +300,22 @@ def _writes(output: Path | None, settings: RenderSettings) -> bool:
     return output.parent.is_dir() and (settings.overwrite or not output.exists())
 
 
-def _plan_job(preparer: Preparer, number: int, style_name: str, request: RenderJob) -> Job:
+def _plan_job(preparer: Preparer, job: Job) -> Job:
     try:
-        plan = preparer.prepare(request)
+        plan = preparer.prepare(job)
     except VidstyleError as err:
         if err.exit_code == EXIT_USAGE:
             raise  # about the command, not this input: every other input would fail too
-        return Job(number, style_name, request, error=err)
+        return replace(job, error=err)
     resume_from = 0
     if preparer.settings.resume and not plan.skip and not plan.still:
         resume_from = _saved_frames(plan.output)
-    return Job(number, style_name, request, plan, resume_from=resume_from)
+    return replace(job, plan=plan, resume_from=resume_from)
 
 
 def _saved_frames(output: Path) -> int:
     """Frames an interrupted render to `output` has saved (resumed if the settings match)."""
-    from vidstyle.workdir import saved_frames
+    from vidstyle.render.workdir import saved_frames
 
     return saved_frames(output)
 
@@ -375,120 +346,3 @@ def plan_table(plan: BatchPlan) -> list[str]:
         "written (dry run)"
     )
     return lines
-
-
-# --------------------------------------------------------------------------------------------
-# Running
-
-
-def parse_devices(device: str) -> list[str]:
-    """`cuda:0,cuda:1` -> ['cuda:0', 'cuda:1']; each is checked before any work."""
-    from vidstyle.device import resolve_device
-
-    names = [name.strip() for name in device.split(",") if name.strip()]
-    if not names:
-        raise ConfigError("--device is empty; use auto, cpu, cuda or cuda:N (comma-separated)")
-    for name in names:
-        resolve_device(name)
-    return names
-
-
-def run_batch(
-    plan: BatchPlan,
-    *,
-    jobs: int = 1,
-    events: BatchEvents | None = None,
-    raise_errors: bool = False,
-    cluster: str | None = None,
-) -> BatchSummary:
-    """Render the plan's jobs; failures are recorded and the batch goes on.
-
-    `jobs` > 1 renders that many videos at once in worker processes (`vidstyle.pool`), each on
-    one of the devices of the plan's `settings.device` (a comma-separated list, taken in turn).
-    `raise_errors` (one video, as `vidstyle clip.mp4 --style s.png`): errors propagate as they
-    are. Ctrl-C stops every render cleanly (progress saved) and sets `interrupted`.
-    `cluster`: every render is a task on the Ray cluster at that address (`vidstyle.cluster`),
-    asking for a GPU with a CUDA device, else for `settings.threads` CPUs. With `settings.split`,
-    each video's shots are jobs of their own (`vidstyle.split`).
-    """
-    from vidstyle.pipeline import log_skip
-
-    events = events or NullEvents()
-    cluster_executor = None
-    if cluster is not None:
-        from vidstyle.cluster import ClusterExecutor
-
-        # Before any work: Ray missing, the cluster unreachable, a device Ray cannot give.
-        cluster_executor = ClusterExecutor(cluster, plan.settings.device, plan.settings.threads)
-        devices = [plan.settings.device]
-    else:
-        devices = parse_devices(plan.settings.device)
-    if jobs < 1:
-        raise ConfigError(f"--jobs must be at least 1 (got {jobs})")
-    summary = BatchSummary()
-    run = BatchRun(plan.jobs, events, summary, raise_errors=raise_errors)
-    started = time.perf_counter()
-    for job in plan.jobs:
-        if job.plan is None:
-            if raise_errors and job.error is not None:
-                raise job.error
-            log.error("%s", job.reason)
-            run.record(JobResult(job, "failed", message=job.reason, exit_code=1))
-        elif job.plan.skip:
-            log_skip(job.plan)
-            status = "stale" if job.stale else "skipped"
-            run.record(JobResult(job, status, message=job.reason))
-    render: list[Job] = plan.to_render
-    runner: RunReport = run
-    try:
-        if plan.settings.split != "none" and render:
-            from vidstyle.split import split_jobs
-
-            parts = jobs if cluster_executor is None else cluster_executor.slots()
-            render, runner = split_jobs(render, run, parts=parts)
-        workers = min(jobs, len(render))
-        executor = cluster_executor or _local_executor(devices, workers, plan.settings.threads)
-        executor.render(render, runner)
-        if run.stop_error is not None:
-            raise run.stop_error
-        # Jobs no render got to: the batch was stopped, or no worker process could start.
-        for job in plan.to_render:
-            if job.number not in run.done:
-                run.record(_not_started(job, summary.interrupted))
-    finally:
-        summary.seconds = time.perf_counter() - started
-    # Report in plan order, whatever order the renders finished in.
-    summary.results.sort(key=lambda result: result.job.number)
-    return summary
-
-
-def _local_executor(devices: Sequence[str], workers: int, threads: int | None) -> Executor:
-    """Renders on this machine: in this process, or in `workers` worker processes."""
-    if workers <= 1:
-        if len(devices) > 1:
-            log.info("one render at a time: using %s (more devices need --jobs)", devices[0])
-        return InProcess(devices[0])
-    from vidstyle.pool import ProcessPool
-
-    return ProcessPool(devices, workers, threads)
-
-
-class InProcess:
-    """The executor of one render at a time: in this process, one job after another, its
-    events straight to the batch."""
-
-    def __init__(self, device: str) -> None:
-        self.device = device
-
-    def render(self, jobs: Sequence[Job], run: RunReport) -> None:
-        for job in jobs:
-            if run.stopping:
-                return
-            run.finished(render_job(job, self.device, emit=run.deliver))
-
-
-def _not_started(job: Job, interrupted: bool) -> JobResult:
-    if interrupted:
-        return JobResult(job, "interrupted", message="not started", exit_code=1)
-    text = f"{job.input}: not rendered (the worker processes stopped unexpectedly)"
-    return JobResult(job, "failed", message=text, exit_code=1)

@@ -29,7 +29,7 @@ import torch
 
 from vidstyle.errors import WeightsError
 from vidstyle.fingerprint import file_digest
-from vidstyle.models import (
+from vidstyle.nets.models import (
     MODEL_SUFFIX,
     atomic_save,
     build_net,

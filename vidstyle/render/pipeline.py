@@ -1,4 +1,4 @@
-"""One render: `build_stages` and `run` carry out what `vidstyle.prepare` decided.
+"""One render: `build_stages` and `run` carry out what `vidstyle.render.prepare` decided.
 
 decode → stylize → encode, composed from iterator stages; no algorithm lives here. `render`
 is the whole of one planned render (memory check, stages, work folder, run); `stylize_video`
@@ -7,13 +7,11 @@ is the one-call API: prepare, then render.
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Protocol
 
 import numpy as np
 import torch
@@ -28,10 +26,12 @@ from vidstyle.frame import FrameRecord, decode_records
 from vidstyle.media import image_to_tensor, tensor_to_image
 from vidstyle.media.segments import SegmentedWriter, preview_end_pts
 from vidstyle.media.still import image_size, read_image, write_image
-from vidstyle.memory import check_fits
-from vidstyle.prepare import RenderJob, RenderPlan, prepare
-from vidstyle.resume import capture, restore, skip_before
-from vidstyle.shots import PART_KEY
+from vidstyle.render.events import Emit, FrameDone, Iteration, RenderResult, Started, ignore
+from vidstyle.render.memory import check_fits
+from vidstyle.render.prepare import RenderJob, RenderPlan, prepare
+from vidstyle.render.resume import capture, restore, skip_before
+from vidstyle.render.threads import render_threads, torch_threads
+from vidstyle.render.workdir import PART_KEY, WorkDir
 from vidstyle.stylize.color import LuminanceFeatures, PreserveColors, preserve_colors_stage
 from vidstyle.stylize.feedforward import FeedForwardStylizer
 from vidstyle.stylize.losses import PerceptualLoss, loss_network_precision, perceptual_loss
@@ -40,36 +40,8 @@ from vidstyle.stylize.style_image import load_style_image
 from vidstyle.stylize.targets import StyleTargets
 from vidstyle.temporal import TemporalSmoother, flow_needed, flow_stage
 from vidstyle.temporal.flow import FlowStage
-from vidstyle.workdir import WorkDir
 
 log = logging.getLogger(__name__)
-
-
-class Progress(Protocol):
-    """What the pipeline reports; `vidstyle.console` draws it, tests may record it."""
-
-    def start(self, description: str, total: int | None) -> None: ...
-
-    def advance(self, frames: int = 1) -> None: ...
-
-    def partial(self, fraction: float) -> None:
-        """Share (0..1) of the frame in progress done so far; `advance` ends the frame."""
-
-    def finish(self) -> None: ...
-
-
-class NullProgress:
-    def start(self, description: str, total: int | None) -> None:
-        pass
-
-    def advance(self, frames: int = 1) -> None:
-        pass
-
-    def partial(self, fraction: float) -> None:
-        pass
-
-    def finish(self) -> None:
-        pass
 
 
 class _IterationShare:
@@ -85,7 +57,8 @@ class _IterationShare:
 
     def __init__(self, first_iterations: int, iterations: int, init: str) -> None:
         self.first_iterations, self.iterations, self.init = first_iterations, iterations, init
-        self.progress: Progress = NullProgress()
+        self.emit: Emit = ignore
+        self.job = 0  # the render the events are about
         self.fresh_next = True  # False for a resumed render: it warm-starts from its saved output
         self.budget = first_iterations
         self.done = 0
@@ -100,24 +73,7 @@ class _IterationShare:
 
     def on_iteration(self, iteration: int, loss: float) -> None:
         self.done += 1
-        self.progress.partial(min(self.done / max(1, self.budget), 0.99))
-
-
-@dataclass(frozen=True)
-class RenderResult:
-    input: Path
-    output: Path
-    status: str  # "rendered" | "skipped" | "stale" (skipped, made with other settings)
-    frames: int = 0
-    seconds: float = 0.0
-    size: tuple[int, int] | None = None
-    resumed_from: int = 0  # frames an earlier, interrupted run had finished (vidstyle.resume)
-
-    @property
-    def frames_per_second(self) -> float:
-        """Frames rendered by this run per second of it."""
-        done = self.frames - self.resumed_from
-        return done / self.seconds if self.seconds > 0 else 0.0
+        self.emit(Iteration(self.job, min(self.done / max(1, self.budget), 0.99)))
 
 
 def build_loss(
@@ -223,83 +179,75 @@ def render(
     device: torch.device,
     *,
     sharing: int = 1,
-    progress: Progress | None = None,
+    threads: int | None = None,
+    job: int = 0,
+    emit: Emit = ignore,
 ) -> RenderResult:
     """Carry out a plan that renders (not a skip) on `device`, which `sharing` renders share
-    (each must fit in that share of its memory), with the settings' CPU thread count."""
+    (each must fit in that share of its memory), with `threads` CPU threads (None: as they
+    are; `vidstyle.render.threads` decides); its progress goes to `emit` as events about
+    render `job`. Raises for a render that fails."""
     assert not plan.skip, "a skipped plan has nothing to render"
     flags = reproducible.configure(device)  # before the first CUDA computation
     if flags is not None:
         log.debug("CUDA: %s", flags.describe())
-    threads = plan.settings.threads if device.type == "cpu" else None
-    with _torch_threads(threads):
-        return _render(plan, device, sharing, progress or NullProgress())
-
-
-@contextlib.contextmanager
-def _torch_threads(threads: int | None) -> Iterator[None]:
-    """torch's CPU thread count set to `threads` (None: left as it is) while the block runs."""
-    if threads is None:
-        yield
-        return
-    previous = torch.get_num_threads()
-    torch.set_num_threads(threads)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(previous)
+    with torch_threads(threads):
+        return _render(plan, device, sharing, job, emit)
 
 
 def _render(
-    plan: RenderPlan, device: torch.device, sharing: int, progress: Progress
+    plan: RenderPlan, device: torch.device, sharing: int, job: int, emit: Emit
 ) -> RenderResult:
     settings = plan.settings
     if plan.job.create_folder:
         _make_folder(plan.output)
     torch.manual_seed(settings.seed)
-    if plan.still:
-        return _render_still(plan, device, sharing, progress)
-    assert plan.info is not None and plan.size is not None
-    _check_memory(plan, plan.info.size, plan.size, device, sharing)  # before any work is wasted
+    source = _source(plan)
+    _check_memory(plan, source.source_size, source.size, device, sharing)  # before any work
     # Built before the render is announced: a model or VGG file that cannot be used, or a layer
     # the network lacks, is an error on its own, not one that follows "clip.mp4 → ...".
-    stages = build_stages(settings, device, plan.styles, plan.size)
+    stages = build_stages(settings, device, plan.styles, source.size)
     if plan.size_note:
         log.info("%s: %s", plan.input.name, plan.size_note)
+    width, height = source.size
     log.info(
-        "%s → %s: %dx%d, %s fps, %s mode on %s",
+        "%s → %s: %dx%d, %s%s mode on %s",
         plan.input,
         plan.output,
-        plan.size[0],
-        plan.size[1],
-        plan.info.fps,
+        width,
+        height,
+        source.rate,
         settings.mode,
         device,
     )
     _log_precision(device, stages.precision)
-    # Earlier progress of this same command, if it was interrupted (vidstyle.resume); the
-    # stages that carry state from frame to frame continue from the last saved frame.
-    identity = render_fingerprint(
-        plan.input,
-        plan.styles,
-        settings,
-        files=settings_files(settings),
-        features=stages.features,
-        precision=stages.precision.name,
-    )
-    if plan.shot is None:
-        work = WorkDir.open(plan.output, identity, resume=settings.resume)
-    else:
-        shot = plan.shot
-        identity[PART_KEY] = f"{shot.first}-{shot.stop}"
-        work = WorkDir.open(
-            plan.output,
-            identity,
-            resume=settings.resume,
-            first_index=shot.first,
-            path=shot.folder(plan.output),
-        )
-    return run(plan, stages, work, progress)
+    if source.picture is not None:
+        return _render_picture(plan, stages, source.picture, job=job, emit=emit)
+    return run(plan, stages, _open_work(plan, stages), job=job, emit=emit)
+
+
+@dataclass(frozen=True)
+class _Source:
+    """What a render decodes: the frame size it renders and its source's, and, for a still
+    image, the picture itself (read once, at the size rendered)."""
+
+    size: tuple[int, int]
+    source_size: tuple[int, int]
+    rate: str  # the frame rate as the log's first line says it ("" for an image)
+    picture: np.ndarray | None = None
+
+
+def _source(plan: RenderPlan) -> _Source:
+    if not plan.still:
+        assert plan.info is not None and plan.size is not None
+        return _Source(plan.size, plan.info.size, f"{plan.info.fps} fps, ")
+    picture = read_image(plan.input)
+    source_size = (picture.shape[1], picture.shape[0])
+    size = image_size(source_size, plan.settings.size)
+    if size != source_size:
+        resized = Image.fromarray(picture).resize(size, Image.Resampling.LANCZOS)
+        picture = np.asarray(resized, dtype=np.uint8)
+    return _Source(size, source_size, "", picture)
 
 
 def _log_precision(device: torch.device, precision: Precision) -> None:
@@ -341,70 +289,89 @@ def _make_folder(output: Path) -> None:
         ) from err
 
 
-def run(plan: RenderPlan, stages: Stages, work: WorkDir, progress: Progress) -> RenderResult:
-    """Render the plan's video (or its part, `plan.shot`) through `stages` into `work`'s
-    segments, then join them under the output's name (not a part's: the parts are joined when
-    all are done). Ctrl-C raises `RenderInterrupted` with the progress saved."""
-    settings, info, size, shot = plan.settings, plan.info, plan.size, plan.shot
-    assert info is not None and size is not None
+@dataclass(frozen=True)
+class _Part:
+    """The frames a video render covers and where its work goes. A whole video is the
+    one-part case: frames from 0, the output's own work folder, joined into the output when
+    done. A part of a video (`plan.shot`) keeps its work in a folder of its own, and its
+    segments wait for the other parts (`vidstyle.batch.shots` joins them)."""
+
+    first: int
+    stop: int | None  # None: to the end (or `max_frames`)
+    expected_stop: int | None  # where the container says the frames end (None: unknown)
+    name: str  # on the progress display
+    log_name: str
+    folder: Path | None  # its work folder (None: the output's)
+    key: str | None  # its frame range, in its work folder's fingerprint
+    joins: bool  # writes the output when its last frame is done
+
+
+def _part(plan: RenderPlan) -> _Part:
+    shot = plan.shot
+    if shot is None:
+        name = plan.input.name
+        stop = plan.settings.max_frames
+        return _Part(0, stop, plan.frames, name, plan.output.name, None, None, joins=True)
+    name = shot.describe(plan.input.name)
+    folder, key = shot.folder(plan.output), f"{shot.first}-{shot.stop}"
+    return _Part(shot.first, shot.stop, shot.stop, name, name, folder, key, joins=False)
+
+
+def _open_work(plan: RenderPlan, stages: Stages) -> WorkDir:
+    """The work folder of the plan's frames: earlier progress of this same command, if it was
+    interrupted (vidstyle.render.resume), from which the stages that carry state from frame to
+    frame continue."""
+    part = _part(plan)
+    settings = plan.settings
+    identity = render_fingerprint(
+        plan.input,
+        plan.styles,
+        settings,
+        files=settings_files(settings),
+        features=stages.features,
+        precision=stages.precision.name,
+    )
+    if part.key is not None:
+        identity[PART_KEY] = part.key
+    return WorkDir.open(
+        plan.output, identity, resume=settings.resume, first_index=part.first, path=part.folder
+    )
+
+
+def run(
+    plan: RenderPlan, stages: Stages, work: WorkDir, *, job: int = 0, emit: Emit = ignore
+) -> RenderResult:
+    """Render the plan's frames (the whole video, or its part `plan.shot`) through `stages`
+    into `work`'s segments; a whole video's are then joined under the output's name. Ctrl-C
+    raises `RenderInterrupted` with the progress saved."""
+    part = _part(plan)
     restore(stages.stateful, work.carry)
     start = work.next_index
-    # Frames [first, stop) (stop None: to the end), of which `total` are expected.
-    first, stop = (0, settings.max_frames) if shot is None else (shot.first, shot.stop)
-    total = plan.frames if shot is None else shot.stop
     if stages.share is not None:
-        stages.share.progress, stages.share.fresh_next = progress, start == first
+        stages.share.emit, stages.share.job = emit, job
+        stages.share.fresh_next = start == part.first
+    expected = None if part.expected_stop is None else max(0, part.expected_stop - start)
+    resumed = f" (from frame {start})" if start > part.first else ""
+    emit(Started(job, part.name + resumed, expected))
     started = time.perf_counter()
-    written = 0
-    name = plan.input.name if shot is None else shot.describe(plan.input.name)
-    progress.start(
-        f"{name} (from frame {start})" if start > first else name,
-        None if total is None else max(0, total - start),
-    )
     # The stages with threads (decoder, flow), closed on the way out even when a traceback
     # keeps this frame alive: their threads stop now, not whenever the garbage collector runs.
     threaded: list[Iterator[FrameRecord]] = []
     try:
-        records = _compose(plan, stages, start, stop, threaded)
-        # Frames are encoded into segments in the work folder, on their own thread
-        # (overlapped with stylization); each full segment is saved with the stages' state.
-        with SegmentedWriter(
-            work,
-            info,
-            size,
-            codec=settings.codec,
-            crf=settings.crf,
-            encoder_preset=settings.encoder_preset,
-            segment_frames=settings.segment_frames,
-            snapshot=lambda: capture(stages.stateful),
-            queue_size=2 * settings.batch_size,
-        ) as segments:
-            for record in records:
-                assert record.styled is not None
-                # Only the image and its time: the record's other tensors can be freed.
-                segments.write(record.styled, record.pts, new_shot=record.new_shot)
-                written += 1
-                progress.advance()
-        if shot is not None:
-            frames_total = work.saved_frames  # joined with the other parts when all are done
-        else:
-            end_pts = None
-            if settings.max_frames is not None and work.last_pts is not None:
-                end_pts = preview_end_pts(work.last_pts, info)
-            frames_total = work.join(info, audio=settings.audio, end_pts=end_pts)
+        frames = _decoded(plan, stages, start, part.stop, threaded)
+        written = _encode(plan, stages, work, _stylized(stages, frames), job=job, emit=emit)
+        frames_total = _finish(plan, part, work)
     except BaseException as err:
         work.remove_if_empty()
         if not isinstance(err, KeyboardInterrupt):
             raise
         raise _interrupted(work.next_index, plan.output) from None
     finally:
-        for stage in reversed(threaded):  # downstream first: it may be iterating upstream
-            stage.close()  # type: ignore[attr-defined]
-        progress.finish()
+        _close(threaded)
     seconds = time.perf_counter() - started
     log.info(
         "%s: %d frames in %.1f s (%.2f frames/s)",
-        plan.output.name if shot is None else name,
+        part.log_name,
         written,
         seconds,
         written / seconds if seconds else 0.0,
@@ -415,32 +382,91 @@ def run(plan: RenderPlan, stages: Stages, work: WorkDir, progress: Progress) -> 
         status="rendered",
         frames=frames_total,
         seconds=seconds,
-        size=size,
-        resumed_from=start - first,
+        size=plan.size,
+        resumed_from=start - part.first,
     )
 
 
-def _compose(
+def _encode(
+    plan: RenderPlan,
+    stages: Stages,
+    work: WorkDir,
+    records: Iterator[FrameRecord],
+    *,
+    job: int,
+    emit: Emit,
+) -> int:
+    """Encode the stylized frames into segments in the work folder, on their own thread
+    (overlapped with stylization); each full segment is saved with the stages' state. Returns
+    the number of frames written."""
+    settings = plan.settings
+    assert plan.info is not None and plan.size is not None
+    written = 0
+    with SegmentedWriter(
+        work,
+        plan.info,
+        plan.size,
+        codec=settings.codec,
+        crf=settings.crf,
+        encoder_preset=settings.encoder_preset,
+        segment_frames=settings.segment_frames,
+        snapshot=lambda: capture(stages.stateful),
+        queue_size=2 * settings.batch_size,
+    ) as segments:
+        for record in records:
+            assert record.styled is not None
+            # Only the image and its time: the record's other tensors can be freed.
+            segments.write(record.styled, record.pts, new_shot=record.new_shot)
+            written += 1
+            emit(FrameDone(job))
+    return written
+
+
+def _finish(plan: RenderPlan, part: _Part, work: WorkDir) -> int:
+    """The frames of the output (or of this part of it): a whole video's segments are joined
+    under the output's name with the source's audio; a part's wait for the other parts."""
+    if not part.joins:
+        return work.saved_frames
+    assert plan.info is not None
+    settings = plan.settings
+    end_pts = None
+    if settings.max_frames is not None and work.last_pts is not None:
+        end_pts = preview_end_pts(work.last_pts, plan.info)
+    return work.join(plan.info, audio=settings.audio, end_pts=end_pts)
+
+
+def _decoded(
     plan: RenderPlan,
     stages: Stages,
     start: int,
     stop: int | None,
     threaded: list[Iterator[FrameRecord]],
 ) -> Iterator[FrameRecord]:
-    """decode → flow → stylize → smooth → colours, frames `start` to `stop` (None: the end);
-    the stages that run threads are added to `threaded` for the caller to close."""
+    """decode → flow, frames `start` to `stop` (None: the end); the stages that run threads
+    are added to `threaded` for the caller to close."""
     assert plan.info is not None and plan.size is not None
     # Flow into the first new frame needs the source frame before it: decode one more.
     context = 1 if stages.flow is not None and start else 0
     frames = decode_records(plan.info, plan.size, stop, stages.device, start=start - context)
     threaded.append(frames)
-    if stages.flow is not None:
-        # Flow of the source frames, computed once on a worker thread ahead of the
-        # stylizer, and shared by it (warm start, temporal loss) and the smoothing stage.
-        frames = stages.flow(frames)
-        threaded.append(frames)
-    if start:
-        frames = skip_before(frames, start)
+    frames = _with_flow(stages, frames, threaded)
+    return skip_before(frames, start) if start else frames
+
+
+def _with_flow(
+    stages: Stages, frames: Iterator[FrameRecord], threaded: list[Iterator[FrameRecord]]
+) -> Iterator[FrameRecord]:
+    if stages.flow is None:
+        return frames
+    # Flow of the source frames, computed once on a worker thread ahead of the stylizer, and
+    # shared by it (warm start, temporal loss) and the smoothing stage.
+    frames = stages.flow(frames)
+    threaded.append(frames)
+    return frames
+
+
+def _stylized(stages: Stages, frames: Iterator[FrameRecord]) -> Iterator[FrameRecord]:
+    """stylize → smooth → colours."""
     if stages.share is not None:
         frames = stages.share.watch(frames)
     records = stages.stylizer(frames)
@@ -450,6 +476,11 @@ def _compose(
         # After smoothing, so luminance-only output keeps the source's chroma exactly.
         records = stages.colors(records)
     return records
+
+
+def _close(threaded: list[Iterator[FrameRecord]]) -> None:
+    for stage in reversed(threaded):  # downstream first: it may be iterating upstream
+        stage.close()  # type: ignore[attr-defined]
 
 
 def _interrupted(saved: int, output: Path) -> RenderInterrupted:
@@ -462,39 +493,20 @@ def _interrupted(saved: int, output: Path) -> RenderInterrupted:
     )
 
 
-def _render_still(
-    plan: RenderPlan, device: torch.device, sharing: int, progress: Progress
+def _render_picture(
+    plan: RenderPlan, stages: Stages, picture: np.ndarray, *, job: int, emit: Emit
 ) -> RenderResult:
-    """One still image: the frame-1 path of a render (no flow, smoothing, segments or codec),
-    written as an image."""
-    settings = plan.settings
-    source = read_image(plan.input)
-    size = image_size((source.shape[1], source.shape[0]), settings.size)
-    _check_memory(plan, (source.shape[1], source.shape[0]), size, device, sharing)
-    stylize, precision = frame_stylizer(settings, device, plan.styles, size)
-    _log_precision(device, precision)
-    log.info(
-        "%s → %s: %dx%d, %s mode on %s",
-        plan.input,
-        plan.output,
-        size[0],
-        size[1],
-        settings.mode,
-        device,
-    )
-    if size != (source.shape[1], source.shape[0]):
-        resized = Image.fromarray(source).resize(size, Image.Resampling.LANCZOS)
-        source = np.asarray(resized, dtype=np.uint8)
+    """A still image: a one-frame stream through the stages, written as an image."""
+    if stages.share is not None:
+        stages.share.emit, stages.share.job = emit, job
     started = time.perf_counter()
-    progress.start(plan.input.name, 1)
+    emit(Started(job, plan.input.name, 1))
     try:
-        styled = stylize(source)
-        progress.advance()
+        styled = stylize_picture(stages, picture)
+        emit(FrameDone(job))
         write_image(styled, plan.output)
     except KeyboardInterrupt:
         raise RenderInterrupted("interrupted; nothing was written", plan.output) from None
-    finally:
-        progress.finish()
     seconds = time.perf_counter() - started
     log.info("%s: 1 image in %.1f s", plan.output.name, seconds)
     return RenderResult(
@@ -503,37 +515,29 @@ def _render_still(
         status="rendered",
         frames=1,
         seconds=seconds,
-        size=size,
+        size=(picture.shape[1], picture.shape[0]),
     )
 
 
-def frame_stylizer(
-    settings: RenderSettings,
-    device: torch.device,
-    styles: Sequence[Path],
-    size: tuple[int, int] = (256, 256),
-) -> tuple[Callable[[np.ndarray], np.ndarray], Precision]:
-    """A function stylizing one H×W×3 uint8 RGB picture of `size` (width, height) as the first
-    frame of a shot is (quality mode's frame-1 budget, or the network; colours preserved as
-    asked), built once, and the precision its network runs in: a still image's render, and
-    each picture of a contact sheet (`vidstyle.sheet`)."""
-    stylizer, _, precision = build_stylizer(
-        settings, device, [load_style_image(path) for path in styles], size=size
+def stylize_picture(stages: Stages, picture: np.ndarray) -> np.ndarray:
+    """One H×W×3 uint8 RGB picture of the stages' size, stylized as a one-frame stream through
+    them: as the first frame of a shot is (quality mode's frame-1 budget, or the network;
+    colours preserved as asked). A still image's render, and each picture of a contact sheet
+    (`vidstyle.batch.sheet`)."""
+    record = FrameRecord(
+        index=0,
+        pts=0,
+        content=image_to_tensor(picture, stages.device),
+        new_shot=True,
+        rgb8=picture,
     )
-    colors = preserve_colors_stage(settings.preserve_colors, settings.mode)
-
-    def stylize(picture: np.ndarray) -> np.ndarray:
-        content = image_to_tensor(picture, device)
-        records: Iterator[FrameRecord] = stylizer(
-            iter([FrameRecord(index=0, pts=0, content=content, new_shot=True)])
-        )
-        if colors is not None:
-            records = colors(records)
-        styled = next(records).styled
-        assert styled is not None
-        return tensor_to_image(styled)
-
-    return stylize, precision
+    threaded: list[Iterator[FrameRecord]] = []
+    try:
+        styled = next(_stylized(stages, _with_flow(stages, iter([record]), threaded))).styled
+    finally:
+        _close(threaded)
+    assert styled is not None
+    return tensor_to_image(styled)
 
 
 def stylize_video(
@@ -542,16 +546,18 @@ def stylize_video(
     settings: RenderSettings,
     *,
     output: Path | None = None,
-    progress: Progress | None = None,
+    on_event: Emit = ignore,
 ) -> RenderResult:
     """Render one video (or still image) in the given style(s); an existing output is skipped
-    unless `settings.overwrite`. Raises VidstyleError subclasses for user errors."""
+    unless `settings.overwrite`. Its progress goes to `on_event` (`vidstyle.render.events`).
+    Raises VidstyleError subclasses for user errors."""
     plan = prepare(RenderJob(input_path, tuple(styles), output), settings)
     if plan.skip:
         log_skip(plan)
         status = "stale" if plan.stale else "skipped"
         return RenderResult(input=plan.input, output=plan.output, status=status)
-    return render(plan, resolve_device(settings.device), progress=progress)
+    device = resolve_device(settings.device)
+    return render(plan, device, threads=render_threads(settings.threads), emit=on_event)
 
 
 def log_skip(plan: RenderPlan) -> None:

@@ -27,7 +27,7 @@ import logging
 import math
 import shutil
 from collections.abc import Mapping, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 from pathlib import Path
 
 import torch
@@ -37,36 +37,14 @@ from vidstyle.errors import OutputError
 from vidstyle.frame import decode_records
 from vidstyle.media import VideoInfo, read_frames
 from vidstyle.media.segments import join_segments, preview_end_pts
-from vidstyle.provenance import metadata_tags
+from vidstyle.render.prepare import Shot
+from vidstyle.render.provenance import metadata_tags
+from vidstyle.render.workdir import PART_KEY, WorkDir, work_dir_for
 from vidstyle.temporal import flow_needed, flow_stage
-from vidstyle.workdir import WorkDir, work_dir_for
 
 log = logging.getLogger(__name__)
 
-# The key a part's frame range has in its work folder's fingerprint (beside the render's).
-PART_KEY = "frames"
 _SHOTS_FILE = "shots.json"  # the parts found, kept in the output's work folder for a re-run
-
-
-@dataclass(frozen=True)
-class Shot:
-    """Frames [first, stop) of a video, rendered as one independent part."""
-
-    number: int  # 1-based, in video order
-    count: int  # parts of the video
-    first: int
-    stop: int
-
-    @property
-    def frames(self) -> int:
-        return self.stop - self.first
-
-    def folder(self, output: Path) -> Path:
-        """Where this part's segments are kept: inside the output's work folder."""
-        return work_dir_for(output) / f"shot-{self.first:06d}-{self.stop:06d}"
-
-    def describe(self, name: str) -> str:
-        return f"{name} shot {self.number}/{self.count}"
 
 
 def carries_state(settings: RenderSettings) -> bool:

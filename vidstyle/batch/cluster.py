@@ -28,8 +28,19 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from vidstyle.batch.jobs import Job, Report
 from vidstyle.errors import ConfigError, InputError, OutputError, VidstyleError
-from vidstyle.jobs import Event, Job, JobPartial, JobResult, JobStarted, RunReport, render_job
+from vidstyle.render.events import (
+    Event,
+    Failed,
+    Finished,
+    Iteration,
+    RenderResult,
+    Started,
+    ended,
+    portable,
+)
+from vidstyle.render.threads import render_threads
 
 log = logging.getLogger(__name__)
 
@@ -190,12 +201,12 @@ class _Throttled:
         self._last_partial = 0.0
 
     def __call__(self, event: Event) -> None:
-        if isinstance(event, JobPartial):
+        if isinstance(event, Iteration):
             now = time.monotonic()
             if now - self._last_partial < _PARTIAL_EVERY_S:
                 return
             self._last_partial = now
-        self.post(("event", event))
+        self.post(("event", portable(event)))
 
 
 class _Relay:
@@ -212,10 +223,12 @@ class _Relay:
         return items
 
 
-def _render_task(job: Job, spec: TaskSpec, relay: Any) -> JobResult:
-    """One render on a worker (a Ray task): its progress and logs go to the relay."""
+def _render_task(job: Job, spec: TaskSpec, relay: Any) -> Event:
+    """One render on a worker (a Ray task): its events and logs go to the relay; its last
+    event is also returned (the driver takes the first of the two it sees)."""
     import ray
-    import torch
+
+    from vidstyle.render.job import render_job
 
     def post(item: tuple[Any, ...]) -> None:
         relay.post.remote(item)
@@ -224,21 +237,23 @@ def _render_task(job: Job, spec: TaskSpec, relay: Any) -> JobResult:
     logger.handlers[:] = [_RelayLogHandler(post)]
     logger.setLevel(spec.log_level)
     logger.propagate = False
-    torch.set_num_threads(spec.threads)
     if spec.device == "cuda":
         import cv2
 
         # Optical flow runs on the CPUs this task asked for, not on every core of the node.
         cv2.setNumThreads(spec.threads)
+    assert job.plan is not None
+    emit = _Throttled(post)
+    output = job.plan.output
     try:
-        check_shared_paths([job.input, *job.styles], job.output, ray.util.get_node_ip_address())
+        check_shared_paths([job.input, *job.styles], output, ray.util.get_node_ip_address())
     except VidstyleError as err:
-        result = JobResult(job, "failed", message=str(err), exit_code=err.exit_code, error=err)
+        message, code = str(err), err.exit_code
+        result = RenderResult(job.input, output, "failed", message=message, exit_code=code)
+        emit(Failed(job.number, result))
     else:
-        result = render_job(job, spec.device, emit=_Throttled(post))
-    result = result.portable()
-    post(("result", result))  # also returned: the driver takes the first it sees
-    return result
+        result = render_job(job.plan, spec.device, job=job.number, emit=emit, threads=spec.threads)
+    return portable(ended(job.number, result))
 
 
 # --------------------------------------------------------------------------------------------
@@ -258,8 +273,9 @@ class ClusterExecutor:
         if resolved != device.strip():
             log.info("--device %s on the cluster: %s", device, resolved)
         gpu = resolved == "cuda"
-        if threads is None:
-            threads = gpu_task_cpus(self.ray.nodes()) if gpu else 1
+        # A task's CPUs: those it asks Ray for (a GPU render's share of its node, else one).
+        threads = render_threads(threads, cpus=gpu_task_cpus(self.ray.nodes()) if gpu else 1)
+        assert threads is not None
         self.resources = task_resources(resolved, threads)
         self.spec = TaskSpec(
             device=resolved,
@@ -278,8 +294,8 @@ class ClusterExecutor:
             return max(1, int(resources.get("GPU", 1)))
         return max(1, int(resources.get("CPU", 1) // self.threads))
 
-    def render(self, jobs: Sequence[Job], run: RunReport) -> None:
-        """Run `jobs` on the cluster; events and results go to `run`."""
+    def render(self, jobs: Sequence[Job], report: Report) -> None:
+        """Run `jobs` on the cluster; their events go to `report`."""
         ray = self.ray
         relay = ray.remote(num_cpus=0)(_Relay).remote()
         task = ray.remote(_render_task).options(
@@ -288,65 +304,70 @@ class ClusterExecutor:
         self.jobs = {job.number: job for job in jobs}
         pending = {task.remote(job, self.spec, relay): job.number for job in jobs}
         try:
-            while pending and not run.stopping:
-                self._step(pending, relay, run)
+            while pending and not report.stopping:
+                self._step(pending, relay, report)
             if pending:  # a usage error: the rest would fail the same way
-                self._cancel(pending, relay, run, grace=0.0)
+                self._cancel(pending, relay, report, grace=0.0)
         except KeyboardInterrupt:
-            run.interrupt()
-            self._cancel(pending, relay, run, grace=_CANCEL_GRACE_S)
+            report.interrupt()
+            self._cancel(pending, relay, report, grace=_CANCEL_GRACE_S)
         finally:
             with contextlib.suppress(Exception):
                 ray.kill(relay)
 
-    def _step(self, pending: dict[Any, int], relay: Any, run: RunReport) -> None:
+    def _step(self, pending: dict[Any, int], relay: Any, report: Report) -> None:
         ready, _ = self.ray.wait(list(pending), num_returns=len(pending), timeout=_POLL_S)
-        self._forward(self.ray.get(relay.drain.remote()), run)
+        self._forward(self.ray.get(relay.drain.remote()), report)
         for ref in ready:
-            self._collect(ref, pending.pop(ref), run)
+            self._collect(ref, pending.pop(ref), report)
 
-    def _forward(self, items: list[tuple[Any, ...]], run: RunReport) -> None:
+    def _forward(self, items: list[tuple[Any, ...]], report: Report) -> None:
         for item in items:
             kind = item[0]
             if kind == "log":
                 _, name, level, message = item
                 logging.getLogger(name).log(level, "%s", message)
-            elif kind == "result":
-                self._finish(item[1], run)
-            elif item[1].number not in self.finished:
+            elif isinstance(item[1], Finished | Failed):
+                self._finish(item[1], report)
+            elif item[1].job not in self.finished:
                 event = item[1]
-                if isinstance(event, JobStarted):
-                    if event.number in self.started:
+                if isinstance(event, Started):
+                    if event.job in self.started:
                         log.warning(
                             "%s: the Ray worker rendering it was lost; the retry resumes from "
                             "the saved segments",
-                            self.jobs[event.number].input,
+                            self.jobs[event.job].input,
                         )
-                    self.started.add(event.number)
-                run.deliver(event)
+                    self.started.add(event.job)
+                report(event)
 
-    def _collect(self, ref: Any, number: int, run: RunReport) -> None:
+    def _collect(self, ref: Any, number: int, report: Report) -> None:
         """The result of a finished task (or why it has none)."""
         job = self.jobs[number]
+        assert job.plan is not None
         try:
-            result = self.ray.get(ref)
+            event = self.ray.get(ref)
         except self.ray.exceptions.TaskCancelledError:
-            result = JobResult(job, "interrupted", message="cancelled", exit_code=130)
+            cancelled = RenderResult(
+                job.input, job.plan.output, "interrupted", message="cancelled", exit_code=130
+            )
+            event = Failed(number, cancelled)
         except self.ray.exceptions.RayError as err:
             text = (
                 f"{job.input}: the Ray worker rendering it was lost {TASK_RETRIES + 1} times "
                 f"({type(err).__name__}); run again to resume"
             )
-            result = JobResult(job, "failed", message=text, exit_code=1)
-        self._finish(result, run)
+            lost = RenderResult(job.input, job.plan.output, "failed", message=text, exit_code=1)
+            event = Failed(number, lost)
+        self._finish(event, report)
 
-    def _finish(self, result: JobResult, run: RunReport) -> None:
-        if result.job.number in self.finished:
+    def _finish(self, event: Event, report: Report) -> None:
+        if event.job in self.finished:
             return
-        self.finished.add(result.job.number)
-        run.finished(result)
+        self.finished.add(event.job)
+        report(event)
 
-    def _cancel(self, pending: dict[Any, int], relay: Any, run: RunReport, *, grace: float) -> None:
+    def _cancel(self, pending: dict[Any, int], relay: Any, report: Report, *, grace: float) -> None:
         """Cancel every unfinished task; give the running ones `grace` seconds to save."""
         for ref in pending:
             with contextlib.suppress(Exception):
@@ -354,4 +375,4 @@ class ClusterExecutor:
         deadline = time.monotonic() + grace
         with contextlib.suppress(KeyboardInterrupt):  # a second Ctrl-C stops waiting
             while pending and time.monotonic() < deadline:
-                self._step(pending, relay, run)
+                self._step(pending, relay, report)

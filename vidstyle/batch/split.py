@@ -1,7 +1,8 @@
-"""A batch's videos rendered in parts (`--split shots`): each video's parts (vidstyle.shots)
-become jobs of their own, which any executor runs like whole videos; `SplitRun` stands between
-the executor and the batch. It shows the parts' progress as rows of their own, and when the last
-part of a video is done it joins them and reports the video, as a whole render would have.
+"""A batch's videos rendered in parts (`--split shots`): each video's parts
+(vidstyle.batch.shots) become jobs of their own, which any executor runs like whole videos;
+`SplitRun` stands between the executor and the batch. It shows the parts' events as the events
+of jobs of their own, and when the last part of a video is done it joins them and reports the
+video's end, as a whole render would have.
 """
 
 from __future__ import annotations
@@ -12,12 +13,13 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
+from vidstyle.batch.jobs import BatchRun, Job
+from vidstyle.batch.shots import Shot, find_shots, join_shots, load_shots, save_shots
 from vidstyle.config import RenderSettings
 from vidstyle.errors import VidstyleError
 from vidstyle.fingerprint import size_and_time
-from vidstyle.jobs import BatchRun, Event, Job, JobAdvanced, JobResult, JobStarted
-from vidstyle.shots import Shot, find_shots, join_shots, load_shots, save_shots
-from vidstyle.workdir import WorkDir, work_dir_for
+from vidstyle.render.events import Event, Failed, Finished, RenderResult, ended
+from vidstyle.render.workdir import WorkDir, work_dir_for
 
 log = logging.getLogger(__name__)
 
@@ -34,7 +36,7 @@ class _Video:
 
     job: Job
     shots: list[Shot]
-    done: dict[int, JobResult] = field(default_factory=dict)  # shot number -> its result
+    done: dict[int, RenderResult] = field(default_factory=dict)  # shot number -> its result
     reported: bool = False  # its result has gone to the batch
     started: float = field(default_factory=time.perf_counter)
 
@@ -100,8 +102,8 @@ def _saved(job: Job, shot: Shot) -> int:
 
 
 class SplitRun:
-    """What an executor reports to (a `RunReport`) when some of its jobs are parts of videos:
-    the parts' events and results are shown here, the rest go to the batch's `BatchRun`."""
+    """What an executor reports to (a `Report`) when some of its jobs are parts of videos: the
+    parts' events are shown here, the rest go to the batch's `BatchRun`."""
 
     def __init__(self, run: BatchRun, videos: dict[int, _Video], parts: Sequence[Job]) -> None:
         self.run = run
@@ -115,24 +117,16 @@ class SplitRun:
     def interrupt(self) -> None:
         self.run.interrupt()
 
-    def deliver(self, event: Event) -> None:
-        part = self.parts.get(event.number)
+    def __call__(self, event: Event) -> None:
+        part = self.parts.get(event.job)
         if part is None:
-            self.run.deliver(event)
-        elif isinstance(event, JobStarted):
-            self.run.events.job_started(part, event.description, event.total)
-        elif isinstance(event, JobAdvanced):
-            self.run.events.job_advanced(part, event.frames)
-        else:
-            self.run.events.job_partial(part, event.fraction)
-
-    def finished(self, result: JobResult) -> None:
-        part = self.parts.get(result.job.number)
-        if part is None:
-            self.run.finished(result)
+            self.run(event)
             return
-        result = dataclasses.replace(result, job=part)
-        self.run.events.job_finished(result)  # the part's row
+        self.run.watch(event, part)  # the part's row
+        if isinstance(event, Finished | Failed):
+            self._part_ended(part, event.result)
+
+    def _part_ended(self, part: Job, result: RenderResult) -> None:
         assert part.part_of is not None and part.plan is not None and part.plan.shot is not None
         video = self.videos[part.part_of]
         if video.reported:
@@ -141,14 +135,14 @@ class SplitRun:
             # The first part that fails (or is interrupted) decides the video's result; its
             # other parts keep what they saved for the next run.
             video.reported = True
-            self.run.finished(dataclasses.replace(result, job=video.job))
+            self.run(ended(video.job.number, result))
             return
         video.done[part.plan.shot.number] = result
         if len(video.done) == len(video.shots):
             video.reported = True
-            self.run.finished(self._join(video))
+            self.run(ended(video.job.number, self._join(video)))
 
-    def _join(self, video: _Video) -> JobResult:
+    def _join(self, video: _Video) -> RenderResult:
         plan = video.job.plan
         assert plan is not None and plan.info is not None
         try:
@@ -160,7 +154,9 @@ class SplitRun:
                 max_frames=plan.settings.max_frames,
             )
         except VidstyleError as err:
-            return JobResult(video.job, "failed", message=str(err), exit_code=err.exit_code)
+            return RenderResult(
+                plan.input, plan.output, "failed", message=str(err), exit_code=err.exit_code
+            )
         seconds = time.perf_counter() - video.started
         log.info(
             "%s: %d frames in %d parts, joined; %.1f s",
@@ -169,10 +165,12 @@ class SplitRun:
             len(video.shots),
             seconds,
         )
-        return JobResult(
-            video.job,
+        return RenderResult(
+            plan.input,
+            plan.output,
             "rendered",
             frames=frames,
             seconds=seconds,
+            size=plan.size,
             resumed_from=sum(result.resumed_from for result in video.done.values()),
         )

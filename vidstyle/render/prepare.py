@@ -8,7 +8,8 @@ input (its probe) is done once however many jobs share it. The plan is small and
 an executor can hand it to another process and render it there without deciding anything again.
 
 Free memory is the one check left to the render itself: it belongs to the device and the
-moment the render runs on (`vidstyle.pipeline.render`), which a plan made elsewhere cannot know.
+moment the render runs on (`vidstyle.render.pipeline.render`), which a plan made elsewhere cannot
+know.
 """
 
 from __future__ import annotations
@@ -31,12 +32,33 @@ from vidstyle.media import (
 )
 from vidstyle.media.reader import check_not_truncated
 from vidstyle.media.still import IMAGE_EXT, check_image_output, is_still_image
-from vidstyle.models import read_model_info, resolve_model
+from vidstyle.nets.models import read_model_info, resolve_model
 from vidstyle.nets.vgg import check_weights_source
-from vidstyle.provenance import stale_reason, stale_settings
-from vidstyle.shots import Shot
+from vidstyle.render.provenance import stale_reason, stale_settings
+from vidstyle.render.workdir import work_dir_for
 from vidstyle.stylize.style_image import load_style_image
 from vidstyle.stylize.targets import blend_weights
+
+
+@dataclass(frozen=True)
+class Shot:
+    """Frames [first, stop) of a video, rendered as one independent part."""
+
+    number: int  # 1-based, in video order
+    count: int  # parts of the video
+    first: int
+    stop: int
+
+    @property
+    def frames(self) -> int:
+        return self.stop - self.first
+
+    def folder(self, output: Path) -> Path:
+        """Where this part's segments are kept: inside the output's work folder."""
+        return work_dir_for(output) / f"shot-{self.first:06d}-{self.stop:06d}"
+
+    def describe(self, name: str) -> str:
+        return f"{name} shot {self.number}/{self.count}"
 
 
 @dataclass(frozen=True)
@@ -53,7 +75,7 @@ class RenderJob:
 
 @dataclass(frozen=True)
 class RenderPlan:
-    """What `prepare` decided for a job; `vidstyle.pipeline.render` carries it out."""
+    """What `prepare` decided for a job; `vidstyle.render.pipeline.render` carries it out."""
 
     job: RenderJob
     settings: RenderSettings
@@ -65,7 +87,7 @@ class RenderPlan:
     size: tuple[int, int] | None = None  # the frame size rendered; None as for `info`
     size_note: str | None = None  # said in the log when the render starts
     # Render only this part of the video into its own work folder, without writing the output
-    # (vidstyle.shots joins the parts); None: the whole video.
+    # (vidstyle.batch.shots joins the parts); None: the whole video.
     shot: Shot | None = None
 
     @property

@@ -127,7 +127,7 @@ def model_dict(
     source: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
     """The dict a model file holds (tensors copied to the CPU so the file loads anywhere).
-    `source`: where an imported network came from (see `vidstyle.model_import`)."""
+    `source`: where an imported network came from (see `vidstyle.nets.model_import`)."""
     data = {
         "format": MODEL_FORMAT,
         # A network with another output mapping than tanh is version 2: a vidstyle that reads
