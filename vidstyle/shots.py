@@ -38,7 +38,6 @@ from vidstyle.frame import decode_records
 from vidstyle.media import VideoInfo, read_frames
 from vidstyle.media.segments import join_segments, preview_end_pts
 from vidstyle.provenance import metadata_tags
-from vidstyle.temporal import flow_needed, flow_stage
 from vidstyle.workdir import WorkDir, work_dir_for
 
 log = logging.getLogger(__name__)
@@ -74,6 +73,8 @@ def carries_state(settings: RenderSettings) -> bool:
 
     Flow-based stages (warm start, temporal loss, smoothing) do, within a shot; so does quality
     mode without them, which fits its colour targets to a shot's first frame."""
+    from vidstyle.pipeline import flow_needed  # the pipeline imports this module
+
     return flow_needed(settings) or settings.mode == "quality"
 
 
@@ -109,6 +110,8 @@ def find_cuts(
     """The frames a render with `settings` treats as a new shot, and the frame count.
 
     Runs the render's own flow stage over the decoded frames, so the cuts are the render's."""
+    from vidstyle.pipeline import flow_stage  # the pipeline imports this module
+
     # On the CPU, whatever the render's device: flow runs on the CPU (OpenCV) either way.
     cpu = torch.device("cpu")
     stage = flow_stage(settings, cpu)
@@ -134,6 +137,8 @@ def find_shots(
 ) -> list[Shot]:
     """The independent parts of a render of `info` (see the module docstring); empty when the
     video renders as one part."""
+    from vidstyle.pipeline import flow_needed  # the pipeline imports this module
+
     if carries_state(settings):
         if not flow_needed(settings):
             # Quality mode without flow (--init content, --smooth 0) never detects a cut, and
