@@ -126,7 +126,7 @@ def _iterate(
 ) -> Iterator[DecodedFrame]:
     try:
         yield from produce_in_background(
-            lambda output: _decode(container, stream, info, size, max_frames, output),
+            lambda output: _Decoding(container, stream, info, size, max_frames, output).run(),
             queue_size=queue_size,
             name=f"vidstyle-decode:{info.path.name}",
         )
@@ -136,22 +136,10 @@ def _iterate(
         container.close()
 
 
-def _decode(
-    container: av.container.InputContainer,
-    stream: av.video.stream.VideoStream,
-    info: VideoInfo,
-    size: tuple[int, int],
-    max_frames: int | None,
-    output: Output[DecodedFrame],
-) -> None:
-    """Decode into `output` (the worker thread of `read_frames`)."""
-    _Decoding(container, stream, info, size, max_frames, output).run()
-
-
 class _Decoding:
-    """One decode of a video: frames converted and put in order, damaged packets skipped and
-    counted, lost frames filled (`_LostFrames`), timestamps made increasing, and a file whose
-    data ends early refused."""
+    """One decode of a video, on `read_frames`' worker thread: frames converted and put in
+    order, damaged packets skipped and counted, lost frames filled (`_LostFrames`), timestamps
+    made increasing, and a file whose data ends early refused."""
 
     def __init__(
         self,

@@ -104,29 +104,6 @@ def optimize_image(
     )
 
 
-def optimize_with(
-    config: OptimizerConfig,
-    loss_fn: Callable[[Tensor], Tensor],
-    init: Tensor,
-    *,
-    iterations: int,
-    on_iteration: IterationCallback | None = None,
-    step_scale: Tensor | None = None,
-) -> OptimizeResult:
-    """`optimize_image` with the optimiser options of `config`."""
-    return optimize_image(
-        loss_fn,
-        init,
-        iterations=iterations,
-        optimizer=config.optimizer,
-        learning_rate=config.learning_rate,
-        stop_tolerance=config.stop_tolerance,
-        stop_window=config.stop_window,
-        on_iteration=on_iteration,
-        step_scale=step_scale,
-    )
-
-
 class _Objective:
     """The variable being optimised and one evaluation of the loss at it: clamp, loss,
     gradient, and the record of every loss and of the best image seen."""

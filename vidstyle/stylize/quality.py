@@ -37,7 +37,7 @@ from torch import Tensor
 from vidstyle.frame import FrameRecord
 from vidstyle.stylize.losses import PerceptualLoss
 from vidstyle.stylize.multiscale import coarse_start
-from vidstyle.stylize.optimize import OptimizerConfig, OptimizeResult, optimize_with
+from vidstyle.stylize.optimize import OptimizerConfig, OptimizeResult, optimize_image
 from vidstyle.stylize.targets import StyleTargets
 from vidstyle.temporal.flow import warp, warp_previous
 from vidstyle.temporal.losses import temporal_loss
@@ -301,7 +301,7 @@ class QualityStylizer:
                 init,
                 budget=budget,
                 min_size=self.config.coarse_min_size,
-                optimizer=self.config.optimizer,
+                options=self.config.optimizer,
                 targets=self.style_targets,
                 on_iteration=self.on_iteration,
             )
@@ -311,11 +311,15 @@ class QualityStylizer:
         if plan.fresh:
             self._shot_content = record.content
         self.loss.set_content(record.content)
-        result = optimize_with(
-            self.config.optimizer,
+        options = self.config.optimizer
+        result = optimize_image(
             self._objective(plan.warm, plan.target),
             init,
             iterations=budget,
+            optimizer=options.optimizer,
+            learning_rate=options.learning_rate,
+            stop_tolerance=options.stop_tolerance,
+            stop_window=options.stop_window,
             on_iteration=self.on_iteration,
             step_scale=plan.step_scale,
         )
