@@ -393,10 +393,7 @@ def train(
 
     loss = build_loss(settings, device)
     log.info("Loss network: %s", loss.features.source.describe())
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(settings.seed)
-        net = TransformerNet(settings.arch)
-    net = net.to(device).train()
+    net = _initial_network(settings.arch, settings.seed, device)
     precision = training_precision(net, loss, settings, device)
     fingerprint = training_fingerprint(settings, style, data, _loss_network(loss))
     fingerprint["precision in use"] = precision.name
@@ -427,7 +424,7 @@ def train(
         "precision_in_use": precision.name,
         "data": [str(p) for p in data],
         "final_losses": last,
-    }
+    }  # what the model file says about its training (`vidstyle models` shows it)
     atomic_save(model_dict(net, style=style.name, training=record), out)
     seconds = time.perf_counter() - started
     log.info(
@@ -441,6 +438,14 @@ def train(
         losses=last,
         seconds=seconds,
     )
+
+
+def _initial_network(arch: str, seed: int, device: torch.device) -> TransformerNet:
+    """The untrained network of a run: the same for the same seed, the global RNG untouched."""
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        net = TransformerNet(arch)
+    return net.to(device).train()
 
 
 def _check_output(out: Path) -> None:
