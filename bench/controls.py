@@ -41,7 +41,7 @@ from vidstyle.config import RenderSettings, resolve_settings  # noqa: E402
 from vidstyle.device import resolve_device  # noqa: E402
 from vidstyle.frame import FrameRecord  # noqa: E402
 from vidstyle.media import image_to_tensor, probe, read_frames, tensor_to_image  # noqa: E402
-from vidstyle.render.pipeline import build_loss  # noqa: E402
+from vidstyle.render.pipeline import build_loss, quality_config  # noqa: E402
 from vidstyle.stylize.losses import PerceptualLoss  # noqa: E402
 from vidstyle.stylize.multiscale import scale_sizes, split_budget  # noqa: E402
 from vidstyle.stylize.quality import QualityStylizer  # noqa: E402
@@ -83,7 +83,7 @@ def stylize(
     loss: PerceptualLoss, targets: StyleTargets, content: torch.Tensor, settings: RenderSettings
 ) -> tuple[torch.Tensor, float, int]:
     """One fresh frame through the quality stage: (image, wall seconds, iterations)."""
-    stage = QualityStylizer(loss, settings, style_targets=targets)
+    stage = QualityStylizer(loss, quality_config(settings), style_targets=targets)
     started = time.perf_counter()
     (record,) = list(stage([FrameRecord(index=0, pts=0, content=content)]))
     seconds = time.perf_counter() - started

@@ -54,7 +54,7 @@ from vidstyle.frame import FrameRecord  # noqa: E402
 from vidstyle.media import image_to_tensor, probe, read_frames  # noqa: E402
 from vidstyle.nets.models import save_model  # noqa: E402
 from vidstyle.nets.transformer import InstanceNorm, TransformerNet  # noqa: E402
-from vidstyle.render.pipeline import stylize_video  # noqa: E402
+from vidstyle.render.pipeline import fast_config, stylize_video  # noqa: E402
 from vidstyle.stylize.feedforward import FeedForwardStylizer  # noqa: E402
 
 
@@ -175,7 +175,9 @@ def run(args: argparse.Namespace) -> dict:
                 FrameRecord(f.index, f.pts, image_to_tensor(f.image, device))
                 for f in read_frames(info, size=(width, height))
             ]
-            stage = FeedForwardStylizer.from_settings(settings, device, size=(width, height))
+            stage = FeedForwardStylizer.from_config(
+                fast_config(settings), device, size=(width, height)
+            )
             # Warm-up: kernels, allocator, threads.
             for _ in stage(records[: args.batch_size]):
                 pass

@@ -58,7 +58,7 @@ from vidstyle.nets.models import save_model  # noqa: E402
 from vidstyle.nets.transformer import TransformerNet  # noqa: E402
 from vidstyle.render import memory  # noqa: E402
 from vidstyle.render.events import Event, FrameDone, Started  # noqa: E402
-from vidstyle.render.pipeline import stylize_video  # noqa: E402
+from vidstyle.render.pipeline import fast_config, stylize_video  # noqa: E402
 from vidstyle.stylize.feedforward import FeedForwardStylizer  # noqa: E402
 
 SIZES = [(1280, 720), (1920, 1080)]
@@ -130,7 +130,7 @@ def fast_rows(args: argparse.Namespace, device: torch.device, folder: Path) -> l
             settings = fast_settings(
                 args.model, device, size, batch_size=args.batch_size, precision=precision
             )
-            stage = FeedForwardStylizer.from_settings(settings, device)
+            stage = FeedForwardStylizer.from_config(fast_config(settings), device)
             runs = []
             for _ in range(args.repeats):
                 base = torch.cuda.memory_allocated(device)  # the frames and the network
@@ -186,7 +186,7 @@ def layout_rows(args: argparse.Namespace, device: torch.device, folder: Path) ->
                     precision="fp16",
                     channels_last=layout,
                 )
-                stage = FeedForwardStylizer.from_settings(settings, device)
+                stage = FeedForwardStylizer.from_config(fast_config(settings), device)
                 fps = statistics.median(
                     network_fps(stage, records, args.batch_size) for _ in range(args.repeats)
                 )
@@ -286,8 +286,8 @@ def quality_precision_rows(args: argparse.Namespace, device: torch.device, folde
 
     from vidstyle.device import cuda_has_native_bf16
     from vidstyle.frame import decode_records
+    from vidstyle.render.pipeline import flow_stage
     from vidstyle.stylize.style_image import load_style_image
-    from vidstyle.temporal import flow_stage
 
     width, height = 1280, 720
     clip = mediagen.make_video(folder / "precision720.mp4", frames=3, size=(width, height))

@@ -40,9 +40,8 @@ from vidstyle.device import cpu_model, resolve_device  # noqa: E402
 from vidstyle.frame import decode_records  # noqa: E402
 from vidstyle.media import plan_size, probe, tensor_to_image  # noqa: E402
 from vidstyle.metrics import warping_error  # noqa: E402
-from vidstyle.render.pipeline import build_stylizer  # noqa: E402
+from vidstyle.render.pipeline import build_stylizer, flow_stage  # noqa: E402
 from vidstyle.stylize.style_image import load_style_image  # noqa: E402
-from vidstyle.temporal import flow_stage  # noqa: E402
 
 
 def cpu_flags() -> str:

@@ -41,11 +41,10 @@ from vidstyle.device import resolve_device  # noqa: E402
 from vidstyle.frame import decode_records  # noqa: E402
 from vidstyle.media import plan_size, probe  # noqa: E402
 from vidstyle.nets.vgg import VGGFeatures  # noqa: E402
-from vidstyle.render.pipeline import build_loss  # noqa: E402
+from vidstyle.render.pipeline import build_loss, flow_stage, quality_config  # noqa: E402
 from vidstyle.stylize.losses import loss_network_precision  # noqa: E402
 from vidstyle.stylize.quality import FrameStats, QualityStylizer  # noqa: E402
 from vidstyle.stylize.style_image import load_style_image, style_tensor  # noqa: E402
-from vidstyle.temporal import flow_stage  # noqa: E402
 
 
 class Floor:
@@ -185,7 +184,7 @@ def run(args: argparse.Namespace) -> dict:
                 # temporal loss), then the quality stylizer; the floor is timed after each frame.
                 first = len(floor.frame_cpu)
                 stylizer = QualityStylizer(
-                    loss, settings.replace(init=init), on_frame=floor.after_frame
+                    loss, quality_config(settings.replace(init=init)), on_frame=floor.after_frame
                 )
                 records = flow_stage(settings, device)(
                     decode_records(info, size, args.frames, device)

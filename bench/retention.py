@@ -58,11 +58,11 @@ from vidstyle.metrics import (  # noqa: E402
     pair_warping_error,
     retention,
 )
-from vidstyle.render.pipeline import build_loss  # noqa: E402
+from vidstyle.render.pipeline import build_loss, flow_stage, quality_config  # noqa: E402
 from vidstyle.stylize import quality  # noqa: E402
 from vidstyle.stylize.losses import loss_network_precision  # noqa: E402
 from vidstyle.stylize.style_image import load_style_image, style_tensor  # noqa: E402
-from vidstyle.temporal import TemporalSmoother, flow_stage  # noqa: E402
+from vidstyle.temporal import TemporalSmoother  # noqa: E402
 from vidstyle.temporal.flow import FlowEstimator  # noqa: E402
 
 
@@ -99,7 +99,7 @@ def fresh_render(
     images: list[np.ndarray], index: int, loss: Any, settings: Any, device: torch.device
 ) -> torch.Tensor:
     """Frame `index` rendered alone: a new shot, cold start, the frame-1 budget."""
-    stylizer = quality.QualityStylizer(loss, settings)
+    stylizer = quality.QualityStylizer(loss, quality_config(settings))
     record = FrameRecord(index=index, pts=index, content=image_to_tensor(images[index], device))
     (result,) = list(stylizer(iter([record])))
     assert result.styled is not None

@@ -64,10 +64,10 @@ from vidstyle.media import (  # noqa: E402
     tensor_to_image,
 )
 from vidstyle.metrics import StyleDistance, TrailRatio, WarpingError, retention  # noqa: E402
-from vidstyle.render.pipeline import build_loss  # noqa: E402
+from vidstyle.render.pipeline import build_loss, flow_stage, quality_config  # noqa: E402
 from vidstyle.stylize.quality import QualityStylizer  # noqa: E402
 from vidstyle.stylize.style_image import load_style_image, style_tensor  # noqa: E402
-from vidstyle.temporal import TemporalSmoother, flow_stage, warp_previous  # noqa: E402
+from vidstyle.temporal import TemporalSmoother, warp_previous  # noqa: E402
 
 
 @dataclass
@@ -106,7 +106,7 @@ def render(
     with_flow: bool = True,
 ) -> Run:
     """One run composed like `stylize_video` (flow → stylize → smoothing), timed end to end."""
-    stylizer = QualityStylizer(loss, settings)
+    stylizer = QualityStylizer(loss, quality_config(settings))
     styled: list[torch.Tensor] = []
     reliable: list[Any] = []
 

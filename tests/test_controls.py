@@ -29,7 +29,7 @@ from vidstyle.media import image_to_tensor
 from vidstyle.nets.models import save_model
 from vidstyle.nets.transformer import TransformerNet
 from vidstyle.nets.vgg import VGG_LAYER_NAMES, VGGFeatures
-from vidstyle.render.pipeline import build_loss, stylize_video
+from vidstyle.render.pipeline import build_loss, quality_config, stylize_video
 from vidstyle.stylize import quality
 from vidstyle.stylize.color import (
     LuminanceFeatures,
@@ -157,7 +157,7 @@ def test_luminance_transfer_leaves_the_source_chroma_unchanged() -> None:
     for mode in ("luminance", "none"):
         loss = build_loss(settings, CPU, luminance_only=mode == "luminance")
         targets = StyleTargets(loss, [style_pil()], preserve_colors=mode)
-        stage = QualityStylizer(loss, settings, style_targets=targets)
+        stage = QualityStylizer(loss, quality_config(settings), style_targets=targets)
         out = stage(records(2))
         post = preserve_colors_stage(mode, "quality")
         stylized[mode] = list(post(out) if post else out)
@@ -366,7 +366,7 @@ def test_coarse_to_fine_runs_on_fresh_frames_and_ends_at_the_requested_size(
         return result
 
     monkeypatch.setattr(quality, "coarse_start", spy)
-    stage = QualityStylizer(loss, settings, style_targets=targets)
+    stage = QualityStylizer(loss, quality_config(settings), style_targets=targets)
     frames = records(4, size=(48, 40), new_shot=(2,))
     out = list(stage(frames))
     assert len(starts) == 2  # frame 0 and the new shot at frame 2; warm frames run at full size

@@ -15,6 +15,7 @@ from vidstyle.errors import StyleImageError
 from vidstyle.frame import FrameRecord
 from vidstyle.media import image_to_tensor
 from vidstyle.nets.vgg import VGGFeatures
+from vidstyle.render.pipeline import quality_config
 from vidstyle.stylize.losses import (
     DEFAULT_CONTENT_LAYERS,
     DEFAULT_STYLE_LAYERS,
@@ -230,7 +231,7 @@ def test_stylizer_warm_starts_later_frames_with_the_smaller_budget(
     loss: PerceptualLoss, frames: list[torch.Tensor], caplog: pytest.LogCaptureFixture
 ) -> None:
     settings = RenderSettings(first_iterations=6, iterations=2, stop_tolerance=0)
-    stylizer = QualityStylizer(loss, settings)
+    stylizer = QualityStylizer(loss, quality_config(settings))
     records = [FrameRecord(index=i, pts=i, content=f) for i, f in enumerate(frames)]
     with caplog.at_level("DEBUG", logger="vidstyle"):
         out = list(stylizer(iter(records)))
@@ -250,9 +251,9 @@ def test_stylizer_warm_starts_later_frames_with_the_smaller_budget(
 def test_noise_first_init_is_seeded(loss: PerceptualLoss, frames: list[torch.Tensor]) -> None:
     settings = RenderSettings(first_init="noise", first_iterations=2, seed=3)
     record = FrameRecord(index=0, pts=0, content=frames[0])
-    a = next(QualityStylizer(loss, settings)(iter([record]))).styled
-    b = next(QualityStylizer(loss, settings)(iter([record]))).styled
-    c = next(QualityStylizer(loss, settings.replace(seed=4))(iter([record]))).styled
+    a = next(QualityStylizer(loss, quality_config(settings))(iter([record]))).styled
+    b = next(QualityStylizer(loss, quality_config(settings))(iter([record]))).styled
+    c = next(QualityStylizer(loss, quality_config(settings.replace(seed=4)))(iter([record]))).styled
     assert torch.equal(a, b)
     assert not torch.equal(a, c)
 

@@ -15,13 +15,13 @@ import numpy as np
 import pytest
 import torch
 
-from vidstyle.config import RenderSettings
 from vidstyle.frame import FrameRecord
 from vidstyle.media import image_to_tensor, tensor_to_image
 from vidstyle.metrics import warping_error
 from vidstyle.nets.vgg import VGGFeatures
 from vidstyle.stylize.losses import LossWeights, PerceptualLoss
-from vidstyle.stylize.quality import SETTLE_FRAMES, QualityStylizer, palette_start
+from vidstyle.stylize.optimize import OptimizerConfig
+from vidstyle.stylize.quality import SETTLE_FRAMES, QualityConfig, QualityStylizer, palette_start
 from vidstyle.temporal import (
     FLOW_PRESETS,
     FlowEstimator,
@@ -292,15 +292,26 @@ def loss() -> PerceptualLoss:
     return perceptual
 
 
-def settings(**changes: object) -> RenderSettings:
-    base = RenderSettings(
-        features="random", first_iterations=12, iterations=6, stop_tolerance=0.0, smooth=0.0
+def config(**changes: object) -> QualityConfig:
+    """The quality stage's config with small budgets and no early stop; `changes` override."""
+    base = QualityConfig(
+        first_init="content",
+        init="warped",
+        first_iterations=12,
+        iterations=6,
+        temporal_weight=5.0,
+        coarse_to_fine=False,
+        coarse_min_size=128,
+        seed=0,
+        optimizer=OptimizerConfig(
+            optimizer="lbfgs", learning_rate=0.02, stop_tolerance=0.0, stop_window=10
+        ),
     )
-    return base.replace(**changes)
+    return replace(base, **changes)  # type: ignore[arg-type]
 
 
 def stylize(loss: PerceptualLoss, frames: Sequence[FrameRecord], **changes: object) -> tuple:
-    stylizer = QualityStylizer(loss, settings(**changes))
+    stylizer = QualityStylizer(loss, config(**changes))
     return list(stylizer(frames)), stylizer.stats
 
 
@@ -311,7 +322,7 @@ def test_warped_init_is_the_warped_previous_output_with_recoloured_content_where
     record = frames[1]
     assert record.flow is not None and record.reliable is not None
     previous = torch.rand(1, 3, 64, 96)
-    stylizer = QualityStylizer(loss, settings(init="warped"))
+    stylizer = QualityStylizer(loss, config(init="warped"))
     init, warm = stylizer.initial_image(record, previous)
     assert warm
     reliable = record.reliable.bool().expand_as(init)
@@ -323,11 +334,11 @@ def test_warped_init_is_the_warped_previous_output_with_recoloured_content_where
     torch.testing.assert_close(init[~reliable], recoloured[~reliable])
 
     # prev keeps the raw previous output; content and a new shot start from the frame itself.
-    assert QualityStylizer(loss, settings(init="prev")).initial_image(record, previous) == (
+    assert QualityStylizer(loss, config(init="prev")).initial_image(record, previous) == (
         previous,
         True,
     )
-    init, warm = QualityStylizer(loss, settings(init="content")).initial_image(record, previous)
+    init, warm = QualityStylizer(loss, config(init="content")).initial_image(record, previous)
     assert init is record.content and not warm
     cut = replace(record, flow=None, reliable=None, new_shot=True)
     init, warm = stylizer.initial_image(cut, previous)
@@ -395,7 +406,7 @@ def test_new_pixels_are_anchored_gradually_so_they_keep_converging(
     # while pixels that were never new are held fully.
     frames, xs = dart_frames(frames=3)
     out = with_flow(frames)
-    stylizer = QualityStylizer(loss, settings(init="warped", temporal_weight=50.0))
+    stylizer = QualityStylizer(loss, config(init="warped", temporal_weight=50.0))
     anchors = []
     for record in out[1:]:
         assert record.reliable is not None

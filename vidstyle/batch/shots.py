@@ -37,10 +37,10 @@ from vidstyle.errors import OutputError
 from vidstyle.frame import decode_records
 from vidstyle.media import VideoInfo, read_frames
 from vidstyle.media.segments import join_segments, preview_end_pts
+from vidstyle.render.pipeline import flow_needed, flow_stage
 from vidstyle.render.prepare import Shot
 from vidstyle.render.provenance import metadata_tags
 from vidstyle.render.workdir import PART_KEY, WorkDir, work_dir_for
-from vidstyle.temporal import flow_needed, flow_stage
 
 log = logging.getLogger(__name__)
 
@@ -52,6 +52,7 @@ def carries_state(settings: RenderSettings) -> bool:
 
     Flow-based stages (warm start, temporal loss, smoothing) do, within a shot; so does quality
     mode without them, which fits its colour targets to a shot's first frame."""
+
     return flow_needed(settings) or settings.mode == "quality"
 
 
@@ -87,6 +88,7 @@ def find_cuts(
     """The frames a render with `settings` treats as a new shot, and the frame count.
 
     Runs the render's own flow stage over the decoded frames, so the cuts are the render's."""
+
     # On the CPU, whatever the render's device: flow runs on the CPU (OpenCV) either way.
     cpu = torch.device("cpu")
     stage = flow_stage(settings, cpu)
@@ -112,6 +114,7 @@ def find_shots(
 ) -> list[Shot]:
     """The independent parts of a render of `info` (see the module docstring); empty when the
     video renders as one part."""
+
     if carries_state(settings):
         if not flow_needed(settings):
             # Quality mode without flow (--init content, --smooth 0) never detects a cut, and

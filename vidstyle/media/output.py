@@ -76,7 +76,7 @@ class OutputVideo(CloseOrAbort):
         end_pts: int | None = None,
         tags: Mapping[str, str] | None = None,
     ) -> None:
-        """`tags`: container metadata to write (`vidstyle.provenance` records the render's
+        """`tags`: container metadata to write (`vidstyle.render.provenance` records the render's
         settings there). `end_pts`: see the property."""
         self.path = Path(path)
         self._file = AtomicFile(self.path)

@@ -126,7 +126,7 @@ def _iterate(
 ) -> Iterator[DecodedFrame]:
     try:
         yield from produce_in_background(
-            lambda output: _decode(container, stream, info, size, max_frames, output),
+            lambda output: _Decoding(container, stream, info, size, max_frames, output).run(),
             queue_size=queue_size,
             name=f"vidstyle-decode:{info.path.name}",
         )
@@ -136,27 +136,66 @@ def _iterate(
         container.close()
 
 
-def _decode(
-    container: av.container.InputContainer,
-    stream: av.video.stream.VideoStream,
-    info: VideoInfo,
-    size: tuple[int, int],
-    max_frames: int | None,
-    output: Output[DecodedFrame],
-) -> None:
-    skipped = 0
-    lost = _LostFrames()
-    truncated = False
-    try:
-        if max_frames == 0:
-            return
-        convert = _Converter(info, size)
-        step = max(1, round(1 / (info.fps * info.time_base)))  # one frame, in time_base units
-        last_pts: int | None = None
-        previous: np.ndarray | None = None  # the last good frame, to stand in for lost ones
-        index = 0
-        packets = container.demux(stream)
-        while not output.stopped:
+class _Decoding:
+    """One decode of a video, on `read_frames`' worker thread: frames converted and put in
+    order, damaged packets skipped and counted, lost frames filled (`_LostFrames`), timestamps
+    made increasing, and a file whose data ends early refused."""
+
+    def __init__(
+        self,
+        container: av.container.InputContainer,
+        stream: av.video.stream.VideoStream,
+        info: VideoInfo,
+        size: tuple[int, int],
+        max_frames: int | None,
+        output: Output[DecodedFrame],
+    ) -> None:
+        self.container, self.stream, self.info, self.size = container, stream, info, size
+        self.max_frames, self.output = max_frames, output
+        self.skipped = 0  # packets that could not be decoded
+        self.lost = _LostFrames()
+        self.index = 0  # frames put so far
+        self.last_pts: int | None = None
+        self.previous: np.ndarray | None = None  # the last good frame, to stand in for lost ones
+        self.step = 1  # one frame, in time_base units
+
+    def run(self) -> None:
+        truncated = False
+        try:
+            if self.max_frames == 0:
+                return
+            convert = _Converter(self.info, self.size)
+            self.step = max(1, round(1 / (self.info.fps * self.info.time_base)))
+            if not self._decode_packets(convert) or not self._fill_end():
+                return
+            if self._ends_early():
+                # The data ends early (a file cut short; damaged containers often end demuxing
+                # without any error): a render of it would be short of the source's frames and
+                # duration, so it fails like any input that cannot be read whole.
+                truncated = True
+                raise InputError(
+                    f"file is truncated or damaged: its data ends after {self.index} of the "
+                    f"about {self.info.frame_count} frames it lists; copy it again, or render "
+                    f"the frames there are with --max-frames {self.index}",
+                    self.info.path,
+                )
+        except av.error.FFmpegError as err:
+            raise InputError(
+                f"decoding failed ({err}); the file may be damaged", self.info.path
+            ) from err
+        finally:
+            # Also when the consumer stopped early (--max-frames); not when the file is cut
+            # short, which the error says.
+            if not truncated and (self.skipped or self.lost.filled):
+                log.warning(
+                    "%s: %s", self.info.path, _damage_report(self.skipped, self.lost.filled)
+                )
+
+    def _decode_packets(self, convert: _Converter) -> bool:
+        """Every packet's frames, then the decoder's last ones; False once no more are wanted."""
+        path = self.info.path
+        packets = self.container.demux(self.stream)
+        while not self.output.stopped:
             try:
                 packet = next(packets)
             except StopIteration:
@@ -164,74 +203,72 @@ def _decode(
             except av.error.FFmpegError as err:
                 # The container itself is damaged past here (e.g. truncated): keep what we
                 # decoded, flush the decoder, and say so.
-                log.warning("%s: stopped reading at frame %d: %s", info.path, index, err)
+                log.warning("%s: stopped reading at frame %d: %s", path, self.index, err)
                 packet = None
             if packet is not None:
-                lost.demuxed(packet)
+                self.lost.demuxed(packet)
             try:
                 decoded = (
-                    packet.decode() if packet is not None else stream.codec_context.decode(None)
+                    packet.decode()
+                    if packet is not None
+                    else self.stream.codec_context.decode(None)
                 )
             except av.error.FFmpegError as err:
-                skipped += 1
-                log.debug(
-                    "%s: skipping damaged packet (pts %s): %s",
-                    info.path,
-                    packet and packet.pts,
-                    err,
-                )
+                self.skipped += 1
+                pts = packet and packet.pts
+                log.debug("%s: skipping damaged packet (pts %s): %s", path, pts, err)
                 continue
             for frame in decoded:
-                pts = frame.pts if frame.pts is not None else frame.dts
-                if pts is None or (last_pts is not None and pts <= last_pts):
-                    lost.usable = False  # invented timestamps cannot be matched to packets
-                    pts = 0 if last_pts is None else last_pts + step
-                image = convert(frame)
-                # Frames lost before this one: the previous good frame again, at their times.
-                fills = [p for p in lost.before(pts) if last_pts is not None and p > last_pts]
-                for fill_pts in [*fills, pts]:
-                    fill = fill_pts != pts
-                    item = DecodedFrame(
-                        index=index, image=previous if fill else image, pts=fill_pts, repeat=fill
-                    )
-                    if not output.put(item):
-                        return
-                    index += 1
-                    lost.filled += fill
-                    if max_frames is not None and index >= max_frames:
-                        return
-                last_pts = pts
-                previous = image
+                if not self._emit(convert(frame), frame):
+                    return False
             if packet is None:
                 break
-        # Frames lost at the very end (the container lists them, nothing decoded them).
-        for fill_pts in lost.after(last_pts) if previous is not None else []:
-            if output.stopped or (max_frames is not None and index >= max_frames):
+        return True
+
+    def _emit(self, image: np.ndarray, frame: av.VideoFrame) -> bool:
+        """Put `image`, the decoded `frame`, after the frames lost before it (the previous good
+        frame again, at their times); False once no more are wanted."""
+        last_pts = self.last_pts
+        pts = frame.pts if frame.pts is not None else frame.dts
+        if pts is None or (last_pts is not None and pts <= last_pts):
+            self.lost.usable = False  # invented timestamps cannot be matched to packets
+            pts = 0 if last_pts is None else last_pts + self.step
+        fills = [p for p in self.lost.before(pts) if last_pts is not None and p > last_pts]
+        for fill_pts in fills:
+            assert self.previous is not None  # a frame was put before: last_pts is set
+            if not self._put(self.previous, fill_pts, repeat=True):
+                return False
+        if not self._put(image, pts, repeat=False):
+            return False
+        self.last_pts = pts
+        self.previous = image
+        return True
+
+    def _fill_end(self) -> bool:
+        """Frames lost at the very end (the container lists them, nothing decoded them)."""
+        if self.previous is None:
+            return True
+        for fill_pts in self.lost.after(self.last_pts):
+            if self.output.stopped:
                 break
-            item = DecodedFrame(index=index, image=previous, pts=fill_pts, repeat=True)
-            if not output.put(item):
-                return
-            index += 1
-            lost.filled += 1
+            if not self._put(self.previous, fill_pts, repeat=True):
+                return False
+        return True
+
+    def _put(self, image: np.ndarray, pts: int, *, repeat: bool) -> bool:
+        """Put one frame; False once no more are wanted (consumer gone, or `max_frames`)."""
+        item = DecodedFrame(index=self.index, image=image, pts=pts, repeat=repeat)
+        if not self.output.put(item):
+            return False
+        self.index += 1
+        self.lost.filled += repeat
+        return self.max_frames is None or self.index < self.max_frames
+
+    def _ends_early(self) -> bool:
+        """Whether far fewer frames came out than the container lists (and were wanted)."""
+        info, max_frames = self.info, self.max_frames
         wanted = info.frame_count if max_frames is None else min(max_frames, info.frame_count or 0)
-        if not output.stopped and wanted and index < 0.9 * wanted - 1:
-            # The data ends early (a file cut short; damaged containers often end demuxing
-            # without any error): a render of it would be short of the source's frames and
-            # duration, so it fails like any input that cannot be read whole.
-            truncated = True
-            raise InputError(
-                f"file is truncated or damaged: its data ends after {index} of the about "
-                f"{info.frame_count} frames it lists; copy it again, or render the frames "
-                f"there are with --max-frames {index}",
-                info.path,
-            )
-    except av.error.FFmpegError as err:
-        raise InputError(f"decoding failed ({err}); the file may be damaged", info.path) from err
-    finally:
-        # Also when the consumer stopped early (--max-frames); not when the file is cut short,
-        # which the error says.
-        if not truncated and (skipped or lost.filled):
-            log.warning("%s: %s", info.path, _damage_report(skipped, lost.filled))
+        return not self.output.stopped and bool(wanted) and self.index < 0.9 * wanted - 1
 
 
 def _damage_report(skipped: int, filled: int) -> str:

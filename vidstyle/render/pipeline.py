@@ -33,13 +33,19 @@ from vidstyle.render.resume import capture, restore, skip_before
 from vidstyle.render.threads import render_threads, torch_threads
 from vidstyle.render.workdir import PART_KEY, WorkDir
 from vidstyle.stylize.color import LuminanceFeatures, PreserveColors, preserve_colors_stage
-from vidstyle.stylize.feedforward import FeedForwardStylizer
-from vidstyle.stylize.losses import PerceptualLoss, loss_network_precision, perceptual_loss
-from vidstyle.stylize.quality import QualityStylizer
+from vidstyle.stylize.feedforward import FastConfig, FeedForwardStylizer
+from vidstyle.stylize.losses import (
+    LossConfig,
+    LossWeights,
+    PerceptualLoss,
+    loss_network_precision,
+    perceptual_loss,
+)
+from vidstyle.stylize.optimize import OptimizerConfig
+from vidstyle.stylize.quality import QualityConfig, QualityStylizer
 from vidstyle.stylize.style_image import load_style_image
 from vidstyle.stylize.targets import StyleTargets
-from vidstyle.temporal import TemporalSmoother, flow_needed, flow_stage
-from vidstyle.temporal.flow import FlowStage
+from vidstyle.temporal import FlowStage, TemporalSmoother
 
 log = logging.getLogger(__name__)
 
@@ -76,6 +82,76 @@ class _IterationShare:
         self.emit(Iteration(self.job, min(self.done / max(1, self.budget), 0.99)))
 
 
+# Each stage takes a small config of its own; these build them from a render's settings, so
+# that the settings of the whole program reach no further than this module.
+
+
+def loss_config(settings: RenderSettings) -> LossConfig:
+    """The perceptual loss of quality mode (and of `vidstyle eval`'s style distance)."""
+    return LossConfig(
+        weights=LossWeights(
+            content=settings.content_weight, style=settings.style_weight, tv=settings.tv_weight
+        ),
+        features=settings.features,
+        vgg_weights=Path(settings.vgg_weights) if settings.vgg_weights else None,
+        vgg_layout=settings.vgg_layout,
+        pooling=settings.pooling,
+        seed=settings.seed,
+        style_layers=settings.style_layers,
+        content_layers=settings.content_layers,
+        style_layer_weights=settings.style_layer_weights,
+    )
+
+
+def quality_config(settings: RenderSettings) -> QualityConfig:
+    """What quality mode's stage needs of `settings`."""
+    return QualityConfig(
+        first_init=settings.first_init,
+        init=settings.init,
+        first_iterations=settings.first_iterations,
+        iterations=settings.iterations,
+        temporal_weight=settings.temporal_weight,
+        coarse_to_fine=settings.coarse_to_fine,
+        coarse_min_size=settings.coarse_min_size,
+        seed=settings.seed,
+        optimizer=OptimizerConfig(
+            optimizer=settings.optimizer,
+            learning_rate=settings.learning_rate,
+            stop_tolerance=settings.stop_tolerance,
+            stop_window=settings.stop_window,
+        ),
+    )
+
+
+def fast_config(settings: RenderSettings) -> FastConfig:
+    """What fast mode's stage needs of `settings`."""
+    return FastConfig(
+        model=settings.model,
+        models_dir=settings.models_dir,
+        batch_size=settings.batch_size,
+        precision=settings.precision,
+        channels_last=settings.channels_last,
+    )
+
+
+def flow_needed(settings: RenderSettings) -> bool:
+    """Whether any stage of a render with `settings` uses flow (so the flow stage should run).
+
+    Smoothing (both modes) and quality mode's warm start use it; `init = "prev"` too, only to
+    start fresh after a scene cut. Independent frames without smoothing need none.
+    """
+    return settings.smooth > 0 or (settings.mode == "quality" and settings.init != "content")
+
+
+def flow_stage(settings: RenderSettings, device: torch.device) -> FlowStage:
+    """The flow stage a render with `settings` on `device` uses (render, shots and benchmarks)."""
+    return FlowStage(
+        settings.flow_preset,
+        scene_cut_threshold=settings.scene_cut_threshold,
+        opencv_threads=1 if device.type == "cpu" else None,
+    )
+
+
 def build_loss(
     settings: RenderSettings, device: torch.device, *, luminance_only: bool = False
 ) -> PerceptualLoss:
@@ -83,11 +159,8 @@ def build_loss(
     (luminance-only colour preservation, vidstyle.stylize.color)."""
     check_layer_weights(settings)
     return perceptual_loss(
-        settings,
+        loss_config(settings),
         device,
-        style_layers=settings.style_layers,
-        content_layers=settings.content_layers,
-        style_layer_weights=settings.style_layer_weights,
         adapt_features=LuminanceFeatures if luminance_only else None,
     )
 
@@ -106,7 +179,7 @@ def build_stylizer(
     """The stylize stage of `settings.mode` for frames of `size` (width, height), (quality mode)
     the VGG features in use, and the precision its network runs in."""
     if settings.mode == "fast":
-        fast = FeedForwardStylizer.from_settings(settings, device, size=size)
+        fast = FeedForwardStylizer.from_config(fast_config(settings), device, size=size)
         return fast, None, fast.options.precision
     loss = build_loss(settings, device, luminance_only=settings.preserve_colors == "luminance")
     precision = loss_network_precision(loss, settings.precision, device, size)
@@ -118,7 +191,9 @@ def build_stylizer(
         style_scale=settings.style_scale,
         preserve_colors=settings.preserve_colors,
     )
-    stylizer = QualityStylizer(loss, settings, style_targets=targets, on_iteration=on_iteration)
+    stylizer = QualityStylizer(
+        loss, quality_config(settings), style_targets=targets, on_iteration=on_iteration
+    )
     return stylizer, loss.features.source.describe(), precision
 
 

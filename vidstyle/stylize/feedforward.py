@@ -21,7 +21,6 @@ from pathlib import Path
 import torch
 from torch import Tensor
 
-from vidstyle.config import RenderSettings
 from vidstyle.device import Precision, Timer, choose_precision, time_pass
 from vidstyle.errors import ConfigError
 from vidstyle.frame import FrameRecord
@@ -84,6 +83,18 @@ class InferenceOptions:
         return f"batch {self.batch_size}, {self.precision.describe()}, {layout}"
 
 
+@dataclass(frozen=True)
+class FastConfig:
+    """What the fast stage is built from: the `model` (a file, or a name in `models_dir`), the
+    frames per batch, and the user's `precision` and `channels_last` choices (auto or not)."""
+
+    model: str | None
+    models_dir: str | None
+    batch_size: int
+    precision: str
+    channels_last: str
+
+
 class FeedForwardStylizer:
     """Iterator stage: FrameRecord(content) -> FrameRecord(content, styled), in order."""
 
@@ -112,32 +123,32 @@ class FeedForwardStylizer:
         self.net = net
 
     @classmethod
-    def from_settings(
+    def from_config(
         cls,
-        settings: RenderSettings,
+        config: FastConfig,
         device: torch.device,
         *,
         size: tuple[int, int] = (256, 256),
     ) -> FeedForwardStylizer:
-        """Resolve `settings.model` (path or name in the models directory) and load it, in the
-        precision `settings.precision` gives for frames of `size` (width, height)."""
-        if not settings.model:
+        """Resolve `config.model` (path or name in the models directory) and load it, in the
+        precision `config.precision` gives for frames of `size` (width, height)."""
+        if not config.model:
             raise ConfigError(
                 "fast mode needs --model (a file from `vidstyle train`, or a name that "
                 "`vidstyle models` lists)"
             )
-        path: Path = resolve_model(settings.model, settings.models_dir)
+        path: Path = resolve_model(config.model, config.models_dir)
         net, info = load_model(path, device)
-        channels_last = settings.channels_last != "off"
+        channels_last = config.channels_last != "off"
         width, height = size
         options = InferenceOptions.resolve(
             device,
-            batch_size=settings.batch_size,
-            precision=settings.precision,
-            channels_last=settings.channels_last,
-            timer=inference_timer(net, settings.batch_size, size, channels_last),
+            batch_size=config.batch_size,
+            precision=config.precision,
+            channels_last=config.channels_last,
+            timer=inference_timer(net, config.batch_size, size, channels_last),
             workload=f"{info.arch.name} transformer, inference, "
-            f"{settings.batch_size}x3x{height}x{width}",
+            f"{config.batch_size}x3x{height}x{width}",
         )
         log.info("Model: %s; %s", info.summary(), options.describe())
         return cls(net, options, info=info)

@@ -13,16 +13,13 @@ import copy
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import torch
 from torch import Tensor, nn
 
 from vidstyle.device import Precision, choose_precision, time_pass
 from vidstyle.nets.vgg import VGGFeatures
-
-if TYPE_CHECKING:
-    from vidstyle.config import RenderSettings, TrainSettings
 
 DEFAULT_STYLE_LAYERS: tuple[str, ...] = ("relu1_1", "relu2_1", "relu3_1", "relu4_1", "relu5_1")
 DEFAULT_CONTENT_LAYERS: tuple[str, ...] = ("relu4_2",)
@@ -75,11 +72,28 @@ def _channels_last(image: Tensor) -> Tensor:
 
 @dataclass(frozen=True)
 class LossWeights:
-    """Weights of the three terms; the defaults a render uses are `RenderSettings`'."""
+    """Weights of the three terms."""
 
     content: float
     style: float
     tv: float
+
+
+@dataclass(frozen=True)
+class LossConfig:
+    """What a perceptual loss is built from: the frozen VGG (`features` source, `vgg_weights`
+    file and its `vgg_layout`, `pooling`, `seed` of random weights), the layers it reads and
+    the weights of its terms. Quality mode and training each build one from their settings."""
+
+    weights: LossWeights
+    features: str
+    vgg_weights: Path | None
+    vgg_layout: str
+    pooling: str
+    seed: int
+    style_layers: tuple[str, ...] = DEFAULT_STYLE_LAYERS
+    content_layers: tuple[str, ...] = DEFAULT_CONTENT_LAYERS
+    style_layer_weights: tuple[float, ...] | None = None  # None: equal
 
 
 @dataclass
@@ -194,41 +208,34 @@ class PerceptualLoss(nn.Module):
 
 
 def perceptual_loss(
-    settings: RenderSettings | TrainSettings,
+    config: LossConfig,
     device: torch.device,
     *,
-    style_layers: Sequence[str] = DEFAULT_STYLE_LAYERS,
-    content_layers: Sequence[str] = DEFAULT_CONTENT_LAYERS,
-    style_layer_weights: Sequence[float] | None = None,
     adapt_features: Callable[[nn.Module], nn.Module] | None = None,
 ) -> PerceptualLoss:
-    """The loss on the frozen VGG the settings choose (pooling, weight source, layout, seed), cut
-    after the deepest layer used, with the settings' content/style/TV weights.
+    """The loss `config` describes, on `device`: its VGG cut after the deepest layer used.
 
     Quality mode and `vidstyle train` both build their loss here, so a network is trained
     against the same features a render would optimise against. `adapt_features` wraps the
     VGG module (e.g. to show it luminance only).
     """
-    layers = sorted(set(style_layers) | set(content_layers))
+    layers = sorted(set(config.style_layers) | set(config.content_layers))
     features: nn.Module = VGGFeatures(
         layers,
-        pooling=settings.pooling,
-        weights=settings.features,
-        weights_path=Path(settings.vgg_weights) if settings.vgg_weights else None,
-        layout=settings.vgg_layout,
-        seed=settings.seed,
+        pooling=config.pooling,
+        weights=config.features,
+        weights_path=config.vgg_weights,
+        layout=config.vgg_layout,
+        seed=config.seed,
     ).to(device)
     if adapt_features is not None:
         features = adapt_features(features)
-    weights = LossWeights(
-        content=settings.content_weight, style=settings.style_weight, tv=settings.tv_weight
-    )
     return PerceptualLoss(
         features,
-        weights=weights,
-        style_layers=style_layers,
-        content_layers=content_layers,
-        style_layer_weights=style_layer_weights,
+        weights=config.weights,
+        style_layers=config.style_layers,
+        content_layers=config.content_layers,
+        style_layer_weights=config.style_layer_weights,
     ).to(device)
 
 

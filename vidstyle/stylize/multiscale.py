@@ -31,9 +31,8 @@ from dataclasses import dataclass, field
 import torch.nn.functional as F
 from torch import Tensor
 
-from vidstyle.config import RenderSettings
 from vidstyle.stylize.losses import PerceptualLoss
-from vidstyle.stylize.optimize import IterationCallback, optimize_image
+from vidstyle.stylize.optimize import IterationCallback, OptimizerConfig, optimize_image
 from vidstyle.stylize.targets import StyleTargets
 
 SCALE_STEP = math.sqrt(2.0)
@@ -110,14 +109,14 @@ def coarse_start(
     *,
     budget: int,
     min_size: int,
-    settings: RenderSettings,
+    options: OptimizerConfig,
     targets: StyleTargets | None = None,
     on_iteration: IterationCallback | None = None,
     on_scale: Callable[[tuple[int, int], int], None] | None = None,
 ) -> CoarseStart:
     """Run the coarse scales of `content` (1×3×H×W) from `init` and return the full-size start.
 
-    `min_size` is the long side of the coarsest scale; `settings` gives the optimiser options.
+    `min_size` is the long side of the coarsest scale; `options` say how each is optimised.
 
     Each scale sets its own content target and, with `targets`, style targets for its size; the
     caller sets the full-size ones before its final pass (the loss is left at the last coarse
@@ -144,10 +143,10 @@ def coarse_start(
             lambda x: loss(x).total,
             image,
             iterations=allowance,
-            optimizer=settings.optimizer,
-            learning_rate=settings.learning_rate,
-            stop_tolerance=settings.stop_tolerance,
-            stop_window=settings.stop_window,
+            optimizer=options.optimizer,
+            learning_rate=options.learning_rate,
+            stop_tolerance=options.stop_tolerance,
+            stop_window=options.stop_window,
             on_iteration=on_iteration,
         )
         image = result.image

@@ -53,6 +53,18 @@ class _StopRule:
         )
 
 
+@dataclass(frozen=True)
+class OptimizerConfig:
+    """How one image is optimised: the optimiser (lbfgs or adam), Adam's step size, and the
+    early stop (relative loss change below `stop_tolerance` over `stop_window` iterations;
+    a tolerance of 0 never stops early)."""
+
+    optimizer: str
+    learning_rate: float
+    stop_tolerance: float
+    stop_window: int
+
+
 def optimize_image(
     loss_fn: Callable[[Tensor], Tensor],
     init: Tensor,
@@ -76,74 +88,101 @@ def optimize_image(
     PyTorch neural-style tutorial's way): a pixel pushed out of range still has a gradient to
     bring it back, where a free variable seen through a clamp or a sigmoid has little or none.
     The alternatives are measured by bench/bounds.py (docs/quality.md)."""
-    start = init.detach()
-    scale = torch.ones_like(start) if step_scale is None else step_scale.expand_as(start)
-    # contiguous: L-BFGS flattens gradients with view(), which fails on permuted strides.
-    variable = (start / scale).contiguous().requires_grad_(True)
-    losses: list[float] = []
+    objective = _Objective(loss_fn, init, step_scale, on_iteration)
     rule = _StopRule(stop_tolerance, stop_window)
+    if optimizer == "lbfgs":
+        stopped_early = _run_lbfgs(objective, iterations, rule)
+    elif optimizer == "adam":
+        stopped_early = _run_adam(objective, iterations, rule, learning_rate)
+    else:
+        raise ValueError(f"unknown optimizer {optimizer!r}")
+    return OptimizeResult(
+        image=objective.best.clamp(0.0, 1.0),
+        iterations=len(objective.losses),
+        losses=objective.losses,
+        stopped_early=stopped_early,
+    )
 
-    def image_of(x: Tensor) -> Tensor:
-        return x * scale if step_scale is not None else x
 
-    best: list[Tensor] = [image_of(variable).detach().clone()]
+class _Objective:
+    """The variable being optimised and one evaluation of the loss at it: clamp, loss,
+    gradient, and the record of every loss and of the best image seen."""
 
-    def evaluate() -> Tensor:
+    def __init__(
+        self,
+        loss_fn: Callable[[Tensor], Tensor],
+        init: Tensor,
+        step_scale: Tensor | None,
+        on_iteration: IterationCallback | None,
+    ) -> None:
+        start = init.detach()
+        self.loss_fn = loss_fn
+        self.step_scale = step_scale
+        self.on_iteration = on_iteration
+        self.scale = torch.ones_like(start) if step_scale is None else step_scale.expand_as(start)
+        # contiguous: L-BFGS flattens gradients with view(), which fails on permuted strides.
+        self.variable = (start / self.scale).contiguous().requires_grad_(True)
+        self.losses: list[float] = []
+        self.best = self.image_of(self.variable).detach().clone()
+
+    def image_of(self, x: Tensor) -> Tensor:
+        return x * self.scale if self.step_scale is not None else x
+
+    def evaluate(self) -> Tensor:
+        variable, scale = self.variable, self.scale
         with torch.no_grad():
-            if step_scale is None:
+            if self.step_scale is None:
                 variable.clamp_(0.0, 1.0)
             else:
                 variable.copy_((variable * scale).clamp(0.0, 1.0) / scale)
-        image = image_of(variable)
-        loss = loss_fn(image)
+        image = self.image_of(variable)
+        loss = self.loss_fn(image)
         loss.backward()
         value = float(loss.detach())
-        if value < min(losses, default=float("inf")):
+        if value < min(self.losses, default=float("inf")):
             # Without a line search L-BFGS can overshoot late in the budget and end above its
             # best point; return the best image seen, not the last one.
-            best[0] = image.detach().clone()
-        losses.append(value)
-        if on_iteration is not None:
-            on_iteration(len(losses), value)
+            self.best = image.detach().clone()
+        self.losses.append(value)
+        if self.on_iteration is not None:
+            self.on_iteration(len(self.losses), value)
         return loss
 
-    stopped_early = False
-    if optimizer == "lbfgs":
-        # One step runs the whole budget so every iteration costs one evaluation; calling
-        # step() per iteration would re-evaluate the loss at the start of each call.
-        # No line search, as in neural-style: it costs evaluations and rarely helps here.
-        lbfgs = whole_budget_lbfgs(variable, iterations)
 
-        def closure() -> Tensor:
-            lbfgs.zero_grad()
-            loss = evaluate()
-            # Raising after the evaluation leaves `variable` at the point whose loss was recorded.
-            if rule.reached(losses):
-                raise _Converged
-            return loss
+def _run_lbfgs(objective: _Objective, iterations: int, rule: _StopRule) -> bool:
+    """L-BFGS for `iterations` evaluations; whether the stop rule ended it early."""
+    # One step runs the whole budget so every iteration costs one evaluation; calling
+    # step() per iteration would re-evaluate the loss at the start of each call.
+    # No line search, as in neural-style: it costs evaluations and rarely helps here.
+    lbfgs = whole_budget_lbfgs(objective.variable, iterations)
 
-        try:
-            lbfgs.step(closure)
-        except _Converged:
-            stopped_early = True
-    elif optimizer == "adam":
-        adam = torch.optim.Adam([variable], lr=learning_rate)
-        for _ in range(iterations):
-            if rule.reached(losses):
-                stopped_early = True
-                break
-            adam.zero_grad()
-            evaluate()
-            adam.step()
-    else:
-        raise ValueError(f"unknown optimizer {optimizer!r}")
+    def closure() -> Tensor:
+        lbfgs.zero_grad()
+        loss = objective.evaluate()
+        # Raising after the evaluation leaves the variable at the point whose loss was recorded.
+        if rule.reached(objective.losses):
+            raise _Converged
+        return loss
 
-    return OptimizeResult(
-        image=best[0].clamp(0.0, 1.0),
-        iterations=len(losses),
-        losses=losses,
-        stopped_early=stopped_early,
-    )
+    try:
+        lbfgs.step(closure)
+    except _Converged:
+        return True
+    return False
+
+
+def _run_adam(
+    objective: _Objective, iterations: int, rule: _StopRule, learning_rate: float
+) -> bool:
+    """Adam for at most `iterations` steps; whether the stop rule ended it early."""
+    adam = torch.optim.Adam([objective.variable], lr=learning_rate)
+    for _ in range(iterations):
+        if rule.reached(objective.losses):
+            return True
+        adam.zero_grad()
+        objective.evaluate()
+        adam.step()
+    return False
 
 
 def whole_budget_lbfgs(variable: Tensor, iterations: int) -> torch.optim.LBFGS:

@@ -34,11 +34,10 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from vidstyle.config import RenderSettings
 from vidstyle.frame import FrameRecord
 from vidstyle.stylize.losses import PerceptualLoss
 from vidstyle.stylize.multiscale import coarse_start
-from vidstyle.stylize.optimize import optimize_image
+from vidstyle.stylize.optimize import OptimizerConfig, OptimizeResult, optimize_image
 from vidstyle.stylize.targets import StyleTargets
 from vidstyle.temporal.flow import warp, warp_previous
 from vidstyle.temporal.losses import temporal_loss
@@ -100,6 +99,27 @@ def palette_start(content: Tensor, carried: Tensor, reliable: Tensor) -> Tensor:
 
 
 @dataclass(frozen=True)
+class QualityConfig:
+    """What the quality stage needs to know.
+
+    A fresh frame (the first, or the first of a shot) starts from `first_init` (content or
+    noise, seeded by `seed` and the frame's index) with `first_iterations`, coarse-to-fine from
+    a long side of `coarse_min_size` if `coarse_to_fine`; every other frame starts as `init`
+    says (content, prev or warped) with `iterations`, and `temporal_weight` holds it to the
+    warped previous output. `optimizer`: how each frame is optimised."""
+
+    first_init: str
+    init: str
+    first_iterations: int
+    iterations: int
+    temporal_weight: float
+    coarse_to_fine: bool
+    coarse_min_size: int
+    seed: int
+    optimizer: OptimizerConfig
+
+
+@dataclass(frozen=True)
 class FrameStats:
     index: int
     iterations: int
@@ -115,14 +135,14 @@ class QualityStylizer:
     def __init__(
         self,
         loss: PerceptualLoss,
-        settings: RenderSettings,
+        config: QualityConfig,
         *,
         on_frame: Callable[[FrameStats], None] | None = None,
         on_iteration: Callable[[int, float], None] | None = None,
         style_targets: StyleTargets | None = None,
     ) -> None:
         self.loss = loss
-        self.settings = settings
+        self.config = config
         # With targets, the style Grams are (re)set on the first frame of every shot: colour
         # preservation adapts them to the shot, coarse-to-fine needs them per scale. Without,
         # the caller has set them on `loss` once.
@@ -130,7 +150,7 @@ class QualityStylizer:
         self.on_frame = on_frame
         self.on_iteration = on_iteration
         self.stats: list[FrameStats] = []
-        # Resume (vidstyle.resume): the last output and the first content frame of its shot
+        # Resume (vidstyle.render.resume): the last output and the first content frame of its shot
         # (the style targets are fitted to it), and what a resumed render starts from.
         self._last: Tensor | None = None
         # How settled each pixel of the last output is (0: new in that frame, 1: carried for
@@ -148,16 +168,16 @@ class QualityStylizer:
         """Where optimisation of `record` starts, and whether that is a warm start. `target`:
         `temporal_target(record, previous)` when the caller has it already."""
         fresh = previous is None or record.new_shot  # nothing usable from before this frame
-        if not fresh and self.settings.init == "prev":
+        if not fresh and self.config.init == "prev":
             return previous, True
-        if not fresh and self.settings.init == "warped":
+        if not fresh and self.config.init == "warped":
             warped, reliable = target or self.temporal_target(record, previous)
             # lerp with a {0, 1} mask: warped where reliable, the recoloured content elsewhere.
             start = palette_start(record.content, warped, reliable)
             return torch.lerp(start, warped, reliable), True
-        if fresh and self.settings.first_init == "noise":
+        if fresh and self.config.first_init == "noise":
             noise = torch.rand(
-                record.content.shape, generator=_noise_generator(self.settings.seed, record.index)
+                record.content.shape, generator=_noise_generator(self.config.seed, record.index)
             )
             return noise.to(record.content.device), False
         return record.content, False
@@ -173,9 +193,9 @@ class QualityStylizer:
         self, record: FrameRecord, previous: Tensor | None
     ) -> tuple[Tensor, Tensor] | None:
         """`temporal_target` where the frame uses it (warped warm start or temporal term)."""
-        if previous is None or record.new_shot or self.settings.init == "content":
+        if previous is None or record.new_shot or self.config.init == "content":
             return None
-        if self.settings.init != "warped" and self.settings.temporal_weight <= 0:
+        if self.config.init != "warped" and self.config.temporal_weight <= 0:
             return None
         return self.temporal_target(record, previous)
 
@@ -199,7 +219,7 @@ class QualityStylizer:
     ) -> Callable[[Tensor], Tensor]:
         """The loss of one frame: Gatys, plus the temporal term on warm-started frames (`target`:
         the warped previous output and where it anchors the frame)."""
-        weight = self.settings.temporal_weight
+        weight = self.config.temporal_weight
         # Only warm starts get the temporal term: with init "content" frames are independent by
         # design (the baseline), and a new shot has nothing to be consistent with.
         if not warm or weight <= 0 or target is None:
@@ -210,7 +230,7 @@ class QualityStylizer:
         )
 
     def get_resume_state(self) -> dict[str, Any]:
-        """What the frame after the last one yielded needs (`vidstyle.resume.Resumable`)."""
+        """What the frame after the last one yielded needs (`vidstyle.render.resume.Resumable`)."""
         return {
             "previous": self._last,
             "settled": self._settled,
@@ -229,92 +249,122 @@ class QualityStylizer:
             if previous is not None:
                 previous = previous.to(record.content.device)
             if shot is not None:
-                # Resumed mid-shot: the style targets as the shot's first frame had them.
-                shot = shot.to(record.content.device)
-                self._shot_content = shot
-                if self.style_targets is not None:
-                    self.style_targets.apply(shot)
+                self._resume_shot(shot.to(record.content.device))
                 shot = None
             started = time.perf_counter()
-            # Warped once per frame, for both the warm start and the temporal term.
-            target = self._target_if_used(record, previous)
-            init, warm = self.initial_image(record, previous, target)
-            fresh = previous is None or getattr(record, "new_shot", False)
-            if fresh:
-                self._settled = None  # optimised from scratch: every pixel settled
-            if not warm:
-                budget = self.settings.first_iterations
-            elif target is not None and self.settings.init == "warped":
-                warped, reliable = target
-                target = (warped, self._anchor(record, reliable))
-                # New and still-settling pixels need iterations; settled ones barely move.
-                unsettled_share = 1.0 - float(target[1].mean())
-                budget = warm_budget(
-                    self.settings.iterations, self.settings.first_iterations, unsettled_share
-                )
-            else:
-                budget = self.settings.iterations
-            step_scale = None
-            if (
-                warm
-                and target is not None
-                and self.settings.init == "warped"
-                and NEW_PIXEL_STEP != 1
-            ):
-                step_scale = new_pixel_steps(target[1])
-            coarse_iterations = 0
-            if fresh and self.settings.coarse_to_fine:
-                # Part of the budget runs at smaller sizes first (vidstyle.stylize.multiscale).
-                start = coarse_start(
-                    self.loss,
-                    record.content,
-                    init,
-                    budget=budget,
-                    min_size=self.settings.coarse_min_size,
-                    settings=self.settings,
-                    targets=self.style_targets,
-                    on_iteration=self.on_iteration,
-                )
-                init, budget, coarse_iterations = start.image, start.remaining, start.iterations
-            if fresh and self.style_targets is not None:
-                self.style_targets.apply(record.content)
-            if fresh:
-                self._shot_content = record.content
-            self.loss.set_content(record.content)
-            result = optimize_image(
-                self._objective(warm, target),
-                init,
-                iterations=budget,
-                optimizer=self.settings.optimizer,
-                learning_rate=self.settings.learning_rate,
-                stop_tolerance=self.settings.stop_tolerance,
-                stop_window=self.settings.stop_window,
-                on_iteration=self.on_iteration,
-                step_scale=step_scale,
-            )
-            stats = FrameStats(
-                index=record.index,
-                iterations=result.iterations + coarse_iterations,
-                final_loss=result.final_loss,
-                seconds=time.perf_counter() - started,
-                warm_started=warm,
-                stopped_early=result.stopped_early,
-            )
-            self.stats.append(stats)
-            log.debug(
-                "frame %d: %d iterations from %s%s, loss %.4g, %.1f s",
-                stats.index,
-                stats.iterations,
-                "the previous output" if warm else "scratch",
-                " (stopped early)" if stats.stopped_early else "",
-                stats.final_loss,
-                stats.seconds,
-            )
-            if self.on_frame is not None:
-                self.on_frame(stats)
+            plan = self._plan(record, previous)
+            result, coarse_iterations = self._optimize(record, plan)
+            self._report(record, plan, result, coarse_iterations, time.perf_counter() - started)
             previous = result.image
             self._last = previous
             yield replace(record, styled=result.image)
+
+    def _resume_shot(self, shot_content: Tensor) -> None:
+        """Resumed mid-shot: the style targets as the shot's first frame had them."""
+        self._shot_content = shot_content
+        if self.style_targets is not None:
+            self.style_targets.apply(shot_content)
+
+    def _plan(self, record: FrameRecord, previous: Tensor | None) -> _FramePlan:
+        """Where `record`'s optimisation starts, with what budget and temporal target."""
+        # Warped once per frame, for both the warm start and the temporal term.
+        target = self._target_if_used(record, previous)
+        init, warm = self.initial_image(record, previous, target)
+        fresh = previous is None or getattr(record, "new_shot", False)
+        if fresh:
+            self._settled = None  # optimised from scratch: every pixel settled
+        config = self.config
+        if not warm:
+            budget = config.first_iterations
+        elif target is not None and config.init == "warped":
+            warped, reliable = target
+            target = (warped, self._anchor(record, reliable))
+            # New and still-settling pixels need iterations; settled ones barely move.
+            unsettled_share = 1.0 - float(target[1].mean())
+            budget = warm_budget(config.iterations, config.first_iterations, unsettled_share)
+        else:
+            budget = config.iterations
+        step_scale = None
+        if warm and target is not None and config.init == "warped" and NEW_PIXEL_STEP != 1:
+            step_scale = new_pixel_steps(target[1])
+        return _FramePlan(init, warm, fresh, budget, target, step_scale)
+
+    def _optimize(self, record: FrameRecord, plan: _FramePlan) -> tuple[OptimizeResult, int]:
+        """Optimise `record` as `plan` says; the result and the iterations spent at coarse
+        scales before it."""
+        init, budget, coarse_iterations = plan.init, plan.budget, 0
+        if plan.fresh and self.config.coarse_to_fine:
+            # Part of the budget runs at smaller sizes first (vidstyle.stylize.multiscale).
+            start = coarse_start(
+                self.loss,
+                record.content,
+                init,
+                budget=budget,
+                min_size=self.config.coarse_min_size,
+                options=self.config.optimizer,
+                targets=self.style_targets,
+                on_iteration=self.on_iteration,
+            )
+            init, budget, coarse_iterations = start.image, start.remaining, start.iterations
+        if plan.fresh and self.style_targets is not None:
+            self.style_targets.apply(record.content)
+        if plan.fresh:
+            self._shot_content = record.content
+        self.loss.set_content(record.content)
+        options = self.config.optimizer
+        result = optimize_image(
+            self._objective(plan.warm, plan.target),
+            init,
+            iterations=budget,
+            optimizer=options.optimizer,
+            learning_rate=options.learning_rate,
+            stop_tolerance=options.stop_tolerance,
+            stop_window=options.stop_window,
+            on_iteration=self.on_iteration,
+            step_scale=plan.step_scale,
+        )
+        return result, coarse_iterations
+
+    def _report(
+        self,
+        record: FrameRecord,
+        plan: _FramePlan,
+        result: OptimizeResult,
+        coarse_iterations: int,
+        seconds: float,
+    ) -> None:
+        stats = FrameStats(
+            index=record.index,
+            iterations=result.iterations + coarse_iterations,
+            final_loss=result.final_loss,
+            seconds=seconds,
+            warm_started=plan.warm,
+            stopped_early=result.stopped_early,
+        )
+        self.stats.append(stats)
+        log.debug(
+            "frame %d: %d iterations from %s%s, loss %.4g, %.1f s",
+            stats.index,
+            stats.iterations,
+            "the previous output" if plan.warm else "scratch",
+            " (stopped early)" if stats.stopped_early else "",
+            stats.final_loss,
+            stats.seconds,
+        )
+        if self.on_frame is not None:
+            self.on_frame(stats)
+
+
+@dataclass(frozen=True)
+class _FramePlan:
+    """How one frame is optimised (`QualityStylizer._plan`)."""
+
+    init: Tensor  # the start image
+    warm: bool  # started from the previous output
+    fresh: bool  # nothing usable before it: the first frame, or the first of a shot
+    budget: int  # iterations
+    target: tuple[Tensor, Tensor] | None  # the warped previous output and where it anchors
+    step_scale: Tensor | None  # optimize_image's per-pixel step scale
 
 
 def _noise_generator(seed: int, index: int) -> torch.Generator:

@@ -48,7 +48,14 @@ from vidstyle.nets.models import (
     model_dict,
 )
 from vidstyle.nets.transformer import TransformerNet
-from vidstyle.stylize.losses import PerceptualLoss, gram_matrix, perceptual_loss, vgg_of
+from vidstyle.stylize.losses import (
+    LossConfig,
+    LossWeights,
+    PerceptualLoss,
+    gram_matrix,
+    perceptual_loss,
+    vgg_of,
+)
 from vidstyle.stylize.style_image import load_style_image, style_tensor
 from vidstyle.temporal.flow import FlowEstimator, warp
 from vidstyle.temporal.losses import temporal_loss
@@ -321,7 +328,17 @@ def _to_batch(crops: Sequence[np.ndarray]) -> torch.Tensor:
 
 def build_loss(settings: TrainSettings, device: torch.device) -> PerceptualLoss:
     """The perceptual loss with the same VGG module and weight sources as quality mode."""
-    return perceptual_loss(settings, device)
+    config = LossConfig(
+        weights=LossWeights(
+            content=settings.content_weight, style=settings.style_weight, tv=settings.tv_weight
+        ),
+        features=settings.features,
+        vgg_weights=Path(settings.vgg_weights) if settings.vgg_weights else None,
+        vgg_layout=settings.vgg_layout,
+        pooling=settings.pooling,
+        seed=settings.seed,
+    )
+    return perceptual_loss(config, device)
 
 
 def _loss_network(loss: PerceptualLoss) -> str:
@@ -367,58 +384,23 @@ def train(
     """
     settings = settings or TrainSettings()
     settings.validate()
-    out = Path(out)
-    style = Path(style)
-    if not out.parent.is_dir():
-        raise ConfigError(f"output folder {out.parent} does not exist; create it first", out)
-    if out.suffix.lower() != ".pth":
-        raise ConfigError("model files end in .pth; name --out like starry.pth", out)
+    out, style = Path(out), Path(style)
+    _check_output(out)
     style_image = load_style_image(style)
     sources = find_data(data)
-    device = resolve_device(settings.device)
-    flags = reproducible.configure(device)  # before the first CUDA computation
-    if flags is not None:
-        log.info("CUDA: %s; a resumed training is not bitwise equal on a GPU", flags.describe())
+    device = _training_device(settings.device)
     ckpt_path = checkpoint_path(out)
 
     loss = build_loss(settings, device)
     log.info("Loss network: %s", loss.features.source.describe())
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(settings.seed)
-        net = TransformerNet(settings.arch)
-    net = net.to(device).train()
+    net = _initial_network(settings.arch, settings.seed, device)
     precision = training_precision(net, loss, settings, device)
     fingerprint = training_fingerprint(settings, style, data, _loss_network(loss))
     fingerprint["precision in use"] = precision.name
-    resumed = None
-    if restart and ckpt_path.exists():
-        log.info("--restart: discarding %s", ckpt_path)
-        ckpt_path.unlink()
-    elif ckpt_path.exists():
-        resumed = _load_checkpoint(ckpt_path, fingerprint)
-
-    # The network's weights and Adam's state stay float32; its forward runs under autocast.
-    run_net = _AutocastNet(net, precision.dtype)
-    # fp16 gradients of the network's own weights underflow without a loss scale (bf16 has
-    # float32's range and needs none).
-    scaler = torch.amp.GradScaler(device.type, enabled=precision.name == "fp16")
-    optimizer = torch.optim.Adam(net.parameters(), lr=settings.learning_rate)
-    generator = torch.Generator().manual_seed(settings.seed)
-    step = 0
+    resumed = _existing_checkpoint(ckpt_path, fingerprint, restart=restart)
+    trainer = _Trainer(net, loss, precision, settings, device, ckpt_path, fingerprint)
     if resumed is not None:
-        try:
-            net.load_state_dict(resumed["model"], strict=True)
-            optimizer.load_state_dict(resumed["optimizer"])
-            generator.set_state(resumed["rng"])
-            step = int(resumed["step"])
-        except (KeyError, RuntimeError, ValueError, TypeError) as err:
-            raise WeightsError(
-                f"checkpoint is damaged ({type(err).__name__}); pass --restart to start over",
-                ckpt_path,
-            ) from None
-        log.info("Resuming from %s at step %d of %d", ckpt_path, step, settings.steps)
-        if step >= settings.steps:
-            log.info("Already trained for %d steps; writing the model only", step)
+        trainer.restore(resumed)
 
     temporal = settings.temporal_weight > 0
     dataset = TrainingSet.from_sources(
@@ -427,116 +409,215 @@ def train(
     crop = (settings.size, settings.size)
     loss.set_style([style_tensor(style_image, crop, settings.style_scale, device)])
 
-    def save_checkpoint() -> None:
-        atomic_save(
-            {
-                "format": CHECKPOINT_FORMAT,
-                "version": CHECKPOINT_VERSION,
-                "step": step,
-                "model": {k: v.detach().cpu() for k, v in net.state_dict().items()},
-                "optimizer": optimizer.state_dict(),
-                "rng": rng_state,
-                "fingerprint": fingerprint,
-            },
-            ckpt_path,
-        )
-
-    start_step = step
+    start_step = trainer.step
     started = time.perf_counter()
-    last: dict[str, float] = {}
-    # The generator's state once the batches trained on so far were drawn: what a checkpoint
-    # keeps, although the background thread has drawn further ahead.
-    rng_state = generator.get_state()
-    if step < settings.steps:
-        log.info(
-            "Training the %s network: %d steps of %d crops of %d px on %s, %s",
-            settings.arch,
-            settings.steps - step,
-            settings.batch_size,
-            settings.size,
-            device.type,
-            precision.describe(),
-        )
-    eta = _EtaEstimate(start_step, settings.steps, device)
-    batches = prefetch_batches(
-        dataset,
-        settings.batch_size,
-        generator,
-        settings.steps - step,
-        pairs=temporal,
-        device=device,
-    )
     try:
-        with contextlib.closing(batches):
-            for drawn in batches:
-                tick = time.perf_counter()
-                batch = drawn.crops.to(device, non_blocking=True)
-                loss.set_content(batch)
-                terms = loss(run_net(batch))
-                total = terms.total
-                values = dict(terms.parts)
-                if drawn.pairs is not None:
-                    tloss = _temporal_term(run_net, drawn.pairs, device)
-                    total = total + settings.temporal_weight * tloss
-                    values["temporal"] = tloss.detach()
-                optimizer.zero_grad(set_to_none=True)
-                scaler.scale(total).backward()
-                scaler.step(optimizer)
-                scaler.update()
-                step += 1
-                rng_state = drawn.rng_after
-                values = {"loss": total.detach(), **values}
-                # One read from the device a step, for the divergence check; the terms are
-                # read only when shown or logged (StepReport.losses).
-                value = float(values["loss"])
-                if not math.isfinite(value):
-                    raise VidstyleError(
-                        f"training diverged at step {step} (loss {value}); lower --lr or "
-                        "the loss weights and pass --restart"
-                    )
-                report = StepReport(step, settings.steps, values, time.perf_counter() - tick)
-                if on_step is not None:
-                    on_step(report)
-                eta.step_done(step)
-                if settings.checkpoint_every and step % settings.checkpoint_every == 0:
-                    save_checkpoint()
-                    log.info(
-                        "Step %d/%d: %s; checkpoint saved",
-                        step,
-                        settings.steps,
-                        _fmt(report.losses),
-                    )
-        if step > start_step:
-            last = report.losses
+        last = trainer.run(dataset, on_step)
     except KeyboardInterrupt:
-        done = step - step % settings.checkpoint_every if settings.checkpoint_every else 0
-        where = f"step {max(done, start_step)}" if ckpt_path.exists() else "the start"
-        raise RenderInterrupted(
-            f"training interrupted at step {step}; run the same command to resume from {where}",
-            out,
-        ) from None
-
-    if step > start_step or resumed is None:
-        save_checkpoint()
-    training = {
+        raise trainer.interrupted(start_step, out) from None
+    if trainer.step > start_step or resumed is None:
+        trainer.save_checkpoint()
+    record = {
         **{f.name: getattr(settings, f.name) for f in fields(settings) if f.name != "device"},
-        "steps": step,
+        "steps": trainer.step,
         "loss_network": _loss_network(loss),
         "precision_in_use": precision.name,
         "data": [str(p) for p in data],
         "final_losses": last,
-    }
-    atomic_save(model_dict(net, style=style.name, training=training), out)
+    }  # what the model file says about its training (`vidstyle models` shows it)
+    atomic_save(model_dict(net, style=style.name, training=record), out)
     seconds = time.perf_counter() - started
-    log.info("Wrote %s after %d steps (%s)", out, step, _fmt(last) if last else "no new steps")
+    log.info(
+        "Wrote %s after %d steps (%s)", out, trainer.step, _fmt(last) if last else "no new steps"
+    )
     return TrainResult(
         model=out,
         checkpoint=ckpt_path,
         start_step=start_step,
-        steps=step,
+        steps=trainer.step,
         losses=last,
         seconds=seconds,
     )
+
+
+def _initial_network(arch: str, seed: int, device: torch.device) -> TransformerNet:
+    """The untrained network of a run: the same for the same seed, the global RNG untouched."""
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        net = TransformerNet(arch)
+    return net.to(device).train()
+
+
+def _check_output(out: Path) -> None:
+    if not out.parent.is_dir():
+        raise ConfigError(f"output folder {out.parent} does not exist; create it first", out)
+    if out.suffix.lower() != ".pth":
+        raise ConfigError("model files end in .pth; name --out like starry.pth", out)
+
+
+def _training_device(name: str) -> torch.device:
+    device = resolve_device(name)
+    flags = reproducible.configure(device)  # before the first CUDA computation
+    if flags is not None:
+        log.info("CUDA: %s; a resumed training is not bitwise equal on a GPU", flags.describe())
+    return device
+
+
+def _existing_checkpoint(
+    path: Path, fingerprint: Mapping[str, str], *, restart: bool
+) -> dict[str, Any] | None:
+    """The checkpoint of this same run to resume from, if there is one (`restart`: deleted)."""
+    if restart and path.exists():
+        log.info("--restart: discarding %s", path)
+        path.unlink()
+    elif path.exists():
+        return _load_checkpoint(path, fingerprint)
+    return None
+
+
+class _Trainer:
+    """One training run's state (what a checkpoint keeps: the network, Adam's moments, the
+    step, the data sampler's RNG) and its steps."""
+
+    def __init__(
+        self,
+        net: TransformerNet,
+        loss: PerceptualLoss,
+        precision: Precision,
+        settings: TrainSettings,
+        device: torch.device,
+        checkpoint: Path,
+        fingerprint: Mapping[str, str],
+    ) -> None:
+        self.net, self.loss, self.device = net, loss, device
+        self.settings = settings
+        self.checkpoint, self.fingerprint = checkpoint, fingerprint
+        self.precision = precision
+        # The network's weights and Adam's state stay float32; its forward runs under autocast.
+        self.run_net = _AutocastNet(net, precision.dtype)
+        # fp16 gradients of the network's own weights underflow without a loss scale (bf16 has
+        # float32's range and needs none).
+        self.scaler = torch.amp.GradScaler(device.type, enabled=precision.name == "fp16")
+        self.optimizer = torch.optim.Adam(net.parameters(), lr=settings.learning_rate)
+        self.generator = torch.Generator().manual_seed(settings.seed)
+        self.step = 0
+        # The generator's state once the batches trained on so far were drawn: what a
+        # checkpoint keeps, although the background thread has drawn further ahead.
+        self.rng_state = self.generator.get_state()
+
+    def restore(self, checkpoint: Mapping[str, Any]) -> None:
+        """Continue from a checkpoint of this run (`_load_checkpoint`)."""
+        try:
+            self.net.load_state_dict(checkpoint["model"], strict=True)
+            self.optimizer.load_state_dict(checkpoint["optimizer"])
+            self.generator.set_state(checkpoint["rng"])
+            self.step = int(checkpoint["step"])
+        except (KeyError, RuntimeError, ValueError, TypeError) as err:
+            raise WeightsError(
+                f"checkpoint is damaged ({type(err).__name__}); pass --restart to start over",
+                self.checkpoint,
+            ) from None
+        self.rng_state = self.generator.get_state()
+        steps = self.settings.steps
+        log.info("Resuming from %s at step %d of %d", self.checkpoint, self.step, steps)
+        if self.step >= steps:
+            log.info("Already trained for %d steps; writing the model only", self.step)
+
+    def save_checkpoint(self) -> None:
+        atomic_save(
+            {
+                "format": CHECKPOINT_FORMAT,
+                "version": CHECKPOINT_VERSION,
+                "step": self.step,
+                "model": {k: v.detach().cpu() for k, v in self.net.state_dict().items()},
+                "optimizer": self.optimizer.state_dict(),
+                "rng": self.rng_state,
+                "fingerprint": self.fingerprint,
+            },
+            self.checkpoint,
+        )
+
+    def run(self, dataset: TrainingSet, on_step: StepCallback | None) -> dict[str, float]:
+        """Train from the current step to the last; the losses of the last step run (none
+        when there was none to run)."""
+        settings = self.settings
+        if self.step < settings.steps:
+            log.info(
+                "Training the %s network: %d steps of %d crops of %d px on %s, %s",
+                settings.arch,
+                settings.steps - self.step,
+                settings.batch_size,
+                settings.size,
+                self.device.type,
+                self.precision.describe(),
+            )
+        eta = _EtaEstimate(self.step, settings.steps, self.device)
+        batches = prefetch_batches(
+            dataset,
+            settings.batch_size,
+            self.generator,
+            settings.steps - self.step,
+            pairs=settings.temporal_weight > 0,
+            device=self.device,
+        )
+        report: StepReport | None = None
+        with contextlib.closing(batches):
+            for drawn in batches:
+                tick = time.perf_counter()
+                values = self._train_step(drawn)
+                report = StepReport(self.step, settings.steps, values, time.perf_counter() - tick)
+                if on_step is not None:
+                    on_step(report)
+                eta.step_done(self.step)
+                every = settings.checkpoint_every
+                if every and self.step % every == 0:
+                    self.save_checkpoint()
+                    log.info(
+                        "Step %d/%d: %s; checkpoint saved",
+                        self.step,
+                        settings.steps,
+                        _fmt(report.losses),
+                    )
+        return report.losses if report is not None else {}
+
+    def _train_step(self, drawn: DrawnBatch) -> dict[str, torch.Tensor]:
+        """One optimiser step on `drawn`; the loss (total) and its terms, detached."""
+        batch = drawn.crops.to(self.device, non_blocking=True)
+        self.loss.set_content(batch)
+        terms = self.loss(self.run_net(batch))
+        total = terms.total
+        values = dict(terms.parts)
+        if drawn.pairs is not None:
+            tloss = _temporal_term(self.run_net, drawn.pairs, self.device)
+            total = total + self.settings.temporal_weight * tloss
+            values["temporal"] = tloss.detach()
+        self.optimizer.zero_grad(set_to_none=True)
+        self.scaler.scale(total).backward()
+        self.scaler.step(self.optimizer)
+        self.scaler.update()
+        self.step += 1
+        self.rng_state = drawn.rng_after
+        values = {"loss": total.detach(), **values}
+        # One read from the device a step, for the divergence check; the terms are read only
+        # when shown or logged (StepReport.losses).
+        value = float(values["loss"])
+        if not math.isfinite(value):
+            raise VidstyleError(
+                f"training diverged at step {self.step} (loss {value}); lower --lr or the loss "
+                "weights and pass --restart"
+            )
+        return values
+
+    def interrupted(self, start_step: int, out: Path) -> RenderInterrupted:
+        """The error of a run stopped by Ctrl-C, saying where the next run resumes."""
+        every = self.settings.checkpoint_every
+        done = self.step - self.step % every if every else 0
+        where = f"step {max(done, start_step)}" if self.checkpoint.exists() else "the start"
+        return RenderInterrupted(
+            f"training interrupted at step {self.step}; run the same command to resume from "
+            f"{where}",
+            out,
+        )
 
 
 # Steps timed (after the first, which carries the warm-up) before the time a run will take is

@@ -34,7 +34,6 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from vidstyle.background import Output, produce_in_background
-from vidstyle.config import RenderSettings
 from vidstyle.frame import FrameRecord
 
 log = logging.getLogger(__name__)
@@ -256,24 +255,6 @@ def warp_previous(previous: Tensor, record: FrameRecord) -> tuple[Tensor, Tensor
 
 # --------------------------------------------------------------------------------------------
 # The pipeline stage
-
-
-def flow_needed(settings: RenderSettings) -> bool:
-    """Whether any stage of a render with `settings` uses flow (so the flow stage should run).
-
-    Smoothing (both modes) and quality mode's warm start use it; `init = "prev"` too, only to
-    start fresh after a scene cut. Independent frames without smoothing need none.
-    """
-    return settings.smooth > 0 or (settings.mode == "quality" and settings.init != "content")
-
-
-def flow_stage(settings: RenderSettings, device: torch.device) -> FlowStage:
-    """The flow stage a render with `settings` on `device` uses (pipeline and benchmarks)."""
-    return FlowStage(
-        settings.flow_preset,
-        scene_cut_threshold=settings.scene_cut_threshold,
-        opencv_threads=1 if device.type == "cpu" else None,
-    )
 
 
 @dataclass(frozen=True)

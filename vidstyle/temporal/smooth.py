@@ -49,11 +49,11 @@ class TemporalSmoother:
         if not 0.0 <= strength <= 1.0:
             raise ValueError(f"smoothing strength must be in [0, 1], got {strength}")
         self.strength = strength
-        self._last: Tensor | None = None  # the last smoothed output (vidstyle.resume)
+        self._last: Tensor | None = None  # the last smoothed output (vidstyle.render.resume)
         self._resumed: Tensor | None = None
 
     def get_resume_state(self) -> dict[str, Any]:
-        """What the next frame needs (`vidstyle.resume.Resumable`): the last smoothed output."""
+        """What the next frame needs (`vidstyle.render.resume.Resumable`): the last smoothed output."""
         return {"previous": self._last}
 
     def set_resume_state(self, state: Mapping[str, Any]) -> None:
