@@ -5,9 +5,9 @@ A segment holds a run of consecutive frames of the source, video only, timed fro
 remembers where its first frame sits in the source (`first_index`, `first_pts`), so segments
 written at different times, by different processes or into different work folders join into
 one file with the source's timing and audio, as if it had been encoded in one go. A resumable
-render writes its frames this way (`vidstyle.render.workdir` keeps the segments and what the next frame
-needs); each segment ends at a multiple of `segment_frames`, so the keyframes fall where an
-uninterrupted render puts them.
+render writes its frames this way (`vidstyle.render.workdir` keeps the segments and what the
+next frame needs); each segment ends at a multiple of `segment_frames`, so the keyframes fall
+where an uninterrupted render puts them.
 """
 
 from __future__ import annotations
@@ -115,7 +115,8 @@ class SegmentedWriter(CloseOrAbort):
         """Queue one stylized frame (1×3×H×W in [0, 1]) shown at source time `pts`.
 
         A new shot's first frame (`new_shot`) starts a segment: a video split at its shots
-        (vidstyle.batch.shots) then writes exactly the segments, and so the bytes, of a whole render.
+        (vidstyle.batch.shots) then writes exactly the segments, and so the bytes, of a whole
+        render.
         """
         if new_shot and self._submitted:
             self.commit()

@@ -53,7 +53,8 @@ class TemporalSmoother:
         self._resumed: Tensor | None = None
 
     def get_resume_state(self) -> dict[str, Any]:
-        """What the next frame needs (`vidstyle.render.resume.Resumable`): the last smoothed output."""
+        """What the next frame needs (`vidstyle.render.resume.Resumable`): the last smoothed
+        output."""
         return {"previous": self._last}
 
     def set_resume_state(self, state: Mapping[str, Any]) -> None:
