@@ -85,6 +85,24 @@ def test_a_few_steps_lower_the_loss(images: Path, style: Path, tmp_path: Path) -
     assert info.training["loss_network"].startswith("random")
 
 
+def test_threads_sets_the_cpu_threads_of_the_training_and_gives_them_back(
+    images: Path, style: Path, tmp_path: Path
+) -> None:
+    before = torch.get_num_threads()
+    wanted = 1 if before > 1 else 2
+    during: list[int] = []
+    settings = replace(TINY, steps=2, checkpoint_every=0, threads=wanted)
+    train(
+        style,
+        [images],
+        tmp_path / "m.pth",
+        settings,
+        on_step=lambda _: during.append(torch.get_num_threads()),
+    )
+    assert during == [wanted, wanted]
+    assert torch.get_num_threads() == before
+
+
 def test_the_time_a_run_will_take_is_logged_after_its_first_steps(
     images: Path, style: Path, tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:

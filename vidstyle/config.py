@@ -665,6 +665,16 @@ class TrainSettings:
     )
     seed: int = setting(0, "Random seed.", PANEL_TRAIN)
     device: str = setting("auto", "auto | cpu | cuda | cuda:N.", PANEL_TRAIN, fingerprint=False)
+    threads: int | None = setting(
+        None,
+        "CPU threads (unset: one per core). On a machine busy with other work, fewer threads "
+        "than cores can train faster: each step waits for its slowest thread.",
+        PANEL_TRAIN,
+        low=1,
+        kind=int,
+        example="1",
+        fingerprint=False,
+    )
     precision: str = same_as_render("precision")
     content_weight: float = setting(
         RenderSettings.content_weight, "Weight of the content loss.", PANEL_LOSS, low=0.0

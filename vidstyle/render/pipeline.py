@@ -19,7 +19,7 @@ from PIL import Image
 
 from vidstyle import reproducible
 from vidstyle.config import RenderSettings, check_layer_weights
-from vidstyle.device import Precision, resolve_device
+from vidstyle.device import Precision, resolve_device, torch_threads
 from vidstyle.errors import OutputError, RenderInterrupted
 from vidstyle.fingerprint import render_fingerprint, settings_files
 from vidstyle.frame import FrameRecord, decode_records
@@ -30,7 +30,7 @@ from vidstyle.render.events import Emit, FrameDone, Iteration, RenderResult, Sta
 from vidstyle.render.memory import check_fits
 from vidstyle.render.prepare import RenderJob, RenderPlan, prepare
 from vidstyle.render.resume import capture, restore, skip_before
-from vidstyle.render.threads import render_threads, torch_threads
+from vidstyle.render.threads import render_threads
 from vidstyle.render.workdir import PART_KEY, WorkDir
 from vidstyle.stylize.color import LuminanceFeatures, PreserveColors, preserve_colors_stage
 from vidstyle.stylize.feedforward import FastConfig, FeedForwardStylizer

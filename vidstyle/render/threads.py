@@ -3,14 +3,13 @@
 On a CPU the last bits of a render's pixels depend on the thread count (a sum split over more
 threads adds in another order, and quality mode's optimiser amplifies the difference), so
 `--threads`, where given, is what every render uses, alone, in a worker process or in a Ray
-task: the same `--threads` gives the same video however the work is split.
+task: the same `--threads` gives the same video however the work is split. Training takes its
+`--threads` as given (`vidstyle.device.torch_threads` applies either).
 """
 
 from __future__ import annotations
 
-import contextlib
 import os
-from collections.abc import Iterator
 
 
 def render_threads(
@@ -25,19 +24,3 @@ def render_threads(
     if renders <= 1 and cpus is None:
         return None
     return max(1, (cpus if cpus is not None else os.cpu_count() or 1) // max(1, renders))
-
-
-@contextlib.contextmanager
-def torch_threads(threads: int | None) -> Iterator[None]:
-    """torch's CPU thread count set to `threads` (None: left as it is) while the block runs."""
-    if threads is None:
-        yield
-        return
-    import torch
-
-    previous = torch.get_num_threads()
-    torch.set_num_threads(threads)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(previous)

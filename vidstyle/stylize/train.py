@@ -35,7 +35,14 @@ from PIL import Image, UnidentifiedImageError
 from vidstyle import reproducible
 from vidstyle.background import Output, produce_in_background
 from vidstyle.config import TrainSettings
-from vidstyle.device import Precision, Timer, choose_precision, resolve_device, time_pass
+from vidstyle.device import (
+    Precision,
+    Timer,
+    choose_precision,
+    resolve_device,
+    time_pass,
+    torch_threads,
+)
 from vidstyle.errors import ConfigError, InputError, RenderInterrupted, VidstyleError, WeightsError
 from vidstyle.filetypes import IMAGE_EXTENSIONS, VIDEO_EXTENSIONS
 from vidstyle.fingerprint import differences, training_fingerprint
@@ -389,55 +396,60 @@ def train(
     style_image = load_style_image(style)
     sources = find_data(data)
     device = _training_device(settings.device)
-    ckpt_path = checkpoint_path(out)
+    # The thread count (`--threads`) is set before precision is measured: it changes what pays.
+    with torch_threads(settings.threads if device.type == "cpu" else None):
+        ckpt_path = checkpoint_path(out)
 
-    loss = build_loss(settings, device)
-    log.info("Loss network: %s", loss.features.source.describe())
-    net = _initial_network(settings.arch, settings.seed, device)
-    precision = training_precision(net, loss, settings, device)
-    fingerprint = training_fingerprint(settings, style, data, _loss_network(loss))
-    fingerprint["precision in use"] = precision.name
-    resumed = _existing_checkpoint(ckpt_path, fingerprint, restart=restart)
-    trainer = _Trainer(net, loss, precision, settings, device, ckpt_path, fingerprint)
-    if resumed is not None:
-        trainer.restore(resumed)
+        loss = build_loss(settings, device)
+        log.info("Loss network: %s", loss.features.source.describe())
+        net = _initial_network(settings.arch, settings.seed, device)
+        precision = training_precision(net, loss, settings, device)
+        fingerprint = training_fingerprint(settings, style, data, _loss_network(loss))
+        fingerprint["precision in use"] = precision.name
+        resumed = _existing_checkpoint(ckpt_path, fingerprint, restart=restart)
+        trainer = _Trainer(net, loss, precision, settings, device, ckpt_path, fingerprint)
+        if resumed is not None:
+            trainer.restore(resumed)
 
-    temporal = settings.temporal_weight > 0
-    dataset = TrainingSet.from_sources(
-        sources, settings.size, settings.frames_per_video, pairs=temporal
-    )
-    crop = (settings.size, settings.size)
-    loss.set_style([style_tensor(style_image, crop, settings.style_scale, device)])
+        temporal = settings.temporal_weight > 0
+        dataset = TrainingSet.from_sources(
+            sources, settings.size, settings.frames_per_video, pairs=temporal
+        )
+        crop = (settings.size, settings.size)
+        loss.set_style([style_tensor(style_image, crop, settings.style_scale, device)])
 
-    start_step = trainer.step
-    started = time.perf_counter()
-    try:
-        last = trainer.run(dataset, on_step)
-    except KeyboardInterrupt:
-        raise trainer.interrupted(start_step, out) from None
-    if trainer.step > start_step or resumed is None:
-        trainer.save_checkpoint()
-    record = {
-        **{f.name: getattr(settings, f.name) for f in fields(settings) if f.name != "device"},
-        "steps": trainer.step,
-        "loss_network": _loss_network(loss),
-        "precision_in_use": precision.name,
-        "data": [str(p) for p in data],
-        "final_losses": last,
-    }  # what the model file says about its training (`vidstyle models` shows it)
-    atomic_save(model_dict(net, style=style.name, training=record), out)
-    seconds = time.perf_counter() - started
-    log.info(
-        "Wrote %s after %d steps (%s)", out, trainer.step, _fmt(last) if last else "no new steps"
-    )
-    return TrainResult(
-        model=out,
-        checkpoint=ckpt_path,
-        start_step=start_step,
-        steps=trainer.step,
-        losses=last,
-        seconds=seconds,
-    )
+        start_step = trainer.step
+        started = time.perf_counter()
+        try:
+            last = trainer.run(dataset, on_step)
+        except KeyboardInterrupt:
+            raise trainer.interrupted(start_step, out) from None
+        if trainer.step > start_step or resumed is None:
+            trainer.save_checkpoint()
+        record = {
+            **{f.name: getattr(settings, f.name) for f in fields(settings) if f.name != "device"},
+            "steps": trainer.step,
+            "loss_network": _loss_network(loss),
+            "precision_in_use": precision.name,
+            "data": [str(p) for p in data],
+            "final_losses": last,
+        }  # what the model file says about its training (`vidstyle models` shows it)
+        atomic_save(model_dict(net, style=style.name, training=record), out)
+        seconds = time.perf_counter() - started
+        log.info(
+            "Wrote %s after %d steps (%s)",
+            out,
+            trainer.step,
+            _fmt(last) if last else "no new steps",
+        )
+        return TrainResult(
+            model=out,
+            checkpoint=ckpt_path,
+            start_step=start_step,
+            steps=trainer.step,
+            losses=last,
+            seconds=seconds,
+        )
 
 
 def _initial_network(arch: str, seed: int, device: torch.device) -> TransformerNet:
