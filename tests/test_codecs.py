@@ -60,16 +60,14 @@ _PAIRS = [
     if not (suffix == ".webm" and codec in ("libx264", "libx265"))
     and not (suffix == ".mov" and codec in ("libvpx-vp9", "libsvtav1"))
 ]
-# The quick set (`-m "not slow"`) renders each codec once, in its usual container; every other
-# pair (a render of its own each, in a fresh process) only in the whole suite.
-_USUAL = {("libx264", ".mp4"), ("libx265", ".mp4"), ("libvpx-vp9", ".webm"), ("libsvtav1", ".mp4")}
-_PAIR_PARAMS = [
-    pytest.param(codec, suffix, marks=() if (codec, suffix) in _USUAL else pytest.mark.slow)
-    for codec, suffix in _PAIRS
-]
 
 
-@pytest.mark.parametrize(("codec", "suffix"), _PAIR_PARAMS)
+# Every pair is a render of its own in a fresh process (seconds each): the whole suite only. The
+# quick set (`-m "not slow"`) encodes with each codec, and checks HEVC's hvc1 tag, in this
+# process (tests/test_media.py), and renders and joins segments of the default codec in many
+# tests.
+@pytest.mark.slow
+@pytest.mark.parametrize(("codec", "suffix"), _PAIRS)
 def test_every_codec_renders_and_joins_in_every_container_that_holds_it(
     folder: Path, codec: str, suffix: str
 ) -> None:
@@ -88,7 +86,8 @@ def test_every_codec_renders_and_joins_in_every_container_that_holds_it(
     assert not work_dir_for(out).exists()
 
 
-@pytest.mark.parametrize("suffix", [".mp4", pytest.param(".mov", marks=pytest.mark.slow)])
+@pytest.mark.slow
+@pytest.mark.parametrize("suffix", [".mp4", ".mov"])
 def test_hevc_in_mp4_and_mov_is_tagged_hvc1_for_apple_players(folder: Path, suffix: str) -> None:
     _needs("libx265")
     out = folder / f"out{suffix}"
