@@ -12,6 +12,8 @@ import torch
 ROOT = Path(__file__).resolve().parent.parent
 
 
+# The script in a fresh process (importing torch): the whole suite only.
+@pytest.mark.slow
 @pytest.mark.skipif(torch.cuda.is_available(), reason="checks the message given without CUDA")
 def test_gpu_bench_says_in_one_line_that_it_needs_cuda() -> None:
     done = subprocess.run(

@@ -14,6 +14,9 @@ from terminal import run_in_terminal
 FRAME_ONE_ITERATIONS = ["--first-iterations", "150", "--iterations", "1", "--stop-tolerance", "0"]
 
 
+# A render in a fresh process on a pseudo-terminal, with a long first frame: the whole suite
+# only. The quick set checks the progress lines written to a log file (tests/test_cli.py).
+@pytest.mark.slow
 def test_render_bar_in_a_terminal(workdir: Path) -> None:
     args = ["clip.mp4", "-s", "style.png", "-o", "out.mp4", "--max-frames", "3"]
     args += ["--features", "random", "--size", "48", "--encoder-preset", "ultrafast"]

@@ -148,6 +148,9 @@ def test_loss_goes_down(loss: PerceptualLoss, frames: list[torch.Tensor], optimi
     assert result.image.min() >= 0 and result.image.max() <= 1
 
 
+# Three 20-iteration optimisations compared with bench/bounds.py's alternatives: the whole
+# suite only.
+@pytest.mark.slow
 def test_pixels_kept_in_range_by_clamping_in_place_still_move_where_others_get_stuck(
     loss: PerceptualLoss,
 ) -> None:

@@ -111,6 +111,9 @@ def test_a_pictures_options_copied_into_a_render_give_that_picture(
     assert not np.array_equal(other.image, cell.image)  # the varied option made a difference
 
 
+# Worker processes, each importing torch: the whole suite only; the quick set renders sheets in
+# this process (the tests above).
+@pytest.mark.slow
 def test_sheet_command_renders_in_parallel_and_writes_one_labelled_png(
     folder: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

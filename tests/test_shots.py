@@ -40,6 +40,9 @@ def model(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return path
 
 
+# The tests that render both ways are marked slow (a fresh process and two worker processes
+# each); the quick set keeps a split render in this process compared byte for byte with a
+# whole one (test_a_split_render_resumes_each_shot_where_it_stopped).
 def render_both(args: list[object], folder: Path, verbosity: str = "-q") -> tuple[Path, Path]:
     """The same command rendered whole and split at its shots (two parts at once), with one
     CPU thread per render: the pixels depend on the thread count. The whole render runs as a
@@ -53,6 +56,7 @@ def render_both(args: list[object], folder: Path, verbosity: str = "-q") -> tupl
     return whole, split
 
 
+@pytest.mark.slow
 def test_quality_mode_split_at_its_shots_writes_the_file_a_whole_render_writes(
     cuts_clip: Path, style_image: Path, tmp_path: Path
 ) -> None:
@@ -66,6 +70,7 @@ def test_quality_mode_split_at_its_shots_writes_the_file_a_whole_render_writes(
     assert not work_dir_for(split).exists()
 
 
+@pytest.mark.slow
 def test_fast_mode_with_smoothing_split_at_its_shots_is_the_same_file(
     cuts_clip: Path, model: Path, tmp_path: Path
 ) -> None:
@@ -86,6 +91,7 @@ def test_fast_mode_with_smoothing_split_at_its_shots_is_the_same_file(
     assert split.read_bytes() == whole.read_bytes()
 
 
+@pytest.mark.slow
 def test_fast_mode_without_smoothing_is_cut_at_segments_into_the_same_file(
     cuts_clip: Path, model: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

@@ -379,6 +379,8 @@ def test_train_command_errors_are_one_line(
     assert words in err and len(err.splitlines()) == 1 and "Traceback" not in err
 
 
+# Two trainings of 15 steps: the whole suite only (the quick set trains a few steps above).
+@pytest.mark.slow
 @pytest.mark.skipif(
     not cpu_runs_bf16(), reason="this torch build cannot run bf16 convolutions on this CPU"
 )
