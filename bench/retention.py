@@ -92,6 +92,10 @@ VARIANTS: dict[str, tuple[Callable[[], contextlib.AbstractContextManager[None]],
     "temporal-weight-50": (contextlib.nullcontext, {"temporal_weight": 50.0}),
     "no-temporal-loss": (contextlib.nullcontext, {"temporal_weight": 0.0}),
     "no-smoothing": (contextlib.nullcontext, {"smooth": 0.0}),
+    # Every warm frame's L-BFGS starting with an empty memory, as before the memory was carried.
+    "no-curvature-memory": (lambda: patched(quality, "CARRIED_PAIRS", 0), {}),
+    # A longer carried memory: all the pairs L-BFGS keeps (about two and a half warm frames').
+    "curvature-memory-50": (lambda: patched(quality, "CARRIED_PAIRS", 50), {}),
 }
 
 

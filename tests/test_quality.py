@@ -23,10 +23,11 @@ from vidstyle.stylize.losses import (
     PerceptualLoss,
     gram_matrix,
 )
-from vidstyle.stylize.optimize import optimize_image
+from vidstyle.stylize.optimize import Curvature, optimize_image
 from vidstyle.stylize.quality import (
     NEW_PIXEL_STEP,
     QualityStylizer,
+    carried_curvature,
     new_pixel_steps,
     palette_start,
     warm_budget,
@@ -312,3 +313,74 @@ def test_optimiser_returns_the_best_image_it_evaluated() -> None:
     assert best == 2
     assert result.final_loss == result.losses[2]
     assert torch.equal(result.image, seen[2])
+
+
+def _ill_conditioned(centre: torch.Tensor) -> Any:
+    """A quadratic whose curvature spans three orders of magnitude across the pixels."""
+    stiffness = torch.logspace(0, 3, centre.numel()).view_as(centre)
+    return lambda x: 0.5 * (stiffness * (x - centre) ** 2).sum()
+
+
+def test_lbfgs_started_with_the_last_frames_memory_gets_further_in_a_few_iterations() -> None:
+    generator = torch.Generator().manual_seed(0)
+    centre = torch.rand(1, 3, 8, 8, generator=generator) * 0.5 + 0.25
+    loss = _ill_conditioned(centre)
+    # The "previous frame": the same curvature, another start; its memory is what is carried.
+    previous = optimize_image(
+        loss, torch.full_like(centre, 0.5), iterations=30, stop_tolerance=0, curvature=Curvature()
+    )
+    assert previous.curvature is not None and len(previous.curvature.pairs) > 5
+    start = (centre + 0.1 * torch.rand(centre.shape, generator=generator)).clamp(0, 1)
+    empty = optimize_image(loss, start, iterations=6, stop_tolerance=0, curvature=Curvature())
+    carried = optimize_image(
+        loss, start, iterations=6, stop_tolerance=0, curvature=previous.curvature
+    )
+    assert carried.final_loss < 0.7 * empty.final_loss, (carried.final_loss, empty.final_loss)
+    # Without a memory to carry the optimiser is exactly the plain one.
+    plain = optimize_image(loss, start, iterations=6, stop_tolerance=0)
+    assert torch.equal(plain.image, empty.image) and plain.curvature is None
+
+
+def test_the_memory_is_returned_also_when_the_stop_rule_ends_the_run() -> None:
+    centre = torch.full((1, 3, 4, 4), 0.5)
+    quadratic = _ill_conditioned(centre)
+    result = optimize_image(
+        lambda x: quadratic(x) + 1.0,  # the relative change stalls once the quadratic is ~0
+        torch.full_like(centre, 0.2),
+        iterations=200,
+        stop_tolerance=1e-3,
+        stop_window=3,
+        curvature=Curvature(),
+    )
+    assert result.stopped_early
+    assert result.curvature is not None and 0 < len(result.curvature.pairs) < result.iterations
+
+
+def test_the_memory_moves_with_the_image_and_is_zero_where_it_comes_from_outside() -> None:
+    image = torch.arange(2 * 3 * 4 * 6, dtype=torch.float32).view(2, 3, 4, 6)
+    memory = Curvature(((image[:1], image[1:]),)).map(lambda t: t.to(torch.bfloat16))
+    flow = torch.zeros(1, 2, 4, 6)
+    flow[:, 0] = 2.0  # every pixel comes from two to its right
+    ((s, y),) = carried_curvature(memory, flow, torch.zeros(1, 3, 4, 6)).pairs
+    assert s.dtype == torch.float32
+    assert torch.equal(s[..., :4], image[:1, ..., 2:].to(torch.bfloat16).float())
+    assert torch.equal(s[..., 4:], torch.zeros(1, 3, 4, 2))
+    assert carried_curvature(None, flow, s).pairs == ()
+
+
+def test_a_warm_frame_hands_its_memory_to_the_next_and_a_new_shot_drops_it(
+    loss: PerceptualLoss, frames: list[torch.Tensor]
+) -> None:
+    settings = RenderSettings(first_iterations=4, iterations=3, stop_tolerance=0)
+    stylizer = QualityStylizer(loss, quality_config(settings))
+    records = [FrameRecord(index=i, pts=i, content=f) for i, f in enumerate(frames)]
+    memories = []
+    for _ in stylizer(iter(records)):
+        memories.append(stylizer.get_resume_state()["curvature"])
+    # The fresh frame's memory is not carried; each warm frame's is, in bf16.
+    assert memories[0] is None
+    assert memories[1] and memories[2]
+    assert all(t.dtype == torch.bfloat16 for pair in memories[2] for t in pair)
+    restarted = [FrameRecord(index=3, pts=3, content=frames[0], new_shot=True)]
+    list(stylizer(iter(restarted)))
+    assert stylizer.get_resume_state()["curvature"] is None

@@ -66,6 +66,10 @@ def test_ctrl_c_saves_progress_exits_130_and_the_rerun_matches_an_uninterrupted_
         "--crf",
         "0",
         *FAST,
+        # Three iterations a warm frame: each hands L-BFGS's memory to the next, which the
+        # saved state must carry across the interruption too.
+        "--iterations",
+        "3",
     ]
     assert run([*args, "-o", folder / "whole.mp4"]) == 0
 

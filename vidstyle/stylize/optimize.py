@@ -7,6 +7,7 @@ optimum) cost a fraction of the iteration budget.
 
 from __future__ import annotations
 
+from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -20,12 +21,38 @@ IterationCallback = Callable[[int, float], None]
 LBFGS_HISTORY = 50
 
 
+@dataclass(frozen=True)
+class Curvature:
+    """L-BFGS's memory of the loss's curvature: pairs (s, y) of a step of the variable and the
+    change of the gradient it brought, each shaped like the variable, oldest first.
+
+    A warm frame of quality mode starts with the previous frame's memory carried along the
+    flow (vidstyle.stylize.quality) instead of an empty one: with an empty memory L-BFGS's
+    first step is a tiny gradient step and its next ones know the curvature from one or two
+    pairs, which in a warm frame's dozen iterations is a large part of the budget."""
+
+    pairs: tuple[tuple[Tensor, Tensor], ...] = ()
+
+    def map(self, move: Callable[[Tensor], Tensor]) -> Curvature:
+        """The memory with `move` applied to every s and y (e.g. carried along the flow)."""
+        return Curvature(tuple((move(s), move(y)) for s, y in self.pairs))
+
+    def useful(self) -> Curvature:
+        """The pairs L-BFGS would keep: positive curvature along the step (y·s > 0)."""
+        return Curvature(tuple((s, y) for s, y in self.pairs if float((y * s).sum()) > 1e-10))
+
+    def last(self, count: int) -> Curvature:
+        return Curvature(self.pairs[-count:] if count > 0 else ())
+
+
 @dataclass
 class OptimizeResult:
     image: Tensor  # the best image evaluated; detached, clamped to [0, 1]
     iterations: int  # loss evaluations with a gradient (what the budget counts)
     losses: list[float] = field(default_factory=list)  # loss at every iteration
     stopped_early: bool = False
+    # L-BFGS's memory at the end: the given memory's pairs, then this run's (when asked for)
+    curvature: Curvature | None = None
 
     @property
     def final_loss(self) -> float:
@@ -76,6 +103,7 @@ def optimize_image(
     stop_window: int = 20,
     on_iteration: IterationCallback | None = None,
     step_scale: Tensor | None = None,
+    curvature: Curvature | None = None,
 ) -> OptimizeResult:
     """Minimise `loss_fn(image)` starting from a copy of `init` (which is never modified).
 
@@ -87,11 +115,14 @@ def optimize_image(
     Pixels are kept in [0, 1] by clamping the image in place before every evaluation (the
     PyTorch neural-style tutorial's way): a pixel pushed out of range still has a gradient to
     bring it back, where a free variable seen through a clamp or a sigmoid has little or none.
-    The alternatives are measured by bench/bounds.py (docs/quality.md)."""
-    objective = _Objective(loss_fn, init, step_scale, on_iteration)
+    The alternatives are measured by bench/bounds.py (docs/quality.md).
+
+    `curvature` (L-BFGS only): start with this memory instead of an empty one, and return the
+    memory at the end in the result (an empty `Curvature()` asks for it without giving one)."""
+    objective = _Objective(loss_fn, init, step_scale, on_iteration, curvature is not None)
     rule = _StopRule(stop_tolerance, stop_window)
     if optimizer == "lbfgs":
-        stopped_early = _run_lbfgs(objective, iterations, rule)
+        stopped_early = _run_lbfgs(objective, iterations, rule, curvature)
     elif optimizer == "adam":
         stopped_early = _run_adam(objective, iterations, rule, learning_rate)
     else:
@@ -101,7 +132,18 @@ def optimize_image(
         iterations=len(objective.losses),
         losses=objective.losses,
         stopped_early=stopped_early,
+        curvature=None if curvature is None else _memory_after(curvature, objective),
     )
+
+
+def _memory_after(before: Curvature, objective: _Objective) -> Curvature:
+    """`before`'s pairs, then those of the points `objective` evaluated, the last
+    LBFGS_HISTORY of them (what L-BFGS itself keeps, also when the stop rule ended it)."""
+    points = list(objective.points)
+    steps = tuple(
+        (x1 - x0, g1 - g0) for (x0, g0), (x1, g1) in zip(points, points[1:], strict=False)
+    )
+    return Curvature(before.pairs + Curvature(steps).useful().pairs).last(LBFGS_HISTORY)
 
 
 class _Objective:
@@ -114,6 +156,7 @@ class _Objective:
         init: Tensor,
         step_scale: Tensor | None,
         on_iteration: IterationCallback | None,
+        keep_points: bool = False,
     ) -> None:
         start = init.detach()
         self.loss_fn = loss_fn
@@ -124,6 +167,10 @@ class _Objective:
         self.variable = (start / self.scale).contiguous().requires_grad_(True)
         self.losses: list[float] = []
         self.best = self.image_of(self.variable).detach().clone()
+        # (variable, gradient) at the last evaluations, for the memory a next frame starts with
+        self.points: deque[tuple[Tensor, Tensor]] = deque(
+            maxlen=LBFGS_HISTORY + 1 if keep_points else 0
+        )
 
     def image_of(self, x: Tensor) -> Tensor:
         return x * self.scale if self.step_scale is not None else x
@@ -138,6 +185,9 @@ class _Objective:
         image = self.image_of(variable)
         loss = self.loss_fn(image)
         loss.backward()
+        if self.points.maxlen:
+            assert variable.grad is not None
+            self.points.append((variable.detach().clone(), variable.grad.detach().clone()))
         value = float(loss.detach())
         if value < min(self.losses, default=float("inf")):
             # Without a line search L-BFGS can overshoot late in the budget and end above its
@@ -149,12 +199,17 @@ class _Objective:
         return loss
 
 
-def _run_lbfgs(objective: _Objective, iterations: int, rule: _StopRule) -> bool:
-    """L-BFGS for `iterations` evaluations; whether the stop rule ended it early."""
+def _run_lbfgs(
+    objective: _Objective, iterations: int, rule: _StopRule, curvature: Curvature | None
+) -> bool:
+    """L-BFGS for `iterations` evaluations, starting with `curvature`'s memory; whether the
+    stop rule ended it early."""
     # One step runs the whole budget so every iteration costs one evaluation; calling
     # step() per iteration would re-evaluate the loss at the start of each call.
     # No line search, as in neural-style: it costs evaluations and rarely helps here.
     lbfgs = whole_budget_lbfgs(objective.variable, iterations)
+    if curvature is not None:
+        _start_with_memory(lbfgs, objective.variable, curvature.useful())
 
     def closure() -> Tensor:
         lbfgs.zero_grad()
@@ -169,6 +224,32 @@ def _run_lbfgs(objective: _Objective, iterations: int, rule: _StopRule) -> bool:
     except _Converged:
         return True
     return False
+
+
+def _start_with_memory(lbfgs: torch.optim.LBFGS, variable: Tensor, memory: Curvature) -> None:
+    """Make `lbfgs`'s first iteration a quasi-Newton step with `memory`'s pairs.
+
+    torch's L-BFGS keeps its memory in its state and starts empty when the state says no
+    iteration has run; this state says one has, with a zero last step so that no pair is
+    formed from it (y·s = 0 is skipped), and hands over the pairs and the initial Hessian
+    scale s·y / y·y of the newest pair, as L-BFGS sets it after each step."""
+    if not memory.pairs:
+        return
+    flat = [(s.reshape(-1), y.reshape(-1)) for s, y in memory.pairs]
+    s_last, y_last = flat[-1]
+    zeros = torch.zeros_like(flat[0][0])
+    lbfgs.state[variable].update(
+        func_evals=0,
+        n_iter=1,
+        d=zeros,
+        t=0.0,
+        old_stps=[s for s, _ in flat],
+        old_dirs=[y for _, y in flat],
+        ro=[1.0 / (y @ s) for s, y in flat],
+        H_diag=(s_last @ y_last) / (y_last @ y_last),
+        prev_flat_grad=zeros.clone(),
+        prev_loss=None,
+    )
 
 
 def _run_adam(

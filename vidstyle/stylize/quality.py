@@ -37,7 +37,7 @@ from torch import Tensor
 from vidstyle.frame import FrameRecord
 from vidstyle.stylize.losses import PerceptualLoss
 from vidstyle.stylize.multiscale import coarse_start
-from vidstyle.stylize.optimize import OptimizerConfig, OptimizeResult, optimize_image
+from vidstyle.stylize.optimize import Curvature, OptimizerConfig, OptimizeResult, optimize_image
 from vidstyle.stylize.targets import StyleTargets
 from vidstyle.temporal.flow import warp, warp_previous
 from vidstyle.temporal.losses import temporal_loss
@@ -62,6 +62,13 @@ SETTLE_FRAMES = 4
 # docs/quality.md, along a moving camera). Kept as a constant for bench/retention.py's "before"
 # and "new-pixel-step-3" rules and bench/warm_budget.py, which set it.
 NEW_PIXEL_STEP = 1.0
+
+# Curvature pairs a warm frame hands to the next (about one warm frame's iterations): L-BFGS
+# starts each warm frame with the last frame's memory of the loss's curvature, moved along the
+# flow with the image, instead of an empty one (numbers: docs/quality.md, along a moving
+# camera). Kept in bf16 between frames: they are part of a resumable render's saved state, and
+# a curvature estimate needs no more digits.
+CARRIED_PAIRS = 24
 
 
 def warm_budget(iterations: int, first_iterations: int, new_share: float) -> int:
@@ -158,6 +165,9 @@ class QualityStylizer:
         self._settled: Tensor | None = None
         self._shot_content: Tensor | None = None
         self._resumed: tuple[Tensor | None, Tensor | None] | None = None
+        # L-BFGS's memory after the last output, for the next warm frame (None: nothing to
+        # carry, after a fresh frame or where the frame does not carry it).
+        self._curvature: Curvature | None = None
 
     def initial_image(
         self,
@@ -235,12 +245,15 @@ class QualityStylizer:
             "previous": self._last,
             "settled": self._settled,
             "shot_content": self._shot_content,
+            "curvature": None if self._curvature is None else list(self._curvature.pairs),
         }
 
     def set_resume_state(self, state: Mapping[str, Any]) -> None:
         """Continue after a saved frame: the next `__call__` warm-starts from its output."""
         self._resumed = (state.get("previous"), state.get("shot_content"))
         self._settled = state.get("settled")
+        pairs = state.get("curvature")
+        self._curvature = None if pairs is None else Curvature(tuple(map(tuple, pairs)))
 
     def __call__(self, frames: Iterable[FrameRecord]) -> Iterator[FrameRecord]:
         previous, shot = self._resumed or (None, None)
@@ -287,7 +300,12 @@ class QualityStylizer:
         step_scale = None
         if warm and target is not None and config.init == "warped" and NEW_PIXEL_STEP != 1:
             step_scale = new_pixel_steps(target[1])
-        return _FramePlan(init, warm, fresh, budget, target, step_scale)
+        curvature = None
+        if warm and config.init == "warped" and config.optimizer.optimizer == "lbfgs":
+            # Only warm frames' memories are carried: a fresh frame's describes the loss far
+            # from where the shot's later frames are (measured worse at frame 15).
+            curvature = carried_curvature(self._curvature, record.flow, init)
+        return _FramePlan(init, warm, fresh, budget, target, step_scale, curvature)
 
     def _optimize(self, record: FrameRecord, plan: _FramePlan) -> tuple[OptimizeResult, int]:
         """Optimise `record` as `plan` says; the result and the iterations spent at coarse
@@ -322,6 +340,12 @@ class QualityStylizer:
             stop_window=options.stop_window,
             on_iteration=self.on_iteration,
             step_scale=plan.step_scale,
+            curvature=plan.curvature if plan.step_scale is None else None,
+        )
+        self._curvature = (
+            None
+            if result.curvature is None
+            else result.curvature.last(CARRIED_PAIRS).map(lambda t: t.to(torch.bfloat16))
         )
         return result, coarse_iterations
 
@@ -365,6 +389,31 @@ class _FramePlan:
     budget: int  # iterations
     target: tuple[Tensor, Tensor] | None  # the warped previous output and where it anchors
     step_scale: Tensor | None  # optimize_image's per-pixel step scale
+    curvature: Curvature | None  # L-BFGS's memory to start with (None: none carried)
+
+
+def carried_curvature(memory: Curvature | None, flow: Tensor | None, like: Tensor) -> Curvature:
+    """The last frame's L-BFGS memory moved onto this frame like its image (float32, on
+    `like`'s device): each s and y warped along `flow`, zero where it comes from outside the
+    frame. An empty memory when there is none."""
+    if memory is None or not memory.pairs or memory.pairs[0][0].shape != like.shape:
+        return Curvature()
+    inside = None if flow is None else _inside(flow)
+
+    def move(tensor: Tensor) -> Tensor:
+        tensor = tensor.to(device=like.device, dtype=torch.float32)
+        return tensor if inside is None else warp(tensor, flow) * inside
+
+    return memory.map(move)
+
+
+def _inside(flow: Tensor) -> Tensor:
+    """1 where `flow` points inside the frame, 0 where it points outside (N×1×H×W)."""
+    _, _, h, w = flow.shape
+    ys = torch.arange(h, device=flow.device, dtype=flow.dtype).view(1, h, 1)
+    xs = torch.arange(w, device=flow.device, dtype=flow.dtype).view(1, 1, w)
+    x, y = xs + flow[:, 0], ys + flow[:, 1]
+    return ((x >= 0) & (x <= w - 1) & (y >= 0) & (y <= h - 1)).to(flow.dtype).unsqueeze(1)
 
 
 def _noise_generator(seed: int, index: int) -> torch.Generator:
