@@ -77,6 +77,29 @@ def patched(module: Any, name: str, value: Any) -> Iterator[None]:
         setattr(module, name, old)
 
 
+PALETTE_START = quality.palette_start  # the product's, kept while a variant patches it
+
+
+def histogram_start(
+    content: torch.Tensor, carried: torch.Tensor, reliable: torch.Tensor
+) -> torch.Tensor:
+    """A start for entering pixels compared with the product's palette start: the photo's new
+    pixels histogram-matched, channel by channel, to the carried painting's reliable ones."""
+    start = PALETTE_START(content, carried, reliable).clone()
+    keep = reliable.flatten() > 0.5
+    new = ~keep
+    if int(keep.sum()) < 64 or not bool(new.any()):
+        return start
+    flat = start.view(3, -1)
+    for channel in range(3):
+        source = content[0, channel].flatten()[new]
+        reference, _ = torch.sort(carried[0, channel].flatten()[keep])
+        quantile = (torch.argsort(torch.argsort(source)).float() + 0.5) / source.numel()
+        at = (quantile * reference.numel()).long().clamp(max=reference.numel() - 1)
+        flat[channel, new] = reference[at]
+    return start
+
+
 # Rules compared with the product's ("default"): each a context that switches a rule the
 # product no longer uses on for one render, and the settings it changes.
 VARIANTS: dict[str, tuple[Callable[[], contextlib.AbstractContextManager[None]], dict]] = {
@@ -94,6 +117,8 @@ VARIANTS: dict[str, tuple[Callable[[], contextlib.AbstractContextManager[None]],
     "no-smoothing": (contextlib.nullcontext, {"smooth": 0.0}),
     # Every warm frame's L-BFGS starting with an empty memory, as before the memory was carried.
     "no-curvature-memory": (lambda: patched(quality, "CARRIED_PAIRS", 0), {}),
+    # Entering pixels started in the painting's colour distribution, not its affine palette.
+    "histogram-start": (lambda: patched(quality, "palette_start", histogram_start), {}),
     # A longer carried memory: all the pairs L-BFGS keeps (about two and a half warm frames').
     "curvature-memory-50": (lambda: patched(quality, "CARRIED_PAIRS", 50), {}),
 }
