@@ -39,7 +39,7 @@ from vidstyle.stylize.losses import PerceptualLoss
 from vidstyle.stylize.multiscale import coarse_start
 from vidstyle.stylize.optimize import Curvature, OptimizerConfig, OptimizeResult, optimize_image
 from vidstyle.stylize.targets import StyleTargets
-from vidstyle.temporal.flow import warp, warp_previous
+from vidstyle.temporal.flow import inside_frame, warp, warp_previous
 from vidstyle.temporal.losses import temporal_loss
 
 log = logging.getLogger(__name__)
@@ -301,9 +301,11 @@ class QualityStylizer:
         if warm and target is not None and config.init == "warped" and NEW_PIXEL_STEP != 1:
             step_scale = new_pixel_steps(target[1])
         curvature = None
-        if warm and config.init == "warped" and config.optimizer.optimizer == "lbfgs":
-            # Only warm frames' memories are carried: a fresh frame's describes the loss far
-            # from where the shot's later frames are (measured worse at frame 15).
+        # Only warm frames' memories are carried: a fresh frame's describes the loss far from
+        # where the shot's later frames are (measured worse at frame 15). A memory is of the
+        # image itself, so not where a step scale changes the variable L-BFGS works on.
+        lbfgs = config.optimizer.optimizer == "lbfgs"
+        if warm and config.init == "warped" and lbfgs and step_scale is None:
             curvature = carried_curvature(self._curvature, record.flow, init)
         return _FramePlan(init, warm, fresh, budget, target, step_scale, curvature)
 
@@ -340,7 +342,7 @@ class QualityStylizer:
             stop_window=options.stop_window,
             on_iteration=self.on_iteration,
             step_scale=plan.step_scale,
-            curvature=plan.curvature if plan.step_scale is None else None,
+            curvature=plan.curvature,
         )
         self._curvature = (
             None
@@ -398,22 +400,13 @@ def carried_curvature(memory: Curvature | None, flow: Tensor | None, like: Tenso
     frame. An empty memory when there is none."""
     if memory is None or not memory.pairs or memory.pairs[0][0].shape != like.shape:
         return Curvature()
-    inside = None if flow is None else _inside(flow)
+    inside = None if flow is None else inside_frame(flow)
 
     def move(tensor: Tensor) -> Tensor:
         tensor = tensor.to(device=like.device, dtype=torch.float32)
         return tensor if inside is None else warp(tensor, flow) * inside
 
     return memory.map(move)
-
-
-def _inside(flow: Tensor) -> Tensor:
-    """1 where `flow` points inside the frame, 0 where it points outside (N×1×H×W)."""
-    _, _, h, w = flow.shape
-    ys = torch.arange(h, device=flow.device, dtype=flow.dtype).view(1, h, 1)
-    xs = torch.arange(w, device=flow.device, dtype=flow.dtype).view(1, 1, w)
-    x, y = xs + flow[:, 0], ys + flow[:, 1]
-    return ((x >= 0) & (x <= w - 1) & (y >= 0) & (y <= h - 1)).to(flow.dtype).unsqueeze(1)
 
 
 def _noise_generator(seed: int, index: int) -> torch.Generator:

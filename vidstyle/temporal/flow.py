@@ -225,14 +225,28 @@ def warp(image: Tensor, flow: Tensor, *, mode: str = "bilinear") -> Tensor:
     n, _, h, w = image.shape
     if flow.shape[-2:] != (h, w):
         raise ValueError(f"flow is {tuple(flow.shape[-2:])}, image is {(h, w)}")
-    ys = torch.arange(h, device=flow.device, dtype=flow.dtype).view(1, h, 1)
-    xs = torch.arange(w, device=flow.device, dtype=flow.dtype).view(1, 1, w)
+    x, y = _sampled_positions(flow)
     # grid_sample takes positions in [-1, 1]; with align_corners=True, -1 and 1 are the centres
     # of the first and last pixels, so pixel x maps to 2x/(W-1) - 1.
-    gx = (xs + flow[:, 0]) * (2.0 / max(w - 1, 1)) - 1.0
-    gy = (ys + flow[:, 1]) * (2.0 / max(h - 1, 1)) - 1.0
+    gx = x * (2.0 / max(w - 1, 1)) - 1.0
+    gy = y * (2.0 / max(h - 1, 1)) - 1.0
     grid = torch.stack((gx, gy), dim=-1).expand(n, h, w, 2).to(image.dtype)
     return F.grid_sample(image, grid, mode=mode, padding_mode="border", align_corners=True)
+
+
+def inside_frame(flow: Tensor) -> Tensor:
+    """1 where `warp` samples inside the image, 0 where it takes a border value (N×1×H×W)."""
+    h, w = flow.shape[-2:]
+    x, y = _sampled_positions(flow)
+    return ((x >= 0) & (x <= w - 1) & (y >= 0) & (y <= h - 1)).to(flow.dtype).unsqueeze(1)
+
+
+def _sampled_positions(flow: Tensor) -> tuple[Tensor, Tensor]:
+    """The pixel positions `warp` samples, x + flow(x): two N×H×W tensors (x and y)."""
+    h, w = flow.shape[-2:]
+    ys = torch.arange(h, device=flow.device, dtype=flow.dtype).view(1, h, 1)
+    xs = torch.arange(w, device=flow.device, dtype=flow.dtype).view(1, 1, w)
+    return xs + flow[:, 0], ys + flow[:, 1]
 
 
 def warp_previous(previous: Tensor, record: FrameRecord) -> tuple[Tensor, Tensor] | None:
