@@ -240,18 +240,17 @@ def render_cell(cell: Cell, picture: np.ndarray, threads: int | None) -> CellRes
     """One picture, on the cell's device (run in a worker process with --jobs)."""
     import torch  # here: the sheet's planning and drawing need no torch
 
-    from vidstyle.device import resolve_device
+    from vidstyle.device import resolve_device, torch_threads
     from vidstyle.render.pipeline import build_stages, stylize_picture
 
-    if threads:
-        torch.set_num_threads(threads)
-    device = resolve_device(cell.settings.device)
-    torch.manual_seed(cell.settings.seed)
-    started = time.perf_counter()
-    size = (picture.shape[1], picture.shape[0])
-    stages = build_stages(cell.settings, device, cell.styles, size)
-    image = stylize_picture(stages, picture)
-    return CellResult(cell, image, time.perf_counter() - started, str(device))
+    with torch_threads(threads or None):
+        device = resolve_device(cell.settings.device)
+        torch.manual_seed(cell.settings.seed)
+        started = time.perf_counter()
+        size = (picture.shape[1], picture.shape[0])
+        stages = build_stages(cell.settings, device, cell.styles, size)
+        image = stylize_picture(stages, picture)
+        return CellResult(cell, image, time.perf_counter() - started, str(device))
 
 
 def _worker_setup(level: int) -> None:
