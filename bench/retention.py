@@ -62,7 +62,7 @@ from vidstyle.render.pipeline import build_loss, flow_stage, quality_config  # n
 from vidstyle.stylize import quality  # noqa: E402
 from vidstyle.stylize.losses import loss_network_precision  # noqa: E402
 from vidstyle.stylize.style_image import load_style_image, style_tensor  # noqa: E402
-from vidstyle.temporal import TemporalSmoother  # noqa: E402
+from vidstyle.temporal import TemporalSmoother, flow  # noqa: E402
 from vidstyle.temporal.flow import FlowEstimator  # noqa: E402
 
 
@@ -77,7 +77,49 @@ def patched(module: Any, name: str, value: Any) -> Iterator[None]:
         setattr(module, name, old)
 
 
-PALETTE_START = quality.palette_start  # the product's, kept while a variant patches it
+@contextlib.contextmanager
+def all_of(*contexts: contextlib.AbstractContextManager[None]) -> Iterator[None]:
+    """Every one of `contexts` entered, for a variant that switches several rules."""
+    with contextlib.ExitStack() as stack:
+        for context in contexts:
+            stack.enter_context(context)
+        yield
+
+
+def affine_palette_start(
+    content: torch.Tensor, carried: torch.Tensor, reliable: torch.Tensor
+) -> torch.Tensor:
+    """The start for entering pixels the product used before its shot palette: `content`
+    recoloured by the affine colour map (3×3 and offset, least squares) that best takes it to
+    the carried painting on reliable pixels; `content` where too few are reliable."""
+    keep = reliable.flatten() > 0.5
+    if int(keep.sum()) < 64:
+        return content
+    source = content.flatten(2)[0].T  # (H·W)×3
+    target = carried.flatten(2)[0].T
+    design = torch.cat((source, torch.ones_like(source[:, :1])), dim=1)  # (H·W)×4
+    a = design[keep]
+    gram = a.T @ a + 1e-3 * torch.eye(4, dtype=a.dtype, device=a.device)
+    mapping = torch.linalg.solve(gram, a.T @ target[keep])  # 4×3
+    return (design @ mapping).T.reshape(content.shape).clamp(0.0, 1.0)
+
+
+PLAIN_INITIAL_IMAGE = quality.QualityStylizer.initial_image
+
+
+def with_start(
+    start: Callable[[torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor],
+) -> Callable[[], contextlib.AbstractContextManager[None]]:
+    """A variant whose warm frames start entering pixels from `start(content, carried,
+    reliable)` instead of the product's shot palette."""
+
+    def initial_image(self: Any, record: Any, previous: Any, target: Any = None) -> Any:
+        if previous is None or record.new_shot or self.config.init != "warped":
+            return PLAIN_INITIAL_IMAGE(self, record, previous, target)
+        warped, reliable = target or self.temporal_target(record, previous)
+        return torch.lerp(start(record.content, warped, reliable), warped, reliable), True
+
+    return lambda: patched(quality.QualityStylizer, "initial_image", initial_image)
 
 
 def histogram_start(
@@ -85,7 +127,7 @@ def histogram_start(
 ) -> torch.Tensor:
     """A start for entering pixels compared with the product's palette start: the photo's new
     pixels histogram-matched, channel by channel, to the carried painting's reliable ones."""
-    start = PALETTE_START(content, carried, reliable).clone()
+    start = affine_palette_start(content, carried, reliable).clone()
     keep = reliable.flatten() > 0.5
     new = ~keep
     if int(keep.sum()) < 64 or not bool(new.any()):
@@ -106,9 +148,15 @@ VARIANTS: dict[str, tuple[Callable[[], contextlib.AbstractContextManager[None]],
     "default": (contextlib.nullcontext, {}),
     # The rule before moving shots were measured: a strong temporal term, new pixels taking
     # three times larger steps to make up for the stiffness it gives carried ones, and 12
-    # iterations for later frames.
+    # iterations for later frames; no style term of their own, their start in the carried
+    # painting's affine palette, OpenCV's own flow smoothness.
     "before": (
-        lambda: patched(quality, "NEW_PIXEL_STEP", 3.0),
+        lambda: all_of(
+            patched(quality, "NEW_PIXEL_STEP", 3.0),
+            patched(quality, "NEW_PIXEL_STYLE_WEIGHT", 0.0),
+            with_start(affine_palette_start)(),
+            patched(flow, "FLOW_SMOOTHNESS", 20.0),
+        ),
         {"temporal_weight": 50.0, "iterations": 12},
     ),
     "new-pixel-step-3": (lambda: patched(quality, "NEW_PIXEL_STEP", 3.0), {}),
@@ -118,7 +166,18 @@ VARIANTS: dict[str, tuple[Callable[[], contextlib.AbstractContextManager[None]],
     # Every warm frame's L-BFGS starting with an empty memory, as before the memory was carried.
     "no-curvature-memory": (lambda: patched(quality, "CARRIED_PAIRS", 0), {}),
     # Entering pixels started in the painting's colour distribution, not its affine palette.
-    "histogram-start": (lambda: patched(quality, "palette_start", histogram_start), {}),
+    "histogram-start": (with_start(histogram_start), {}),
+    # Entering pixels started from the photo mapped affinely to the carried painting's colours.
+    "affine-palette-start": (with_start(affine_palette_start), {}),
+    # New pixels anchored by the temporal term over 8 frames instead of SETTLE_FRAMES.
+    "settle-8": (lambda: patched(quality, "SETTLE_FRAMES", 8), {}),
+    # DIS's variational refinement at OpenCV's own smoothness (the product's before).
+    "flow-smoothness-20": (lambda: patched(flow, "FLOW_SMOOTHNESS", 20.0), {}),
+    # No second style term for new and settling pixels (the product before it had one), and
+    # that term at a half and a quarter of its weight.
+    "no-new-pixel-style": (lambda: patched(quality, "NEW_PIXEL_STYLE_WEIGHT", 0.0), {}),
+    "new-pixel-style-0.5": (lambda: patched(quality, "NEW_PIXEL_STYLE_WEIGHT", 0.5), {}),
+    "new-pixel-style-0.25": (lambda: patched(quality, "NEW_PIXEL_STYLE_WEIGHT", 0.25), {}),
     # A longer carried memory: all the pairs L-BFGS keeps (about two and a half warm frames').
     "curvature-memory-50": (lambda: patched(quality, "CARRIED_PAIRS", 50), {}),
 }

@@ -22,8 +22,10 @@ from vidstyle.stylize.losses import (
     LossWeights,
     PerceptualLoss,
     gram_matrix,
+    region_gram_matrix,
 )
 from vidstyle.stylize.optimize import Curvature, optimize_image
+from vidstyle.stylize.palette import Palette
 from vidstyle.stylize.quality import (
     NEW_PIXEL_STEP,
     QualityStylizer,
@@ -58,6 +60,22 @@ def test_gram_matrix_is_size_independent_for_a_repeated_pattern() -> None:
     assert torch.allclose(gram_matrix(small), gram_matrix(tiled), atol=1e-6)
 
 
+def test_a_regions_gram_matrix_is_that_of_the_texture_inside_it() -> None:
+    texture, other = torch.rand(1, 4, 8, 8), torch.rand(1, 4, 8, 8) + 1.0
+    features = torch.cat((texture.repeat(1, 1, 1, 2), other), dim=3)  # 8×24: texture | other
+    region = torch.zeros(1, 1, 8, 24)
+    region[..., :16] = 1.0
+    # Only what lies inside counts, whatever the region's size, as if it were a frame of its own.
+    torch.testing.assert_close(region_gram_matrix(features, region), gram_matrix(texture))
+    whole = torch.ones(1, 1, 8, 24)
+    torch.testing.assert_close(region_gram_matrix(features, whole), gram_matrix(features))
+    # A region given at the image's size is averaged down to the layer's.
+    torch.testing.assert_close(
+        region_gram_matrix(features, region.repeat_interleave(4, 2).repeat_interleave(4, 3)),
+        gram_matrix(texture),
+    )
+
+
 @pytest.mark.parametrize("channels_last", [False, True])
 def test_gram_matrix_and_its_gradient_are_the_plain_products(channels_last: bool) -> None:
     """The Gram matrix has its own backward (one product instead of two): same values and
@@ -88,16 +106,32 @@ def test_the_loss_does_not_depend_on_the_memory_format_of_the_image(
     assert image.is_contiguous()  # the caller's tensor is left as it was
 
 
-def test_new_pixels_start_in_the_stylised_palette() -> None:
+def test_new_pixels_start_in_the_colours_of_the_shots_painting() -> None:
     content = torch.rand(1, 3, 20, 30, generator=torch.Generator().manual_seed(1))
-    # A stylisation that is (here) an exact colour map of the content: swap channels, darken.
-    styled = (content[:, [2, 0, 1]] * 0.6 + 0.2).clamp(0, 1)
-    reliable = torch.ones(1, 1, 20, 30)
-    reliable[..., 5:15, 10:20] = 0.0  # the uncovered patch: not used to fit the map
-    start = palette_start(content, styled, reliable)
-    torch.testing.assert_close(start, styled, atol=2e-3, rtol=0)
-    # Too few reliable pixels to fit anything: the content as it is.
-    assert torch.equal(palette_start(content, styled, torch.zeros_like(reliable)), content)
+    # A painting in other colours than the photo: channels swapped, darker, less contrast.
+    painting = (content[:, [2, 0, 1]] * 0.6 + 0.2).clamp(0, 1)
+    start = palette_start(content, Palette.of(painting))
+    recoloured = Palette.of(start)
+    torch.testing.assert_close(recoloured.mean, Palette.of(painting).mean, atol=1e-4, rtol=0)
+    torch.testing.assert_close(
+        recoloured.covariance, Palette.of(painting).covariance, atol=1e-4, rtol=0
+    )
+    # The photo's structure is kept: the start is an affine map of the content's colours
+    # (nothing but colour changes), and an increasing one: of two pixels, the one that is
+    # further along any colour direction in the photo is further along it in the start too.
+    pixels = content.flatten(2)[0].T
+    design = torch.cat((pixels, torch.ones_like(pixels[:, :1])), dim=1)
+    mapping = torch.linalg.lstsq(design, start.flatten(2)[0].T).solution
+    torch.testing.assert_close(design @ mapping, start.flatten(2)[0].T, atol=1e-4, rtol=0)
+    linear = mapping[:3]
+    assert torch.linalg.eigvalsh((linear + linear.T) / 2).min() > 0
+    # A flat frame has a singular covariance: still a finite start, in the palette's mean.
+    flat = torch.full((1, 3, 8, 8), 0.3)
+    flat_start = palette_start(flat, Palette.of(painting))
+    assert torch.isfinite(flat_start).all()
+    torch.testing.assert_close(
+        flat_start.mean((2, 3)).flatten(), Palette.of(painting).mean.flatten(), atol=1e-4, rtol=0
+    )
 
 
 def test_warm_budget_grows_with_the_new_share_by_a_fifth_of_a_fresh_frames_extra() -> None:

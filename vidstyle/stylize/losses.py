@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor, nn
 
 from vidstyle.device import Precision, choose_precision, time_pass
@@ -55,6 +56,18 @@ def gram_matrix(features: Tensor) -> Tensor:
     # gives, see PerceptualLoss) and a transposed view for contiguous ones.
     flat = features.permute(0, 2, 3, 1).reshape(n, h * w, c)
     return _Gram.apply(flat, 1.0 / (c * h * w))
+
+
+def region_gram_matrix(features: Tensor, region: Tensor) -> Tensor:
+    """The Gram matrix of `features` (N×C×H×W) over a soft region: `region` (N×1×h×w in
+    [0, 1], any size; averaged down to the layer's) weights each position, and the sum is
+    divided by C times the region's area, so a region whose texture matches the style has
+    the style's Gram matrix whatever its size (the guided Gram of Gatys et al., CVPR 2017)."""
+    n, c, h, w = features.shape
+    weight = F.adaptive_avg_pool2d(region.to(features.dtype), (h, w))
+    flat = (features * weight.sqrt()).permute(0, 2, 3, 1).reshape(n, h * w, c)
+    area = weight.sum(dim=(1, 2, 3)).clamp_min(1.0).view(n, 1, 1)
+    return _Gram.apply(flat, 1.0 / c) / area
 
 
 def total_variation(image: Tensor) -> Tensor:
@@ -187,7 +200,13 @@ class PerceptualLoss(nn.Module):
             layer: t.pow(2).mean().clamp_min(_EPS) for layer, t in self._content.items()
         }
 
-    def forward(self, image: Tensor) -> LossTerms:
+    def forward(
+        self, image: Tensor, region: Tensor | None = None, region_weight: float = 0.0
+    ) -> LossTerms:
+        """The loss of `image`. With a `region` (N×1×H×W in [0, 1]) and a `region_weight`,
+        the style term is also taken over that region alone (`region_gram_matrix`), weighted
+        by `region_weight` times the style weight: quality mode's warm frames give their new
+        pixels a style gradient of their own this way (vidstyle.stylize.quality)."""
         if not self._style_grams or not self._content:
             raise RuntimeError("set_style() and set_content() must be called before the loss")
         feats = self.features(_channels_last(image))
@@ -195,16 +214,25 @@ class PerceptualLoss(nn.Module):
             (feats[layer] - target).pow(2).mean() / self._content_norms[layer]
             for layer, target in self._content.items()
         ) / len(self._content)
-        style = sum(
-            w
-            * (gram_matrix(feats[layer]) - self._style_grams[layer]).pow(2).mean()
-            / self._style_norms[layer]
-            for layer, w in zip(self.style_layers, self.style_layer_weights, strict=True)
-        )
+        style = self._style_term(feats, gram_matrix)
         tv = total_variation(image)
         total = self.weights.content * content + self.weights.style * style + self.weights.tv * tv
         parts = {"content": content, "style": style, "tv": tv}
+        if region is not None and region_weight > 0:
+            region_style = self._style_term(feats, lambda f: region_gram_matrix(f, region))
+            total = total + region_weight * self.weights.style * region_style
+            parts["region_style"] = region_style
         return LossTerms(total=total, parts={name: t.detach() for name, t in parts.items()})
+
+    def _style_term(self, feats: Mapping[str, Tensor], gram: Callable[[Tensor], Tensor]) -> Tensor:
+        """The target-normalised Gram distance over the style layers, with `gram` taking each
+        layer's features to its Gram matrix."""
+        return sum(
+            w
+            * (gram(feats[layer]) - self._style_grams[layer]).pow(2).mean()
+            / self._style_norms[layer]
+            for layer, w in zip(self.style_layers, self.style_layer_weights, strict=True)
+        )
 
 
 def perceptual_loss(

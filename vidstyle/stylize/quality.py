@@ -8,14 +8,13 @@ frame or noise and gets `first_iterations`; every later frame starts from the pr
 With `init = "warped"` the previous output is first moved along the optical flow, and pixels
 the flow cannot vouch for (disocclusions, motion boundaries, points entering the frame, places
 where the source changed along the flow) start afresh, so nothing is dragged behind a moving
-object. Those new pixels would otherwise stay close to the photo for many frames (a wake): the
-whole-frame Gram matrices barely notice a small unstylised patch, so it gets almost no style
-gradient. They start from the content frame recoloured into the frame's stylised palette
-(`palette_start`), and the frame's budget grows a little with their share of it
-(`warm_budget`).
-(Matching the style inside the new region alone, with guided Gram matrices, was measured and
-rejected: it paints a whole style's worth of swirls into a small moving object.) A frame that
-starts a new shot (`FrameRecord.new_shot`) starts fresh, like frame 1. `temporal_weight` adds
+object. Those new pixels would otherwise stay close to the photo for many frames (a wake, or
+a moving shot fading towards the photo): the whole-frame Gram matrices barely notice an
+unstylised patch, so it gets almost no style gradient. They start from the content frame
+recoloured into the palette the shot's first frame was painted in (`palette_start`), get a
+style term of their own (the Gram matrices of the pixels the temporal term does not yet hold,
+`NEW_PIXEL_STYLE_WEIGHT`), and the frame's budget grows a little with their share of it
+(`warm_budget`). A frame that starts a new shot (`FrameRecord.new_shot`) starts fresh, like frame 1. `temporal_weight` adds
 Ruder's short-term temporal loss towards the warped previous output on reliable pixels.
 
 A fresh frame (frame 1, or a new shot) may be optimised coarse-to-fine (`coarse_to_fine`,
@@ -38,6 +37,7 @@ from vidstyle.frame import FrameRecord
 from vidstyle.stylize.losses import PerceptualLoss
 from vidstyle.stylize.multiscale import coarse_start
 from vidstyle.stylize.optimize import Curvature, OptimizerConfig, OptimizeResult, optimize_image
+from vidstyle.stylize.palette import Palette, recolour
 from vidstyle.stylize.targets import StyleTargets
 from vidstyle.temporal.flow import inside_frame, warp, warp_previous
 from vidstyle.temporal.losses import temporal_loss
@@ -55,6 +55,18 @@ NEW_SHARE_FOR_FULL_BUDGET = 5.0
 # at whatever the few iterations of their first frame reached, which is a soft, paler patch
 # where an object passed (a wake) that never catches up with the rest of the painting.
 SETTLE_FRAMES = 4
+
+# Weight (times the style weight) of a warm frame's second style term, taken over its new and
+# still-settling pixels alone, each as much as the temporal term leaves it free (a guided Gram,
+# PerceptualLoss's `region`). The whole frame's Gram matrices barely notice what has just come
+# in: their remaining distance, which every pixel's style gradient is proportional to, is small
+# once most of the frame is painted, so content entering a moving shot stayed close to the photo
+# for a dozen frames. Its own term gives it the gradient a fresh frame's pixels get (numbers:
+# docs/quality.md, along a moving camera).
+NEW_PIXEL_STYLE_WEIGHT = 0.25
+# Below this share of free pixels a frame has no second style term: a handful of pixels is no
+# region whose texture can be compared with a style.
+MIN_NEW_SHARE = 1e-3
 
 # Step scale of new pixels on warm frames (optimize_image's step_scale; still-settling pixels
 # get a share of it). 1: the same steps everywhere, since larger steps for some pixels slow the
@@ -83,26 +95,11 @@ def new_pixel_steps(anchor: Tensor) -> Tensor:
     return 1.0 + (NEW_PIXEL_STEP - 1.0) * (1.0 - anchor)
 
 
-def palette_start(content: Tensor, carried: Tensor, reliable: Tensor) -> Tensor:
-    """`content` recoloured by the affine colour map (3×3 matrix and offset, least squares)
-    that best takes the content to the carried stylised image on reliable pixels.
-
-    New pixels then start in the palette the rest of the frame is painted in, not as a patch
-    of photo; their structure is the content's, and strokes come from the optimisation.
-    Returns `content` unchanged when too few pixels are reliable to fit the map.
-    """
-    keep = reliable.flatten() > 0.5
-    if int(keep.sum()) < 64:
-        return content
-    source = content.flatten(2)[0].T  # (H·W)×3
-    target = carried.flatten(2)[0].T
-    design = torch.cat((source, torch.ones_like(source[:, :1])), dim=1)  # (H·W)×4
-    # Normal equations with a little ridge: well-posed even for a flat-coloured frame.
-    a = design[keep]
-    gram = a.T @ a + 1e-3 * torch.eye(4, dtype=a.dtype, device=a.device)
-    mapping = torch.linalg.solve(gram, a.T @ target[keep])  # 4×3
-    mapped = (design @ mapping).T.reshape(content.shape)
-    return mapped.clamp(0.0, 1.0)
+def palette_start(content: Tensor, palette: Palette) -> Tensor:
+    """Where new pixels start: `content` recoloured into `palette` (vidstyle.stylize.palette),
+    the colours its shot was painted in. They then start as part of the painting, not as a
+    patch of photo; their structure is the content's, and strokes come from the optimisation."""
+    return recolour(content, palette)
 
 
 @dataclass(frozen=True)
@@ -164,6 +161,9 @@ class QualityStylizer:
         # SETTLE_FRAMES frames or more, or optimised as a fresh frame); None: all settled.
         self._settled: Tensor | None = None
         self._shot_content: Tensor | None = None
+        # The colours of the shot's first output, which new pixels of its later frames start in
+        # (None: no fresh frame seen; the previous output's colours are used).
+        self._palette: Palette | None = None
         self._resumed: tuple[Tensor | None, Tensor | None] | None = None
         # L-BFGS's memory after the last output, for the next warm frame (None: nothing to
         # carry, after a fresh frame or where the frame does not carry it).
@@ -183,7 +183,7 @@ class QualityStylizer:
         if not fresh and self.config.init == "warped":
             warped, reliable = target or self.temporal_target(record, previous)
             # lerp with a {0, 1} mask: warped where reliable, the recoloured content elsewhere.
-            start = palette_start(record.content, warped, reliable)
+            start = palette_start(record.content, self._palette or Palette.of(previous))
             return torch.lerp(start, warped, reliable), True
         if fresh and self.config.first_init == "noise":
             noise = torch.rand(
@@ -232,11 +232,17 @@ class QualityStylizer:
         weight = self.config.temporal_weight
         # Only warm starts get the temporal term: with init "content" frames are independent by
         # design (the baseline), and a new shot has nothing to be consistent with.
-        if not warm or weight <= 0 or target is None:
+        if not warm or target is None:
             return lambda image: self.loss(image).total
-        warped, reliable = target
+        warped, anchor = target
+        # The pixels the temporal term does not (yet) hold, as free as they are unanchored.
+        free = 1.0 - anchor
+        region_weight = NEW_PIXEL_STYLE_WEIGHT if float(free.mean()) >= MIN_NEW_SHARE else 0.0
+        if weight <= 0:
+            return lambda image: self.loss(image, free, region_weight).total
         return lambda image: (
-            self.loss(image).total + weight * temporal_loss(image, warped, reliable)
+            self.loss(image, free, region_weight).total
+            + weight * temporal_loss(image, warped, anchor)
         )
 
     def get_resume_state(self) -> dict[str, Any]:
@@ -245,6 +251,9 @@ class QualityStylizer:
             "previous": self._last,
             "settled": self._settled,
             "shot_content": self._shot_content,
+            "palette": None
+            if self._palette is None
+            else (self._palette.mean, self._palette.covariance),
             "curvature": None if self._curvature is None else list(self._curvature.pairs),
         }
 
@@ -252,6 +261,8 @@ class QualityStylizer:
         """Continue after a saved frame: the next `__call__` warm-starts from its output."""
         self._resumed = (state.get("previous"), state.get("shot_content"))
         self._settled = state.get("settled")
+        palette = state.get("palette")
+        self._palette = None if palette is None else Palette(*palette)
         pairs = state.get("curvature")
         self._curvature = None if pairs is None else Curvature(tuple(map(tuple, pairs)))
 
@@ -349,6 +360,8 @@ class QualityStylizer:
             if result.curvature is None
             else result.curvature.last(CARRIED_PAIRS).map(lambda t: t.to(torch.bfloat16))
         )
+        if plan.fresh:
+            self._palette = Palette.of(result.image)
         return result, coarse_iterations
 
     def _report(

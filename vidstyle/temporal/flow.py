@@ -51,6 +51,12 @@ FLOW_PRESETS: dict[str, int] = {
 # quality mode's default 512 px at full resolution.
 FLOW_MAX_SIDE = 640
 
+# Weight of DIS's variational refinement's smoothness term (OpenCV's default: 20). At 20 the flow
+# over smooth, grainy regions (sky, hillsides) is noisy enough for the motion-boundary check to
+# reject a quarter of a panning landscape every frame, and rejected pixels are painted again
+# from a fresh start; 50 keeps them (docs/quality.md, the reliability of the flow).
+FLOW_SMOOTHNESS = 50.0
+
 # Photometric check (ReCoNet, Gao et al. 2018; Lai et al. 2018): a pixel whose previous *source*
 # colour, carried along the flow, differs from its current source colour by more than this
 # (max over RGB channels, 0-255) is not carried. Forward-backward consistency cannot see a
@@ -102,6 +108,7 @@ class FlowEstimator:
         self.preset = preset
         self.max_side = max_side
         self._dis = cv2.DISOpticalFlow_create(FLOW_PRESETS[preset])
+        self._dis.setVariationalRefinementAlpha(FLOW_SMOOTHNESS)
 
     def __call__(self, gray_a: np.ndarray, gray_b: np.ndarray) -> np.ndarray:
         """Flow from frame a to frame b (H×W×2 float32, pixels): ``b(x + w(x)) ≈ a(x)``."""
