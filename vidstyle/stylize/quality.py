@@ -14,8 +14,9 @@ unstylised patch, so it gets almost no style gradient. They start from the conte
 recoloured into the palette the shot's first frame was painted in (`palette_start`), get a
 style term of their own (the Gram matrices of the pixels the temporal term does not yet hold,
 `NEW_PIXEL_STYLE_WEIGHT`), and the frame's budget grows a little with their share of it
-(`warm_budget`). A frame that starts a new shot (`FrameRecord.new_shot`) starts fresh, like frame 1. `temporal_weight` adds
-Ruder's short-term temporal loss towards the warped previous output on reliable pixels.
+(`warm_budget`). A frame that starts a new shot (`FrameRecord.new_shot`) starts fresh, like
+frame 1. `temporal_weight` adds Ruder's short-term temporal loss towards the warped previous
+output on reliable pixels.
 
 A fresh frame (frame 1, or a new shot) may be optimised coarse-to-fine (`coarse_to_fine`,
 vidstyle.stylize.multiscale) within the same budget; given `StyleTargets`, the style Gram
