@@ -228,10 +228,11 @@ class QualityStylizer:
     def _objective(
         self, warm: bool, target: tuple[Tensor, Tensor] | None
     ) -> Callable[[Tensor], Tensor]:
-        """The loss of one frame: Gatys, plus the temporal term on warm-started frames (`target`:
-        the warped previous output and where it anchors the frame)."""
+        """The loss of one frame: Gatys; on warm-started frames (`target`: the warped previous
+        output and where it anchors the frame) plus the style term of the pixels it does not
+        anchor (NEW_PIXEL_STYLE_WEIGHT) and the temporal term."""
         weight = self.config.temporal_weight
-        # Only warm starts get the temporal term: with init "content" frames are independent by
+        # Only warm starts get these terms: with init "content" frames are independent by
         # design (the baseline), and a new shot has nothing to be consistent with.
         if not warm or target is None:
             return lambda image: self.loss(image).total
