@@ -178,6 +178,8 @@ VARIANTS: dict[str, tuple[Callable[[], contextlib.AbstractContextManager[None]],
     "no-new-pixel-style": (lambda: patched(quality, "NEW_PIXEL_STYLE_WEIGHT", 0.0), {}),
     "new-pixel-style-0.5": (lambda: patched(quality, "NEW_PIXEL_STYLE_WEIGHT", 0.5), {}),
     "new-pixel-style-0.25": (lambda: patched(quality, "NEW_PIXEL_STYLE_WEIGHT", 0.25), {}),
+    # That term over every style layer, the deep ones too (the product reads blocks 1-3).
+    "new-pixel-style-all-layers": (lambda: patched(quality, "NEW_PIXEL_STYLE_BLOCKS", None), {}),
     # A longer carried memory: all the pairs L-BFGS keeps (about two and a half warm frames').
     "curvature-memory-50": (lambda: patched(quality, "CARRIED_PAIRS", 50), {}),
 }

@@ -31,6 +31,7 @@ from vidstyle.stylize.quality import (
     QualityStylizer,
     carried_curvature,
     new_pixel_steps,
+    new_pixel_style_layers,
     palette_start,
     warm_budget,
 )
@@ -132,6 +133,14 @@ def test_new_pixels_start_in_the_colours_of_the_shots_painting() -> None:
     torch.testing.assert_close(
         flat_start.mean((2, 3)).flatten(), Palette.of(painting).mean.flatten(), atol=1e-4, rtol=0
     )
+
+
+def test_the_new_pixels_style_term_reads_the_shallow_style_layers_only() -> None:
+    # The deep layers carry a style's large swirls, which over a patch of sky became rings.
+    default = ("relu1_1", "relu2_1", "relu3_1", "relu4_1", "relu5_1")
+    assert new_pixel_style_layers(default) == ("relu1_1", "relu2_1", "relu3_1")
+    assert new_pixel_style_layers(("conv3_2", "relu4_2", "pool3")) == ("conv3_2", "pool3")
+    assert new_pixel_style_layers(("relu4_1", "relu5_1")) == ()
 
 
 def test_warm_budget_grows_with_the_new_share_by_a_fifth_of_a_fresh_frames_extra() -> None:

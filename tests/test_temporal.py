@@ -468,3 +468,6 @@ def test_pixels_entering_a_warm_frame_get_a_style_term_of_their_own(
 
     with_term, without = render(1.0), render(0.0)
     assert strip_distance(with_term) < 0.9 * strip_distance(without)
+    # Where the style has no shallow layer to read, there is no such term: the same frames.
+    monkeypatch.setattr(quality, "NEW_PIXEL_STYLE_BLOCKS", 0)
+    torch.testing.assert_close(render(1.0), without, rtol=0, atol=0)

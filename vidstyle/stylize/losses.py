@@ -201,12 +201,18 @@ class PerceptualLoss(nn.Module):
         }
 
     def forward(
-        self, image: Tensor, region: Tensor | None = None, region_weight: float = 0.0
+        self,
+        image: Tensor,
+        region: Tensor | None = None,
+        region_weight: float = 0.0,
+        region_layers: Sequence[str] | None = None,
     ) -> LossTerms:
         """The loss of `image`. With a `region` (N×1×H×W in [0, 1]) and a `region_weight`,
         the style term is also taken over that region alone (`region_gram_matrix`), weighted
-        by `region_weight` times the style weight: quality mode's warm frames give their new
-        pixels a style gradient of their own this way (vidstyle.stylize.quality)."""
+        by `region_weight` times the style weight, over `region_layers` (those of the style
+        layers; None: all), their weights rescaled to the same sum: quality mode's warm frames
+        give their new pixels a style gradient of their own this way (vidstyle.stylize.quality).
+        """
         if not self._style_grams or not self._content:
             raise RuntimeError("set_style() and set_content() must be called before the loss")
         feats = self.features(_channels_last(image))
@@ -218,20 +224,33 @@ class PerceptualLoss(nn.Module):
         tv = total_variation(image)
         total = self.weights.content * content + self.weights.style * style + self.weights.tv * tv
         parts = {"content": content, "style": style, "tv": tv}
-        if region is not None and region_weight > 0:
-            region_style = self._style_term(feats, lambda f: region_gram_matrix(f, region))
+        if region is not None and region_weight > 0 and (region_layers is None or region_layers):
+            region_style = self._style_term(
+                feats, lambda f: region_gram_matrix(f, region), region_layers
+            )
             total = total + region_weight * self.weights.style * region_style
             parts["region_style"] = region_style
         return LossTerms(total=total, parts={name: t.detach() for name, t in parts.items()})
 
-    def _style_term(self, feats: Mapping[str, Tensor], gram: Callable[[Tensor], Tensor]) -> Tensor:
-        """The target-normalised Gram distance over the style layers, with `gram` taking each
-        layer's features to its Gram matrix."""
+    def _style_term(
+        self,
+        feats: Mapping[str, Tensor],
+        gram: Callable[[Tensor], Tensor],
+        layers: Sequence[str] | None = None,
+    ) -> Tensor:
+        """The target-normalised Gram distance over the style layers (or those of them in
+        `layers`, their weights rescaled to sum to 1), with `gram` taking each layer's features
+        to its Gram matrix."""
+        weights = dict(zip(self.style_layers, self.style_layer_weights, strict=True))
+        if layers is not None:
+            chosen = {layer: w for layer, w in weights.items() if layer in layers}
+            total = sum(chosen.values()) or 1.0
+            weights = {layer: w / total for layer, w in chosen.items()}
         return sum(
             w
             * (gram(feats[layer]) - self._style_grams[layer]).pow(2).mean()
             / self._style_norms[layer]
-            for layer, w in zip(self.style_layers, self.style_layer_weights, strict=True)
+            for layer, w in weights.items()
         )
 
 

@@ -26,8 +26,9 @@ targets are set for each fresh frame (colour preservation adapts them to the sho
 from __future__ import annotations
 
 import logging
+import re
 import time
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -65,6 +66,12 @@ SETTLE_FRAMES = 4
 # for a dozen frames. Its own term gives it the gradient a fresh frame's pixels get (numbers:
 # docs/quality.md, along a moving camera).
 NEW_PIXEL_STYLE_WEIGHT = 0.25
+# That term reads the style layers of the first this many VGG blocks (relu1_1 to relu3_1 of the
+# default layers; None: all). The deeper ones carry a style's large structures: over a patch
+# of flat sky they drew the style's concentric swirls into it, rings beside the sample's moon
+# that its fresh frames do not have; the stroke texture and colours that new pixels lack are
+# in the shallow ones (numbers and pictures: docs/quality.md).
+NEW_PIXEL_STYLE_BLOCKS: int | None = 3
 # Below this share of free pixels a frame has no second style term: a handful of pixels is no
 # region whose texture can be compared with a style.
 MIN_NEW_SHARE = 1e-3
@@ -94,6 +101,21 @@ def new_pixel_steps(anchor: Tensor) -> Tensor:
     """Per-pixel step scale of a warm frame: NEW_PIXEL_STEP where nothing anchors the pixel
     (`anchor` 0), 1 where it is fully anchored, in between while it settles."""
     return 1.0 + (NEW_PIXEL_STEP - 1.0) * (1.0 - anchor)
+
+
+def new_pixel_style_layers(style_layers: Sequence[str]) -> tuple[str, ...]:
+    """The style layers the new pixels' own style term reads (NEW_PIXEL_STYLE_BLOCKS)."""
+    if NEW_PIXEL_STYLE_BLOCKS is None:
+        return tuple(style_layers)
+    return tuple(layer for layer in style_layers if _vgg_block(layer) <= NEW_PIXEL_STYLE_BLOCKS)
+
+
+def _vgg_block(layer: str) -> int:
+    """The VGG block a layer is in: 4 for relu4_1, conv4_2 and pool4."""
+    match = re.search(r"(\d+)(?:_\d+)?$", layer)
+    if match is None:
+        raise ValueError(f"not a VGG layer name: {layer!r}")
+    return int(match.group(1))
 
 
 def palette_start(content: Tensor, palette: Palette) -> Tensor:
@@ -239,11 +261,13 @@ class QualityStylizer:
         warped, anchor = target
         # The pixels the temporal term does not (yet) hold, as free as they are unanchored.
         free = 1.0 - anchor
-        region_weight = NEW_PIXEL_STYLE_WEIGHT if float(free.mean()) >= MIN_NEW_SHARE else 0.0
+        layers = new_pixel_style_layers(self.loss.style_layers)
+        enough = bool(layers) and float(free.mean()) >= MIN_NEW_SHARE
+        region_weight = NEW_PIXEL_STYLE_WEIGHT if enough else 0.0
         if weight <= 0:
-            return lambda image: self.loss(image, free, region_weight).total
+            return lambda image: self.loss(image, free, region_weight, layers).total
         return lambda image: (
-            self.loss(image, free, region_weight).total
+            self.loss(image, free, region_weight, layers).total
             + weight * temporal_loss(image, warped, anchor)
         )
 
