@@ -7,7 +7,8 @@ render of frame t itself:
 
 - along the flow, the entering pixels (unreliable) taken from the fresh render of t: the best
   a warm start could begin from;
-- the same with the entering pixels from the palette start a warm frame begins them with;
+- the same with the entering pixels from the affine palette start (the photo mapped to the
+  carried painting's colours), which warm frames began them with before the shot's palette;
 - moved by the flow's median as one whole shift (the border pixel repeated into what enters),
   by that shift rounded to whole pixels (no resampling), and by its fractional part alone
   (resampling, almost no new pixels): which of displacement and interpolation costs.
@@ -33,6 +34,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 
+from retention import affine_palette_start  # noqa: E402
 from temporal import decode  # noqa: E402
 
 from vidstyle.config import resolve_settings  # noqa: E402
@@ -40,7 +42,6 @@ from vidstyle.device import cpu_model  # noqa: E402
 from vidstyle.media import image_to_tensor  # noqa: E402
 from vidstyle.metrics import StyleDistance  # noqa: E402
 from vidstyle.render.pipeline import build_loss  # noqa: E402
-from vidstyle.stylize.quality import palette_start  # noqa: E402
 from vidstyle.stylize.style_image import load_style_image, style_tensor  # noqa: E402
 from vidstyle.temporal.flow import FlowEstimator, flow_to_tensor, mask_to_tensor, warp  # noqa: E402
 
@@ -83,7 +84,7 @@ def main() -> None:
         flow_t = flow_to_tensor(flow, "cpu")
         before, target = fresh[t - 1], fresh[t]
         carried = warp(before, flow_t, mode="bicubic").clamp(0.0, 1.0)
-        palette = palette_start(image_to_tensor(images[t]), carried, reliable)
+        palette = affine_palette_start(image_to_tensor(images[t]), carried, reliable)
         dx, dy = (float(flow_t[:, c][reliable[:, 0] > 0.5].median()) for c in (0, 1))
         base = distance(target)
         row = {
@@ -91,7 +92,8 @@ def main() -> None:
             "reliable": float(reliable.mean()),
             "shift": [dx, dy],
             "carried, fresh new pixels": distance(torch.lerp(target, carried, reliable)) / base,
-            "carried, palette new pixels": distance(torch.lerp(palette, carried, reliable)) / base,
+            "carried, affine palette new pixels": distance(torch.lerp(palette, carried, reliable))
+            / base,
             "one shift": distance(shifted(before, dx, dy)) / base,
             "whole pixels": distance(shifted(before, round(dx), round(dy))) / base,
             "fraction only": distance(shifted(before, dx - round(dx), dy - round(dy))) / base,
