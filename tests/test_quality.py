@@ -25,14 +25,13 @@ from vidstyle.stylize.losses import (
     region_gram_matrix,
 )
 from vidstyle.stylize.optimize import Curvature, optimize_image
-from vidstyle.stylize.palette import Palette
+from vidstyle.stylize.palette import Palette, recolour
 from vidstyle.stylize.quality import (
     NEW_PIXEL_STEP,
     QualityStylizer,
     carried_curvature,
     new_pixel_steps,
     new_pixel_style_layers,
-    palette_start,
     warm_budget,
 )
 from vidstyle.stylize.style_image import load_style_image, style_tensor
@@ -111,7 +110,7 @@ def test_new_pixels_start_in_the_colours_of_the_shots_painting() -> None:
     content = torch.rand(1, 3, 20, 30, generator=torch.Generator().manual_seed(1))
     # A painting in other colours than the photo: channels swapped, darker, less contrast.
     painting = (content[:, [2, 0, 1]] * 0.6 + 0.2).clamp(0, 1)
-    start = palette_start(content, Palette.of(painting))
+    start = recolour(content, Palette.of(painting))
     recoloured = Palette.of(start)
     torch.testing.assert_close(recoloured.mean, Palette.of(painting).mean, atol=1e-4, rtol=0)
     torch.testing.assert_close(
@@ -128,7 +127,7 @@ def test_new_pixels_start_in_the_colours_of_the_shots_painting() -> None:
     assert torch.linalg.eigvalsh((linear + linear.T) / 2).min() > 0
     # A flat frame has a singular covariance: still a finite start, in the palette's mean.
     flat = torch.full((1, 3, 8, 8), 0.3)
-    flat_start = palette_start(flat, Palette.of(painting))
+    flat_start = recolour(flat, Palette.of(painting))
     assert torch.isfinite(flat_start).all()
     torch.testing.assert_close(
         flat_start.mean((2, 3)).flatten(), Palette.of(painting).mean.flatten(), atol=1e-4, rtol=0

@@ -22,8 +22,8 @@ from vidstyle.nets.vgg import VGGFeatures
 from vidstyle.stylize import quality
 from vidstyle.stylize.losses import LossWeights, PerceptualLoss
 from vidstyle.stylize.optimize import OptimizerConfig
-from vidstyle.stylize.palette import Palette
-from vidstyle.stylize.quality import SETTLE_FRAMES, QualityConfig, QualityStylizer, palette_start
+from vidstyle.stylize.palette import Palette, recolour
+from vidstyle.stylize.quality import SETTLE_FRAMES, QualityConfig, QualityStylizer
 from vidstyle.temporal import (
     FLOW_PRESETS,
     FlowEstimator,
@@ -331,9 +331,9 @@ def test_warped_init_is_the_warped_previous_output_with_recoloured_content_where
     assert (~reliable).any()
     warped, _ = warp_previous(previous, record)  # type: ignore[misc]
     torch.testing.assert_close(init[reliable], warped[reliable])
-    # New pixels: the content in the colours of the previous output (palette_start; a
+    # New pixels: the content in the colours of the previous output (recolour; a
     # stylizer that has rendered no fresh frame of the shot has no shot palette yet).
-    recoloured = palette_start(record.content, Palette.of(previous))
+    recoloured = recolour(record.content, Palette.of(previous))
     torch.testing.assert_close(init[~reliable], recoloured[~reliable])
 
     # prev keeps the raw previous output; content and a new shot start from the frame itself.

@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 
 import torch.nn.functional as F
 from torch import Tensor
@@ -143,10 +143,7 @@ def coarse_start(
             lambda x: loss(x).total,
             image,
             iterations=allowance,
-            optimizer=options.optimizer,
-            learning_rate=options.learning_rate,
-            stop_tolerance=options.stop_tolerance,
-            stop_window=options.stop_window,
+            **asdict(options),
             on_iteration=on_iteration,
         )
         image = result.image

@@ -84,7 +84,8 @@ class _StopRule:
 class OptimizerConfig:
     """How one image is optimised: the optimiser (lbfgs or adam), Adam's step size, and the
     early stop (relative loss change below `stop_tolerance` over `stop_window` iterations;
-    a tolerance of 0 never stops early)."""
+    a tolerance of 0 never stops early). Its fields are `optimize_image`'s keyword arguments of
+    the same names, so callers pass it as `**dataclasses.asdict(config)`."""
 
     optimizer: str
     learning_rate: float

@@ -11,9 +11,9 @@ where the source changed along the flow) start afresh, so nothing is dragged beh
 object. Those new pixels would otherwise stay close to the photo for many frames (a wake, or
 a moving shot fading towards the photo): the whole-frame Gram matrices barely notice an
 unstylised patch, so it gets almost no style gradient. They start from the content frame
-recoloured into the palette the shot's first frame was painted in (`palette_start`), get a
-style term of their own (the Gram matrices of the pixels the temporal term does not yet hold,
-`NEW_PIXEL_STYLE_WEIGHT`), and the frame's budget grows a little with their share of it
+recoloured into the palette the shot's first frame was painted in (vidstyle.stylize.palette),
+get a style term of their own (the Gram matrices of the pixels the temporal term does not yet
+hold, `NEW_PIXEL_STYLE_WEIGHT`), and the frame's budget grows a little with their share of it
 (`warm_budget`). A frame that starts a new shot (`FrameRecord.new_shot`) starts fresh, like
 frame 1. `temporal_weight` adds Ruder's short-term temporal loss towards the warped previous
 output on reliable pixels.
@@ -29,7 +29,7 @@ import logging
 import re
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import asdict, dataclass, replace
 from typing import Any
 
 import torch
@@ -118,13 +118,6 @@ def _vgg_block(layer: str) -> int:
     return int(match.group(1))
 
 
-def palette_start(content: Tensor, palette: Palette) -> Tensor:
-    """Where new pixels start: `content` recoloured into `palette` (vidstyle.stylize.palette),
-    the colours its shot was painted in. They then start as part of the painting, not as a
-    patch of photo; their structure is the content's, and strokes come from the optimisation."""
-    return recolour(content, palette)
-
-
 @dataclass(frozen=True)
 class QualityConfig:
     """What the quality stage needs to know.
@@ -205,8 +198,10 @@ class QualityStylizer:
             return previous, True
         if not fresh and self.config.init == "warped":
             warped, reliable = target or self.temporal_target(record, previous)
-            # lerp with a {0, 1} mask: warped where reliable, the recoloured content elsewhere.
-            start = palette_start(record.content, self._palette or Palette.of(previous))
+            # lerp with a {0, 1} mask: warped where reliable, the recoloured content elsewhere:
+            # new pixels start as part of the painting, not as a patch of photo; their structure
+            # is the content's, and strokes come from the optimisation.
+            start = recolour(record.content, self._palette or Palette.of(previous))
             return torch.lerp(start, warped, reliable), True
         if fresh and self.config.first_init == "noise":
             noise = torch.rand(
@@ -248,11 +243,11 @@ class QualityStylizer:
         return anchor
 
     def _objective(
-        self, warm: bool, target: tuple[Tensor, Tensor] | None
+        self, warm: bool, target: tuple[Tensor, Tensor] | None, free_share: float
     ) -> Callable[[Tensor], Tensor]:
         """The loss of one frame: Gatys; on warm-started frames (`target`: the warped previous
-        output and where it anchors the frame) plus the style term of the pixels it does not
-        anchor (NEW_PIXEL_STYLE_WEIGHT) and the temporal term."""
+        output and where it anchors the frame, `free_share` of it unanchored) plus the style
+        term of the pixels it does not anchor (NEW_PIXEL_STYLE_WEIGHT) and the temporal term."""
         weight = self.config.temporal_weight
         # Only warm starts get these terms: with init "content" frames are independent by
         # design (the baseline), and a new shot has nothing to be consistent with.
@@ -262,7 +257,7 @@ class QualityStylizer:
         # The pixels the temporal term does not (yet) hold, as free as they are unanchored.
         free = 1.0 - anchor
         layers = new_pixel_style_layers(self.loss.style_layers)
-        enough = bool(layers) and float(free.mean()) >= MIN_NEW_SHARE
+        enough = bool(layers) and free_share >= MIN_NEW_SHARE
         region_weight = NEW_PIXEL_STYLE_WEIGHT if enough else 0.0
         if weight <= 0:
             return lambda image: self.loss(image, free, region_weight, layers).total
@@ -324,14 +319,16 @@ class QualityStylizer:
         if fresh:
             self._settled = None  # optimised from scratch: every pixel settled
         config = self.config
+        if warm and target is not None and config.init == "warped":
+            warped, reliable = target
+            target = (warped, self._anchor(record, reliable))
+        # The share of the frame the temporal term does not hold: new and still-settling pixels.
+        free_share = 1.0 - float(target[1].mean()) if warm and target is not None else 0.0
         if not warm:
             budget = config.first_iterations
         elif target is not None and config.init == "warped":
-            warped, reliable = target
-            target = (warped, self._anchor(record, reliable))
             # New and still-settling pixels need iterations; settled ones barely move.
-            unsettled_share = 1.0 - float(target[1].mean())
-            budget = warm_budget(config.iterations, config.first_iterations, unsettled_share)
+            budget = warm_budget(config.iterations, config.first_iterations, free_share)
         else:
             budget = config.iterations
         step_scale = None
@@ -344,7 +341,7 @@ class QualityStylizer:
         lbfgs = config.optimizer.optimizer == "lbfgs"
         if warm and config.init == "warped" and lbfgs and step_scale is None:
             curvature = carried_curvature(self._curvature, record.flow, init)
-        return _FramePlan(init, warm, fresh, budget, target, step_scale, curvature)
+        return _FramePlan(init, warm, fresh, budget, target, free_share, step_scale, curvature)
 
     def _optimize(self, record: FrameRecord, plan: _FramePlan) -> tuple[OptimizeResult, int]:
         """Optimise `record` as `plan` says; the result and the iterations spent at coarse
@@ -370,13 +367,10 @@ class QualityStylizer:
         self.loss.set_content(record.content)
         options = self.config.optimizer
         result = optimize_image(
-            self._objective(plan.warm, plan.target),
+            self._objective(plan.warm, plan.target, plan.free_share),
             init,
             iterations=budget,
-            optimizer=options.optimizer,
-            learning_rate=options.learning_rate,
-            stop_tolerance=options.stop_tolerance,
-            stop_window=options.stop_window,
+            **asdict(options),
             on_iteration=self.on_iteration,
             step_scale=plan.step_scale,
             curvature=plan.curvature,
@@ -429,6 +423,7 @@ class _FramePlan:
     fresh: bool  # nothing usable before it: the first frame, or the first of a shot
     budget: int  # iterations
     target: tuple[Tensor, Tensor] | None  # the warped previous output and where it anchors
+    free_share: float  # the share of the frame `target` does not anchor
     step_scale: Tensor | None  # optimize_image's per-pixel step scale
     curvature: Curvature | None  # L-BFGS's memory to start with (None: none carried)
 
