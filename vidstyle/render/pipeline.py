@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -36,8 +36,8 @@ from vidstyle.stylize.color import LuminanceFeatures, PreserveColors, preserve_c
 from vidstyle.stylize.feedforward import FastConfig, FeedForwardStylizer
 from vidstyle.stylize.losses import (
     LossConfig,
-    LossWeights,
     PerceptualLoss,
+    loss_config_of,
     loss_network_precision,
     perceptual_loss,
 )
@@ -88,15 +88,8 @@ class _IterationShare:
 
 def loss_config(settings: RenderSettings) -> LossConfig:
     """The perceptual loss of quality mode (and of `vidstyle eval`'s style distance)."""
-    return LossConfig(
-        weights=LossWeights(
-            content=settings.content_weight, style=settings.style_weight, tv=settings.tv_weight
-        ),
-        features=settings.features,
-        vgg_weights=Path(settings.vgg_weights) if settings.vgg_weights else None,
-        vgg_layout=settings.vgg_layout,
-        pooling=settings.pooling,
-        seed=settings.seed,
+    return replace(
+        loss_config_of(settings),
         style_layers=settings.style_layers,
         content_layers=settings.content_layers,
         style_layer_weights=settings.style_layer_weights,

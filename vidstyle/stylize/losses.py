@@ -13,7 +13,7 @@ import copy
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import torch
 import torch.nn.functional as F
@@ -107,6 +107,35 @@ class LossConfig:
     style_layers: tuple[str, ...] = DEFAULT_STYLE_LAYERS
     content_layers: tuple[str, ...] = DEFAULT_CONTENT_LAYERS
     style_layer_weights: tuple[float, ...] | None = None  # None: equal
+
+
+class LossSettings(Protocol):
+    """What a perceptual loss's config is read from: the fields a render's and a training's
+    settings share (vidstyle.config), named here so `stylize` depends on neither."""
+
+    content_weight: float
+    style_weight: float
+    tv_weight: float
+    features: str
+    vgg_weights: str | None
+    vgg_layout: str
+    pooling: str
+    seed: int
+
+
+def loss_config_of(settings: LossSettings) -> LossConfig:
+    """The loss config of `settings`, with the default layers (a render replaces them with
+    its own)."""
+    return LossConfig(
+        weights=LossWeights(
+            content=settings.content_weight, style=settings.style_weight, tv=settings.tv_weight
+        ),
+        features=settings.features,
+        vgg_weights=Path(settings.vgg_weights) if settings.vgg_weights else None,
+        vgg_layout=settings.vgg_layout,
+        pooling=settings.pooling,
+        seed=settings.seed,
+    )
 
 
 @dataclass

@@ -56,10 +56,9 @@ from vidstyle.nets.models import (
 )
 from vidstyle.nets.transformer import TransformerNet
 from vidstyle.stylize.losses import (
-    LossConfig,
-    LossWeights,
     PerceptualLoss,
     gram_matrix,
+    loss_config_of,
     perceptual_loss,
     vgg_of,
 )
@@ -335,17 +334,7 @@ def _to_batch(crops: Sequence[np.ndarray]) -> torch.Tensor:
 
 def build_loss(settings: TrainSettings, device: torch.device) -> PerceptualLoss:
     """The perceptual loss with the same VGG module and weight sources as quality mode."""
-    config = LossConfig(
-        weights=LossWeights(
-            content=settings.content_weight, style=settings.style_weight, tv=settings.tv_weight
-        ),
-        features=settings.features,
-        vgg_weights=Path(settings.vgg_weights) if settings.vgg_weights else None,
-        vgg_layout=settings.vgg_layout,
-        pooling=settings.pooling,
-        seed=settings.seed,
-    )
-    return perceptual_loss(config, device)
+    return perceptual_loss(loss_config_of(settings), device)
 
 
 def _loss_network(loss: PerceptualLoss) -> str:
