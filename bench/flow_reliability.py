@@ -36,11 +36,7 @@ from vidstyle.temporal import flow  # noqa: E402
 
 
 def measure(images: list[np.ndarray], smoothness: float, preset: str) -> dict[str, float]:
-    flow.FLOW_SMOOTHNESS, saved = smoothness, flow.FLOW_SMOOTHNESS
-    try:
-        estimator = flow.FlowEstimator(preset)
-    finally:
-        flow.FLOW_SMOOTHNESS = saved
+    estimator = flow.FlowEstimator(preset, smoothness=smoothness)
     shares, errors = [], []
     for previous, frame in zip(images, images[1:], strict=False):
         to_previous, mask = estimator.flow_and_mask(frame, previous)

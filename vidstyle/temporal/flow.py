@@ -99,16 +99,25 @@ class FlowEstimator:
     """DIS optical flow with one OpenCV object (not thread-safe: one estimator per thread).
 
     `flow_and_mask` takes H×W×3 uint8 RGB frames, works at most `max_side` pixels on the long
-    side (None: always at full size) and returns full-size results.
+    side (None: always at full size) and returns full-size results. `smoothness`: the weight of
+    DIS's variational smoothness term (None: FLOW_SMOOTHNESS).
     """
 
-    def __init__(self, preset: str = "medium", *, max_side: int | None = FLOW_MAX_SIDE) -> None:
+    def __init__(
+        self,
+        preset: str = "medium",
+        *,
+        max_side: int | None = FLOW_MAX_SIDE,
+        smoothness: float | None = None,
+    ) -> None:
         if preset not in FLOW_PRESETS:
             raise ValueError(f"unknown flow preset {preset!r}; use {', '.join(FLOW_PRESETS)}")
         self.preset = preset
         self.max_side = max_side
         self._dis = cv2.DISOpticalFlow_create(FLOW_PRESETS[preset])
-        self._dis.setVariationalRefinementAlpha(FLOW_SMOOTHNESS)
+        self._dis.setVariationalRefinementAlpha(
+            FLOW_SMOOTHNESS if smoothness is None else smoothness
+        )
 
     def __call__(self, gray_a: np.ndarray, gray_b: np.ndarray) -> np.ndarray:
         """Flow from frame a to frame b (H×W×2 float32, pixels): ``b(x + w(x)) ≈ a(x)``."""
